@@ -1,0 +1,1 @@
+"""Palanquée's core: directory, lists, mail intake, rendering, delivery and bounces. No Flask here."""

@@ -1,0 +1,1 @@
+"""Bounces: VERP tokens, DSN parsing and per-address scores."""

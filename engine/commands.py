@@ -1,0 +1,84 @@
+"""Command-line commands of the engine (click, no Flask): database, demo data, configuration.
+
+``portal.cli`` gathers these with the portal's own into the one ``palanquee`` entry point, and
+registers them on the Flask app so that ``flask`` reaches them too. Add new engine commands to
+``ENGINE_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from engine import db as engine_db
+from engine.config import Settings, load_settings, settings_table_markdown
+
+
+def open_database(settings: Settings, *, check: bool = True):  # type: ignore[no-untyped-def]
+    """Connect the models to the configured database; refuse a database that is behind."""
+    database = engine_db.bind(engine_db.make_database(settings.database_url))
+    database.connect(reuse_if_open=True)
+    if check:
+        engine_db.check_schema(database)
+    return database
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema: status and upgrade."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the current schema."""
+    settings = load_settings()
+    database = open_database(settings, check=False)
+    applied = engine_db.upgrade(database)
+    click.echo(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
+
+
+@db_group.command("status")
+def db_status() -> None:
+    """List migrations and whether each is applied."""
+    settings = load_settings()
+    database = open_database(settings, check=False)
+    for migration in engine_db.runner(database).status():
+        mark = "applied" if migration.applied else "PENDING"
+        click.echo(f"{mark:8} {migration.name}")
+
+
+@click.command("demo-data")
+@click.option("--members", "count", default=2000, show_default=True, help="number of members")
+@click.option("--seed", default=2026, show_default=True, help="random seed (same seed, same federation)")
+def demo_data(count: int, seed: int) -> None:
+    """Build a synthetic federation (refuses a database that already has members)."""
+    from engine import demo
+
+    settings = load_settings()
+    open_database(settings)
+    started = time.perf_counter()
+    try:
+        summary = demo.build(settings, members=count, seed=seed, progress=click.echo)
+    except demo.AlreadyPopulated as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"built in {time.perf_counter() - started:.1f} s")
+    click.echo(demo.describe(summary))
+
+
+@click.command("config")
+@click.option("--markdown", is_flag=True, help="print the table of variables (for the README)")
+def config_command(markdown: bool) -> None:
+    """Show the settings in force, or the table of every variable."""
+    if markdown:
+        click.echo(settings_table_markdown())
+        return
+    settings = load_settings()
+    for name, value in vars(settings).items():
+        if name == "secret_key":
+            value = "(set)"
+        if name != "extra":
+            click.echo(f"{name} = {value}")
+
+
+ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command]

@@ -1,0 +1,291 @@
+"""Settings of a Palanquée installation, read once from the environment and an optional TOML file.
+
+Every setting is declared once in ``SPECS`` (name, parser, default, meaning); the README's table
+is generated from it (``palanquee config --markdown``). A bad value raises ``ConfigError`` whose
+message is one line naming the variable and what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PREFIX = "PALANQUEE_"
+
+
+class ConfigError(Exception):
+    """A setting has a wrong value; the message names the variable and what is expected."""
+
+
+# --- parsers: each takes the raw string and returns the value or raises ValueError(expected) ---
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> timedelta:
+    """``0``, ``90s``, ``15m``, ``72h``, ``3d`` (a bare number is seconds)."""
+    match = _DURATION.match(str(raw))
+    if not match:
+        raise ValueError("a duration such as 0, 15m, 72h or 3d")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def parse_hostport(raw: str) -> tuple[str, int]:
+    """``host:port`` with a port between 1 and 65535 (``[::1]:25`` for IPv6)."""
+    host, sep, port = str(raw).strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("host:port, for example 127.0.0.1:2525")
+    return host, int(port)
+
+
+def parse_optional_hostport(raw: str) -> tuple[str, int] | None:
+    """Empty or ``off`` disables the listener, otherwise ``host:port``."""
+    if str(raw).strip().lower() in ("", "off", "no", "0"):
+        return None
+    return parse_hostport(raw)
+
+
+def parse_url(raw: str) -> str:
+    parts = urlsplit(str(raw).strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("an http:// or https:// URL, for example https://listes.example.fr")
+    return str(raw).strip().rstrip("/")
+
+
+def parse_database_url(raw: str) -> str:
+    value = str(raw).strip()
+    if not re.match(r"^(sqlite:///.+|postgres(ql)?://.+)$", value):
+        raise ValueError("sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME")
+    return value
+
+
+def parse_smarthost(raw: str) -> str:
+    value = str(raw).strip()
+    if value and not re.match(r"^smtps?://([^@/]+@)?[^:/@]+(:\d+)?/?(\?.*)?$", value):
+        raise ValueError("empty (local capture) or smtp://[user:password@]host:port[?starttls=1]")
+    return value
+
+
+def parse_bool(raw: str) -> bool:
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("a boolean: 1/0, true/false, yes/no, on/off")
+
+
+def parse_positive_int(raw: str) -> int:
+    value = str(raw).strip()
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError("a positive whole number")
+    return int(value)
+
+
+def parse_month_day(raw: str) -> tuple[int, int]:
+    match = re.match(r"^(\d\d)-(\d\d)$", str(raw).strip())
+    if not match or not (1 <= int(match.group(1)) <= 12 and 1 <= int(match.group(2)) <= 31):
+        raise ValueError("a month and day MM-DD, for example 09-15")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_timezone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(raw).strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("an IANA time zone such as Europe/Paris") from exc
+
+
+def parse_language(raw: str) -> str:
+    value = str(raw).strip().lower()
+    if value not in ("fr", "en"):
+        raise ValueError("fr or en")
+    return value
+
+
+def parse_text(raw: str) -> str:
+    return str(raw).strip()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: ``PALANQUEE_<NAME>``, its parser, its default (raw text) and its meaning."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+
+    @property
+    def variable(self) -> str:
+        return PREFIX + self.name.upper()
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("instance", parse_text, "./instance",
+         "folder for the SQLite file, the demo's secret key and captured mail"),
+    Spec("database_url", parse_database_url, None,
+         "`sqlite:///PATH` or `postgresql://…`; default: `palanquee.sqlite3` in the instance folder"),
+    Spec("secret_key", parse_text, None,
+         "signs sessions and tokens; `palanquee demo` generates one in the instance folder, "
+         "every other command refuses to start without one"),
+    Spec("base_url", parse_url, "http://127.0.0.1:5000", "the public address used in links in mail"),
+    Spec("web_listen", parse_hostport, "127.0.0.1:5000", "where `web` and `demo` serve the portal"),
+    Spec("smtp_listen", parse_hostport, "127.0.0.1:2525", "the engine's SMTP intake"),
+    Spec("lmtp_listen", parse_optional_hostport, "off",
+         "the engine's LMTP intake, for an MTA in front (`off` or host:port)"),
+    Spec("smarthost", parse_smarthost, "",
+         "where outgoing mail goes: empty for local capture in the instance folder, or "
+         "`smtp://[user:pass@]host:port[?starttls=1]`"),
+    Spec("propagation_delay", parse_duration, "3d",
+         "from the confirmation of a new address to its use by the lists (`0`, `15m`, `72h`, `3d`)"),
+    Spec("email_change_max_age", parse_duration, "48h",
+         "how long the confirmation link of a new address stays valid"),
+    Spec("password_reset_max_age", parse_duration, "2h",
+         "how long a password reset or account activation link stays valid"),
+    Spec("max_message_size", parse_positive_int, "26214400",
+         "largest message the intake accepts, in bytes (answered with 552 at DATA)"),
+    Spec("season_start", parse_month_day, "09-15",
+         "first day (MM-DD) of the licence season; a season is named by the year it starts in"),
+    Spec("timezone", parse_timezone, "Europe/Paris", "time zone of dates shown to people"),
+    Spec("default_language", parse_language, "fr", "language of pages and mail when none is asked for"),
+    Spec("admin_email", parse_text, "",
+         "address told when a list is created with “notify the administrator” and no owner"),
+    Spec("secure_cookies", parse_bool, "0",
+         "send cookies with the Secure flag (turn on behind HTTPS)"),
+)
+
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed settings. Build with ``load_settings``; tests may build one directly."""
+
+    instance: Path
+    database_url: str
+    secret_key: str
+    base_url: str
+    web_listen: tuple[str, int]
+    smtp_listen: tuple[str, int]
+    lmtp_listen: tuple[str, int] | None
+    smarthost: str
+    propagation_delay: timedelta
+    email_change_max_age: timedelta
+    password_reset_max_age: timedelta
+    max_message_size: int
+    season_start: tuple[int, int]
+    timezone: ZoneInfo
+    default_language: str
+    admin_email: str
+    secure_cookies: bool
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def capture_dir(self) -> Path:
+        """Maildir where outgoing mail is captured when no smarthost is set."""
+        return self.instance / "mail"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{PREFIX}CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{PREFIX}CONFIG: {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - set(SPEC_BY_NAME))
+    if unknown:
+        raise ConfigError(f"{PREFIX}CONFIG: unknown setting {unknown[0]!r} in {path}")
+    return {key: str(value) if not isinstance(value, str) else value for key, value in data.items()}
+
+
+def _raw_values(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
+    config_file = environ.get(PREFIX + "CONFIG")
+    if config_file:
+        raw.update(_read_toml(config_file))
+    for spec in SPECS:
+        if spec.variable in environ:
+            raw[spec.name] = environ[spec.variable]
+    raw.update({k: v for k, v in overrides.items() if k in SPEC_BY_NAME})
+    return raw
+
+
+def _secret_key(raw: Any, instance: Path, generate: bool) -> str:
+    """Environment or file first; the demo keeps a generated key in the instance folder."""
+    if raw:
+        if len(str(raw)) < 16:
+            raise ConfigError(f"{PREFIX}SECRET_KEY: expected at least 16 characters")
+        return str(raw)
+    key_file = instance / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    if not generate:
+        raise ConfigError(
+            f"{PREFIX}SECRET_KEY: required (a long random string); "
+            "`palanquee demo` generates one for a local trial"
+        )
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    generate_secret: bool = False,
+) -> Settings:
+    """Read the settings: defaults < TOML file (``PALANQUEE_CONFIG``) < environment < overrides.
+
+    ``overrides`` are already-parsed-or-raw values keyed by setting name (tests pass a mapping).
+    ``generate_secret`` lets the demo create and keep a secret key in the instance folder.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    raw = _raw_values(environ, overrides)
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        value = raw[spec.name]
+        if spec.name == "secret_key" or value is None or not isinstance(value, str):
+            values[spec.name] = value
+            continue
+        try:
+            values[spec.name] = spec.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{spec.variable}: expected {exc}, got {value!r}") from None
+    instance = Path(values["instance"]).resolve()
+    values["instance"] = instance
+    if not values["database_url"]:
+        values["database_url"] = f"sqlite:///{instance / 'palanquee.sqlite3'}"
+    values["secret_key"] = _secret_key(values["secret_key"], instance, generate_secret)
+    extra = {k: v for k, v in overrides.items() if k not in SPEC_BY_NAME}
+    return Settings(**values, extra=extra)
+
+
+def settings_table_markdown() -> str:
+    """The README's table of variables, generated from ``SPECS``."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in SPECS:
+        default = f"`{spec.default}`" if spec.default not in (None, "") else "—"
+        lines.append(f"| `{spec.variable}` | {default} | {spec.help} |")
+    return "\n".join(lines)

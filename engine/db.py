@@ -1,0 +1,101 @@
+"""Database access: one peewee proxy bound at start-up, SQLite tuning, and schema-version checks.
+
+SQLite is the embedded default (WAL, foreign keys, busy timeout); PostgreSQL is production's.
+The schema's history is the numbered scripts in ``migrations/``, run by ``playhouse.migrations``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+from playhouse.migrations import Runner
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+database = peewee.DatabaseProxy()
+
+# Applied to every SQLite connection. WAL lets the portal read while the engine writes;
+# a busy timeout makes concurrent writers wait instead of failing at once.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,
+    "synchronous": "normal",
+    "cache_size": -32_000,
+    "temp_store": "memory",
+}
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaBehindError(Exception):
+    """The database lacks migrations; the message names the command that fixes it."""
+
+
+def make_database(url: str) -> peewee.Database:
+    """Build (not connect) a database from ``sqlite:///PATH`` or ``postgresql://…``."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(url[len("sqlite:///"):])
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+    if parts.scheme in ("postgres", "postgresql"):
+        options = dict(parse_qsl(parts.query))
+        return peewee.PostgresqlDatabase(
+            unquote(parts.path.lstrip("/")),
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            host=parts.hostname or None,
+            port=parts.port,
+            prefer_psycopg3=True,
+            **options,
+        )
+    raise ValueError(f"unsupported database URL: {url}")
+
+
+def bind(db: peewee.Database) -> peewee.Database:
+    """Make ``db`` the database every model uses."""
+    database.initialize(db)
+    return db
+
+
+def runner(db: peewee.Database) -> Runner:
+    return Runner(db, str(MIGRATIONS_DIR))
+
+
+def pending_migrations(db: peewee.Database) -> list[str]:
+    return [m.name for m in runner(db).status() if m.path is not None and not m.applied]
+
+
+def upgrade(db: peewee.Database, target: str | None = None) -> list[str]:
+    """Apply pending migrations (up to ``target``); returns their names."""
+    return runner(db).up(target)
+
+
+def check_schema(db: peewee.Database) -> None:
+    """Refuse to run on a database that is behind the code."""
+    pending = pending_migrations(db)
+    if pending:
+        raise SchemaBehindError(
+            f"the database is behind ({len(pending)} migration(s) pending: {', '.join(pending)}); "
+            "run `palanquee db upgrade`"
+        )
+
+
+def batched(iterable, size: int):  # type: ignore[no-untyped-def]
+    """Yield lists of at most ``size`` items (insert and update in batches)."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,1 @@
+"""The federation's directory: structures, members, roles, mandates and address changes."""

@@ -1,0 +1,1 @@
+"""Mailing lists: domains, lists, criteria, subscriptions, opt-outs and resolve()."""

@@ -1,0 +1,1 @@
+"""Outgoing mail: the durable outbox, delivery workers and transports (SMTP, local capture)."""

@@ -1,0 +1,1 @@
+"""What happens to a message posted to a list: rules, moderation, headers, footer."""

@@ -1,0 +1,44 @@
+"""A message posted to a list, stored before the intake answers 250, and its lifecycle state."""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from engine.db import BaseModel
+from engine.directory.models import Member
+from engine.lists.models import MailingList
+
+
+class MessageState:
+    RECEIVED = "received"  # stored, policy not yet applied
+    HELD = "held"  # waiting for a moderator
+    ACCEPTED = "accepted"  # to be expanded
+    EXPANDING = "expanding"
+    SENDING = "sending"
+    DONE = "done"
+    REJECTED = "rejected"
+    DISCARDED = "discarded"  # loops, bounces and auto-replies sent to the list address
+    ALL = (RECEIVED, HELD, ACCEPTED, EXPANDING, SENDING, DONE, REJECTED, DISCARDED)
+
+
+class Message(BaseModel):
+    mailing_list = pw.ForeignKeyField(MailingList, backref="messages", on_delete="CASCADE")
+    message_id = pw.CharField(max_length=255, null=True)
+    envelope_sender = pw.CharField(max_length=254, default="")
+    author = pw.CharField(max_length=254, default="")  # From: address
+    subject = pw.CharField(max_length=255, default="")
+    raw = pw.BlobField()
+    size = pw.IntegerField()
+    state = pw.CharField(max_length=16, default=MessageState.RECEIVED)
+    reason = pw.TextField(default="")
+    received_at = pw.DateTimeField()
+    decided_at = pw.DateTimeField(null=True)
+    decided_by = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
+    recipient_count = pw.IntegerField(default=0)
+    finished_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("state", "received_at"), False),)
+
+
+MODELS = [Message]

@@ -1,0 +1,132 @@
+"""The portal: Flask pages for members (Mon espace), staff (administration) and recipients (unsubscribe)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request, session
+from flask_login import current_user
+
+from engine import db as engine_db
+from engine.config import Settings, load_settings
+from engine.directory.models import Member
+from portal.extensions import babel, csrf, login_manager
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGUAGES = ("fr", "en")
+
+
+def create_app(settings: Settings | None = None, *, check_schema: bool = True,
+               config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the portal for ``settings`` (read from the environment when not given).
+
+    ``check_schema`` refuses to build an app on a database that is behind (``palanquee db upgrade``).
+    ``config`` is extra Flask configuration (tests pass ``TESTING`` and friends).
+    """
+    settings = settings or load_settings()
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
+                instance_path=str(settings.instance))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        BABEL_DEFAULT_LOCALE=settings.default_language,
+        BABEL_DEFAULT_TIMEZONE=str(settings.timezone),
+        BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "portal" / "translations"),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+    )
+    app.config.update(config or {})
+    app.extensions["palanquee.settings"] = settings
+
+    database = engine_db.make_database(settings.database_url)
+    if check_schema:
+        with database.connection_context():
+            engine_db.check_schema(database)
+    engine_db.bind(database)
+    _init_database_hooks(app, database)
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "strong"
+    babel.init_app(app, locale_selector=_select_locale, timezone_selector=lambda: str(settings.timezone))
+
+    _register_blueprints(app)
+    _register_template_helpers(app)
+    _register_commands(app)
+    return app
+
+
+def _register_commands(app: Flask) -> None:
+    from portal.cli import ALL_COMMANDS
+
+    for command in ALL_COMMANDS:
+        app.cli.add_command(command)
+
+
+def _init_database_hooks(app: Flask, database: Any) -> None:
+    @app.before_request
+    def _connect() -> None:
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+
+def _select_locale() -> str:
+    chosen = request.args.get("lang") or session.get("lang")
+    if chosen in LANGUAGES:
+        return str(chosen)
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.language in LANGUAGES:
+        return str(current_user.language)
+    return request.accept_languages.best_match(LANGUAGES) or "fr"
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> Member | None:
+    # The session stores "id:auth_version"; bumping auth_version signs every session out.
+    member_id, _, version = user_id.partition(":")
+    if not member_id.isdigit():
+        return None
+    member = Member.get_or_none(Member.id == int(member_id))
+    if member is None or str(member.auth_version) != version:
+        return None
+    return member
+
+
+def _register_blueprints(app: Flask) -> None:
+    from portal.auth.views import bp as auth_bp
+    from portal.main import bp as main_bp
+
+    for blueprint in (main_bp, auth_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from portal import formatting
+
+    app.jinja_env.filters["date_fr"] = formatting.format_date
+    app.jinja_env.filters["datetime_fr"] = formatting.format_datetime
+
+    @app.context_processor
+    def _inject() -> dict[str, Any]:
+        return {"languages": LANGUAGES, "settings": settings_of(app)}
+
+    @app.before_request
+    def _remember_language() -> None:
+        if request.args.get("lang") in LANGUAGES:
+            session["lang"] = request.args["lang"]
+        g.settings = settings_of(app)
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.extensions["palanquee.settings"]  # type: ignore[no-any-return]

@@ -1,0 +1,68 @@
+"""Plain factory functions for test data (no factory framework: explicit defaults, overridable)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime
+from typing import Any
+
+from engine import clock
+from engine.directory.models import Mandate, Member, Role, Structure, StructureKind
+from engine.lists.models import CriterionRole, Domain, ListCriterion, MailingList
+
+_seq = itertools.count(1)
+
+
+def structure(name: str = "", kind: str = StructureKind.CLUB, parent: Structure | None = None,
+              **fields: Any) -> Structure:
+    n = next(_seq)
+    return Structure.create_node(code=fields.pop("code", f"S{n:05d}"), name=name or f"Structure {n}",
+                                 kind=kind, parent=parent, **fields)
+
+
+def role(code: str = "", name_fr: str = "", category: str = "board", **fields: Any) -> Role:
+    found = Role.get_or_none(Role.code == code) if code else None
+    if found:
+        return found
+    n = next(_seq)
+    return Role.create(code=code or f"role{n}", name_fr=name_fr or code or f"Rôle {n}",
+                       name_en=fields.pop("name_en", name_fr or code or f"Role {n}"), category=category, **fields)
+
+
+def member(first_name: str = "Camille", last_name: str = "", email: str | None = "", club: Structure | None = None,
+           valid_until: date | None = date(2027, 12, 31), **fields: Any) -> Member:
+    n = next(_seq)
+    m = Member(licence_number=fields.pop("licence_number", f"A-13-{n:06d}"), first_name=first_name,
+               last_name=last_name or f"Martin{n}", club=club, licence_valid_until=valid_until,
+               licence_season=fields.pop("licence_season", 2026), created_at=clock.now(), **fields)
+    m.set_email(f"member{n}@example.org" if email == "" else email)
+    m.save(force_insert=True)
+    return m
+
+
+def mandate(member: Member, role: Role, structure: Structure, starts_on: date = date(2024, 1, 1),
+            ends_on: date | None = None) -> Mandate:
+    return Mandate.create(member=member, role=role, structure=structure, starts_on=starts_on, ends_on=ends_on)
+
+
+def domain(name: str = "listes.example.fr", structure: Structure | None = None, enabled: bool = True) -> Domain:
+    return Domain.create(name=name, structure=structure or Structure.select().order_by(Structure.path).first(),
+                         lists_enabled=enabled, created_at=clock.now())
+
+
+def mailing_list(local_part: str, dom: Domain, structure: Structure | None = None, **fields: Any) -> MailingList:
+    return MailingList.create(domain=dom, local_part=local_part, name=fields.pop("name", local_part),
+                              structure=structure or dom.structure, created_at=clock.now(), **fields)
+
+
+def criterion(ml: MailingList, structure: Structure, roles: list[Role], subtree: bool = False,
+              kind: str | None = None, valid_licence: bool = True) -> ListCriterion:
+    c = ListCriterion.create(mailing_list=ml, structure=structure, include_subtree=subtree,
+                             structure_kind=kind, require_valid_licence=valid_licence)
+    for r in roles:
+        CriterionRole.create(criterion=c, role=r)
+    return c
+
+
+def at(year: int, month: int, day: int, hour: int = 12) -> datetime:
+    return datetime(year, month, day, hour)

@@ -1,0 +1,81 @@
+"""A throw-away PostgreSQL cluster on loopback for the test session (Debian's binaries, run as postgres)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bindir() -> str:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise RuntimeError("PostgreSQL server binaries not found: run `bash .ci/test` (installs postgresql)")
+    return os.path.dirname(candidates[-1])
+
+
+@dataclass
+class Cluster:
+    """One PostgreSQL server: ``url(name)`` gives a database URL on it."""
+
+    folder: str
+    port: int
+    bindir: str
+
+    def url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def psql(self, sql: str, database: str = "postgres") -> None:
+        subprocess.run(
+            [os.path.join(self.bindir, "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+            check=True, capture_output=True,
+        )
+
+    def stop(self) -> None:
+        _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-m", "immediate", "stop"],
+                     check=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _as_postgres(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    # initdb and pg_ctl refuse to run as root.
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    return subprocess.run(cmd, check=check, capture_output=True)
+
+
+def start_cluster() -> Cluster:
+    bindir = _bindir()
+    folder = tempfile.mkdtemp(prefix="palanquee-pg-")
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    port = free_port()
+    _as_postgres([os.path.join(bindir, "initdb"), "-D", folder + "/data", "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--locale=C.UTF-8"])
+    _as_postgres([os.path.join(bindir, "pg_ctl"), "-D", folder + "/data", "-l", folder + "/log", "-w", "-o",
+                  f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
+                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"])
+    cluster = Cluster(folder, port, bindir)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            cluster.psql("SELECT 1")
+            return cluster
+        except subprocess.CalledProcessError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
