@@ -1,0 +1,71 @@
+"""Mail the product sends itself (confirmations, notices): to the smarthost, or to the local capture.
+
+This is the minimal real path: one SMTP transaction per message through ``smtplib`` when
+``PALANQUEE_SMARTHOST`` is set, otherwise a Maildir in the instance folder that the demo and the
+tests read. List traffic goes through the outbox and the delivery workers instead.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import ssl
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from engine.config import Settings
+
+
+def send(settings: Settings, message: EmailMessage, *, sender: str | None = None) -> None:
+    """Send ``message`` now (Date and Message-ID are added when missing)."""
+    if "Date" not in message:
+        message["Date"] = formatdate(localtime=False)
+    if "Message-ID" not in message:
+        domain = urlsplit(settings.base_url).hostname or "localhost"
+        message["Message-ID"] = make_msgid(domain=domain)
+    if settings.smarthost:
+        _send_smtp(settings.smarthost, message, sender)
+    else:
+        capture(settings.capture_dir, message)
+
+
+def capture(folder: Path, message: EmailMessage | bytes) -> str:
+    """Store a message in the capture Maildir; returns its key."""
+    folder.mkdir(parents=True, exist_ok=True)
+    box = mailbox.Maildir(str(folder), create=True)
+    data = message if isinstance(message, bytes) else message.as_bytes(policy=policy.SMTP)
+    return str(box.add(data))
+
+
+def read_captured(folder: Path) -> list[EmailMessage]:
+    """Every captured message, oldest first (parsed with the default policy)."""
+    if not folder.exists():
+        return []
+    box = mailbox.Maildir(str(folder), create=False)
+    parser = BytesParser(policy=policy.default)
+    entries = []
+    for key in box.keys():
+        path = Path(folder) / ("new" if (Path(folder) / "new" / key).exists() else "cur") / key
+        entries.append((path.stat().st_mtime_ns, key, box.get_bytes(key)))
+    return [parser.parsebytes(data) for _, _, data in sorted(entries)]  # type: ignore[misc]
+
+
+def _send_smtp(url: str, message: EmailMessage, sender: str | None) -> None:
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    host, port = parts.hostname or "localhost", parts.port or (465 if parts.scheme == "smtps" else 25)
+    context = ssl.create_default_context()
+    if parts.scheme == "smtps":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, context=context, timeout=30)
+    else:
+        client = smtplib.SMTP(host, port, timeout=30)
+    with client:
+        if options.get("starttls") in ("1", "true", "yes"):
+            client.starttls(context=context)
+        if parts.username:
+            client.login(unquote(parts.username), unquote(parts.password or ""))
+        client.send_message(message, from_addr=sender)
