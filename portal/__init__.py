@@ -119,7 +119,9 @@ def _register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def _inject() -> dict[str, Any]:
-        return {"languages": LANGUAGES, "settings": settings_of(app)}
+        from flask_babel import get_locale
+
+        return {"languages": LANGUAGES, "settings": settings_of(app), "get_locale": get_locale}
 
     @app.before_request
     def _remember_language() -> None:
