@@ -1,0 +1,247 @@
+"""Who a list reaches right now: criteria ∪ static subscribers − opt-outs − addresses disabled by bounces.
+
+One SQL statement (a UNION ALL of one branch per criterion plus the static subscribers) ordered by
+address key, read through a streaming cursor and grouped in Python: one ``Recipient`` per distinct
+address (case-insensitive), yielded in batches, so that 100,000 recipients never sit in memory.
+A criterion with roles selects the holders of a current mandate; one without roles selects the
+licensees of the clubs in its scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import peewee as pw
+
+from engine import clock
+from engine.bounces.models import Bounce
+from engine.db import database
+from engine.directory.models import Mandate, Member, Role, Structure
+from engine.lists.models import (
+    CriterionRole,
+    Domain,
+    ListCriterion,
+    MailingList,
+    OptOut,
+    Subscription,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an address is on a list: a criterion (role × structure, or licensee of a club) or static."""
+
+    kind: str  # "criterion" or "static"
+    criterion_id: int | None
+    role_id: int | None
+    structure_id: int | None
+    label_fr: str
+    label_en: str
+
+    def label(self, language: str) -> str:
+        return self.label_en if language == "en" else self.label_fr
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: str  # as typed (the first spelling met)
+    email_key: str
+    member_ids: tuple[int, ...]  # the list's members using this address; () for a bare address
+    reasons: tuple[Reason, ...]
+
+
+STATIC_FR = "abonné(e) par l'administrateur"
+STATIC_EN = "subscribed by the administrator"
+
+
+LOCAL_TIME = ZoneInfo("Europe/Paris")  # licence and mandate dates are French calendar dates
+
+
+def _today(day: date | None) -> date:
+    return day if day is not None else clock.today(LOCAL_TIME)
+
+
+def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) -> pw.SelectQuery:
+    """Rows (email_key, email, member_id, criterion_id, role_id, structure_id) of one criterion."""
+    scope = criterion.structure
+    if criterion.include_subtree:
+        low, high = scope.subtree_bounds()
+        in_scope = (Structure.path >= low) & (Structure.path < high)
+    else:
+        in_scope = Structure.id == scope.id
+    if criterion.structure_kind:
+        in_scope &= Structure.kind == criterion.structure_kind
+    where = in_scope & Member.email_key.is_null(False)
+    if criterion.require_valid_licence:
+        where &= Member.licence_valid_until >= day
+    if role_ids:
+        query = (Mandate.select(Member.email_key, Member.email, Member.id.alias("member_id"),
+                                pw.Value(criterion.id).alias("criterion_id"),
+                                Mandate.role.alias("role_id"), Mandate.structure.alias("structure_id"))
+                 .join(Member, on=(Mandate.member == Member.id))
+                 .switch(Mandate).join(Structure, on=(Mandate.structure == Structure.id))
+                 .where(where & Mandate.role.in_(role_ids) & Mandate.current(day)))
+    else:  # licensees of the clubs in scope
+        query = (Member.select(Member.email_key, Member.email, Member.id.alias("member_id"),
+                               pw.Value(criterion.id).alias("criterion_id"),
+                               pw.Value(None).alias("role_id"), Member.club.alias("structure_id"))
+                 .join(Structure, on=(Member.club == Structure.id))
+                 .where(where))
+    return query
+
+
+def _static_branch(mailing_list: MailingList) -> pw.SelectQuery:
+    return (Subscription.select(Subscription.email_key, Subscription.email,
+                                Subscription.member.alias("member_id"), pw.Value(None).alias("criterion_id"),
+                                pw.Value(None).alias("role_id"), pw.Value(None).alias("structure_id"))
+            .where(Subscription.mailing_list == mailing_list))
+
+
+def _exclusions(mailing_list: MailingList, key: pw.Field, member: pw.Field) -> pw.Expression:
+    """Not opted out (by member or by address) and not disabled by bounces."""
+    opted_members = OptOut.select(OptOut.member).where(
+        (OptOut.mailing_list == mailing_list) & OptOut.member.is_null(False))
+    opted_keys = OptOut.select(OptOut.email_key).where(
+        (OptOut.mailing_list == mailing_list) & OptOut.email_key.is_null(False))
+    disabled = Bounce.select(Bounce.email_key).where(Bounce.disabled_until > clock.now())
+    member_ok = member.is_null() | member.not_in(opted_members)
+    return member_ok & key.not_in(opted_keys) & key.not_in(disabled)
+
+
+def _rows_query(mailing_list: MailingList, day: date, member: Member | None = None,
+                apply_exclusions: bool = True) -> pw.SelectQuery:
+    criteria = list(ListCriterion.select().where(ListCriterion.mailing_list == mailing_list))
+    roles: dict[int, list[int]] = {}
+    for link in CriterionRole.select().where(CriterionRole.criterion.in_([c.id for c in criteria])):
+        roles.setdefault(link.criterion_id, []).append(link.role_id)
+    branches = []
+    for criterion in criteria:
+        branch = _criterion_branch(criterion, roles.get(criterion.id, []), day)
+        if apply_exclusions:
+            branch = branch.where(_exclusions(mailing_list, Member.email_key, Member.id))
+        if member is not None:
+            branch = branch.where(Member.id == member.id)
+        branches.append(branch)
+    static = _static_branch(mailing_list)
+    if apply_exclusions:
+        static = static.where(_exclusions(mailing_list, Subscription.email_key, Subscription.member))
+    if member is not None:
+        static = static.where((Subscription.member == member.id) |
+                              (Subscription.email_key == (member.email_key or "")))
+    branches.append(static)
+    query = branches[0]
+    for branch in branches[1:]:
+        query = query + branch  # UNION ALL
+    return query
+
+
+class _Labels:
+    """Role and structure names for reasons, loaded once per resolution."""
+
+    def __init__(self) -> None:
+        self.roles = {r.id: (r.name_fr, r.name_en) for r in Role.select(Role.id, Role.name_fr, Role.name_en)}
+        self._structures: dict[int, str] = {}
+
+    def structure(self, structure_id: int) -> str:
+        if structure_id not in self._structures:
+            found = Structure.get_or_none(Structure.id == structure_id)
+            self._structures[structure_id] = found.name if found else "?"
+        return self._structures[structure_id]
+
+    def reason(self, criterion_id: int | None, role_id: int | None, structure_id: int | None) -> Reason:
+        if criterion_id is None:
+            return Reason("static", None, None, None, STATIC_FR, STATIC_EN)
+        where = self.structure(structure_id) if structure_id else ""
+        if role_id is None:
+            return Reason("criterion", criterion_id, None, structure_id,
+                          f"licencié(e) — {where}", f"licensee — {where}")
+        fr, en = self.roles.get(role_id, ("?", "?"))
+        return Reason("criterion", criterion_id, role_id, structure_id, f"{fr} — {where}", f"{en} — {where}")
+
+
+def _stream(query: pw.SelectQuery) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``query`` ordered by address key, without loading them all (server-side on PostgreSQL)."""
+    sql, params = query.order_by(pw.SQL("1")).sql()
+    db = database.obj
+    if isinstance(db, pw.PostgresqlDatabase):
+        with db.atomic():
+            cursor = db.connection().cursor(name="palanquee_resolve")
+            cursor.itersize = 5000
+            try:
+                cursor.execute(sql, params)
+                yield from cursor
+            finally:
+                cursor.close()
+    else:
+        cursor = db.execute_sql(sql, params)
+        try:
+            yield from cursor
+        finally:
+            cursor.close()
+
+
+def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
+            with_reasons: bool = True) -> Iterator[list[Recipient]]:
+    """Stream the list's recipients now, one per distinct address, in batches ordered by address key."""
+    query = _rows_query(mailing_list, _today(day))
+    labels = _Labels() if with_reasons else None
+    batch: list[Recipient] = []
+    current_key: str | None = None
+    address, members, reasons = "", [], []  # type: ignore[var-annotated]
+    for key, email, member_id, criterion_id, role_id, structure_id in _stream(query):
+        if key != current_key:
+            if current_key is not None:
+                batch.append(Recipient(address, current_key, tuple(sorted(set(members))), tuple(reasons)))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            current_key, address, members, reasons = key, email, [], []
+        if member_id is not None:
+            members.append(member_id)
+        if labels is not None:
+            reason = labels.reason(criterion_id, role_id, structure_id)
+            if reason not in reasons:
+                reasons.append(reason)
+    if current_key is not None:
+        batch.append(Recipient(address, current_key, tuple(sorted(set(members))), tuple(reasons)))
+    if batch:
+        yield batch
+
+
+def count_recipients(mailing_list: MailingList, day: date | None = None) -> int:
+    """How many distinct addresses the list reaches now."""
+    query = _rows_query(mailing_list, _today(day))
+    sql, params = query.sql()
+    row = database.obj.execute_sql(f"SELECT COUNT(DISTINCT email_key) FROM ({sql}) AS rows_", params).fetchone()
+    return int(row[0])
+
+
+def reasons_for_member(mailing_list: MailingList, member: Member, day: date | None = None) -> list[Reason]:
+    """Why ``member`` is on the list (ignoring opt-outs): empty when no criterion or subscription names them."""
+    query = _rows_query(mailing_list, _today(day), member=member, apply_exclusions=False)
+    labels = _Labels()
+    reasons: list[Reason] = []
+    for _key, _email, _member_id, criterion_id, role_id, structure_id in _stream(query):
+        reason = labels.reason(criterion_id, role_id, structure_id)
+        if reason not in reasons:
+            reasons.append(reason)
+    return reasons
+
+
+def lists_of_member(member: Member, day: date | None = None) -> list[tuple[MailingList, list[Reason], OptOut | None]]:
+    """Every live list the member is on (with why) or has left (with the opt-out), by list address."""
+    result = []
+    lists = (MailingList.select(MailingList, Domain).join(Domain)
+             .where(MailingList.deleted_at.is_null()).order_by(MailingList.local_part))
+    for mailing_list in lists:
+        opt_out = OptOut.get_or_none((OptOut.mailing_list == mailing_list) & (
+            (OptOut.member == member.id) | (OptOut.email_key == (member.email_key or ""))))
+        reasons = reasons_for_member(mailing_list, member, day)
+        if reasons or opt_out is not None:
+            result.append((mailing_list, reasons, opt_out))
+    return result
+

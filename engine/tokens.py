@@ -1,0 +1,95 @@
+"""Signed tokens for links in mail: one itsdangerous salt per purpose, ``max_age`` on every timed load.
+
+Unsubscribe tokens never expire (a list message may be read weeks later, and a dead link makes
+people press "spam" instead); they name the list and the member(s), not the address, so they keep
+working after an address change. Every other token is timed by its caller.
+
+Format of an unsubscribe token: itsdangerous ``URLSafeSerializer`` (HMAC-SHA1 over the compact JSON
+payload, salt ``palanquee.unsubscribe``) of ``[list_id, [member_id, …]]`` or, for an address that is
+no member's, ``[list_id, "address-key"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from engine.config import Settings
+
+
+class Purpose:
+    """Salts, one per purpose: a token made for one purpose never loads for another."""
+
+    EMAIL_CONFIRM = "palanquee.email-confirm"
+    EMAIL_CANCEL = "palanquee.email-cancel"
+    PASSWORD_RESET = "palanquee.password-reset"
+    MODERATION = "palanquee.moderation"
+    UNSUBSCRIBE = "palanquee.unsubscribe"
+
+
+class BadToken(Exception):
+    """The token is malformed, tampered with, or signed with another key or purpose."""
+
+
+class ExpiredToken(BadToken):
+    """The token was genuine but is older than its ``max_age``."""
+
+
+@dataclass(frozen=True)
+class UnsubscribeTarget:
+    list_id: int
+    member_ids: tuple[int, ...]
+    email_key: str | None
+
+
+def dumps(settings: Settings, purpose: str, payload: Any) -> str:
+    """A timed, signed token (load it with ``loads`` and a ``max_age``)."""
+    return str(URLSafeTimedSerializer(settings.secret_key, salt=purpose).dumps(payload))
+
+
+def loads(settings: Settings, purpose: str, token: str, max_age: timedelta | None) -> Any:
+    """The payload of a token made by ``dumps`` for ``purpose``; refuses one older than ``max_age``."""
+    serializer = URLSafeTimedSerializer(settings.secret_key, salt=purpose)
+    seconds = int(max_age.total_seconds()) if max_age is not None else None
+    try:
+        return serializer.loads(token, max_age=seconds)
+    except SignatureExpired as exc:
+        raise ExpiredToken(str(exc)) from exc
+    except BadData as exc:
+        raise BadToken(str(exc)) from exc
+
+
+def _unsubscribe_serializer(settings: Settings) -> URLSafeSerializer:
+    return URLSafeSerializer(settings.secret_key, salt=Purpose.UNSUBSCRIBE)
+
+
+def make_unsubscribe_token(settings: Settings, list_id: int, member_ids: tuple[int, ...] | list[int] = (),
+                           email_key: str | None = None) -> str:
+    """Token naming a list and who leaves it: the member(s) sharing one copy, or a bare address."""
+    who: Any = sorted(member_ids) if member_ids else email_key
+    if not who:
+        raise ValueError("an unsubscribe token names at least one member or an address")
+    return str(_unsubscribe_serializer(settings).dumps([list_id, who]))
+
+
+def load_unsubscribe_token(settings: Settings, token: str) -> UnsubscribeTarget:
+    try:
+        list_id, who = _unsubscribe_serializer(settings).loads(token)
+    except (BadData, ValueError, TypeError) as exc:
+        raise BadToken(str(exc)) from exc
+    if not isinstance(list_id, int):
+        raise BadToken("malformed unsubscribe token")
+    if isinstance(who, list) and who and all(isinstance(i, int) for i in who):
+        return UnsubscribeTarget(list_id, tuple(who), None)
+    if isinstance(who, str) and "@" in who:
+        return UnsubscribeTarget(list_id, (), who)
+    raise BadToken("malformed unsubscribe token")
+
+
+def unsubscribe_url(settings: Settings, list_id: int, member_ids: tuple[int, ...] | list[int] = (),
+                    email_key: str | None = None) -> str:
+    """The personal one-click link (``GET`` shows a confirm page, ``POST`` unsubscribes)."""
+    return f"{settings.base_url}/u/{make_unsubscribe_token(settings, list_id, member_ids, email_key)}"

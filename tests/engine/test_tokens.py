@@ -1,0 +1,50 @@
+"""Signed tokens: one purpose each, expiry enforced, tampering and foreign keys refused."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from itsdangerous import URLSafeSerializer
+
+from engine import tokens
+
+
+def test_unsubscribe_token_names_list_and_members_not_the_address(settings):
+    token = tokens.make_unsubscribe_token(settings, 7, member_ids=(42, 3))
+    assert "@" not in token
+    assert tokens.load_unsubscribe_token(settings, token) == tokens.UnsubscribeTarget(7, (3, 42), None)
+    bare = tokens.make_unsubscribe_token(settings, 7, email_key="guest@club.fr")
+    assert tokens.load_unsubscribe_token(settings, bare) == tokens.UnsubscribeTarget(7, (), "guest@club.fr")
+    assert tokens.unsubscribe_url(settings, 7, (42,)).startswith("https://listes.example.fr/u/")
+
+
+def test_tampered_or_foreign_tokens_are_refused(settings):
+    token = tokens.make_unsubscribe_token(settings, 7, member_ids=(42,))
+    with pytest.raises(tokens.BadToken):
+        tokens.load_unsubscribe_token(settings, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    other = dataclasses.replace(settings, secret_key="another-secret-key-entirely")
+    with pytest.raises(tokens.BadToken):
+        tokens.load_unsubscribe_token(other, token)
+    # a well-signed token of another purpose does not load as an unsubscribe token
+    forged = URLSafeSerializer(settings.secret_key, salt=tokens.Purpose.EMAIL_CONFIRM).dumps([7, [42]])
+    with pytest.raises(tokens.BadToken):
+        tokens.load_unsubscribe_token(settings, forged)
+    # a genuine signature over a malformed payload is refused too
+    odd = URLSafeSerializer(settings.secret_key, salt=tokens.Purpose.UNSUBSCRIBE).dumps(["7", "nobody"])
+    with pytest.raises(tokens.BadToken):
+        tokens.load_unsubscribe_token(settings, odd)
+
+
+def test_timed_tokens_expire_and_keep_to_their_purpose(settings, monkeypatch):
+    token = tokens.dumps(settings, tokens.Purpose.PASSWORD_RESET, {"m": 1})
+    assert tokens.loads(settings, tokens.Purpose.PASSWORD_RESET, token, timedelta(hours=2)) == {"m": 1}
+    with pytest.raises(tokens.BadToken):
+        tokens.loads(settings, tokens.Purpose.EMAIL_CONFIRM, token, timedelta(hours=2))
+    import itsdangerous.timed
+
+    real_now = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real_now(self) + 7201)
+    with pytest.raises(tokens.ExpiredToken):
+        tokens.loads(settings, tokens.Purpose.PASSWORD_RESET, token, timedelta(hours=2))
