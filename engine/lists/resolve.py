@@ -9,6 +9,7 @@ licensees of the clubs in its scope.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -140,27 +141,32 @@ def _rows_query(mailing_list: MailingList, day: date, member: Member | None = No
 
 
 class _Labels:
-    """Role and structure names for reasons, loaded once per resolution."""
+    """Role and structure names for reasons, loaded once per resolution; one Reason object per kind."""
 
     def __init__(self) -> None:
         self.roles = {r.id: (r.name_fr, r.name_en) for r in Role.select(Role.id, Role.name_fr, Role.name_en)}
-        self._structures: dict[int, str] = {}
-
-    def structure(self, structure_id: int) -> str:
-        if structure_id not in self._structures:
-            found = Structure.get_or_none(Structure.id == structure_id)
-            self._structures[structure_id] = found.name if found else "?"
-        return self._structures[structure_id]
+        self.structures = dict(Structure.select(Structure.id, Structure.name).tuples())
+        self._reasons: dict[tuple[int | None, int | None, int | None], Reason] = {}
 
     def reason(self, criterion_id: int | None, role_id: int | None, structure_id: int | None) -> Reason:
+        key = (criterion_id, role_id, structure_id)
+        found = self._reasons.get(key)
+        if found is None:
+            found = self._reasons[key] = self._make(criterion_id, role_id, structure_id)
+        return found
+
+    def _make(self, criterion_id: int | None, role_id: int | None, structure_id: int | None) -> Reason:
         if criterion_id is None:
             return Reason("static", None, None, None, STATIC_FR, STATIC_EN)
-        where = self.structure(structure_id) if structure_id else ""
+        where = self.structures.get(structure_id, "?") if structure_id else ""
         if role_id is None:
             return Reason("criterion", criterion_id, None, structure_id,
                           f"licencié(e) — {where}", f"licensee — {where}")
         fr, en = self.roles.get(role_id, ("?", "?"))
         return Reason("criterion", criterion_id, role_id, structure_id, f"{fr} — {where}", f"{en} — {where}")
+
+
+_cursor_numbers = itertools.count()
 
 
 def _stream(query: pw.SelectQuery) -> Iterator[tuple[Any, ...]]:
@@ -169,7 +175,7 @@ def _stream(query: pw.SelectQuery) -> Iterator[tuple[Any, ...]]:
     db = database.obj
     if isinstance(db, pw.PostgresqlDatabase):
         with db.atomic():
-            cursor = db.connection().cursor(name="palanquee_resolve")
+            cursor = db.connection().cursor(name=f"palanquee_resolve_{next(_cursor_numbers)}")
             cursor.itersize = 5000
             try:
                 cursor.execute(sql, params)
