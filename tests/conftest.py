@@ -59,6 +59,8 @@ def template_url(backend: str, pg_cluster) -> Iterator[str]:  # type: ignore[no-
         database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
     yield url
+    if backend == "sqlite":
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _counter = itertools.count()
