@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -61,6 +62,8 @@ def main() -> None:
           f"{summary.mandates} mandates, {summary.structures} structures)")
     print(f"baseline (sqlite3 executemany of {args.members} bare member rows): {base:.2f} s")
     print(f"ratio demo-data / baseline: {elapsed / base:.1f}x")
+    database.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
