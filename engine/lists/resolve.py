@@ -169,25 +169,30 @@ class _Labels:
 _cursor_numbers = itertools.count()
 
 
-def _stream(query: pw.SelectQuery) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``query`` ordered by address key, without loading them all (server-side on PostgreSQL)."""
+def _stream(query: pw.SelectQuery, chunk: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
+    """Chunks of rows of ``query`` ordered by address key, never all at once (server-side on PostgreSQL)."""
     sql, params = query.order_by(pw.SQL("1")).sql()
     db = database.obj
     if isinstance(db, pw.PostgresqlDatabase):
         with db.atomic():
             cursor = db.connection().cursor(name=f"palanquee_resolve_{next(_cursor_numbers)}")
-            cursor.itersize = 5000
             try:
                 cursor.execute(sql, params)
-                yield from cursor
+                while rows := cursor.fetchmany(chunk):
+                    yield rows
             finally:
                 cursor.close()
     else:
         cursor = db.execute_sql(sql, params)
         try:
-            yield from cursor
+            while rows := cursor.fetchmany(chunk):
+                yield rows
         finally:
             cursor.close()
+
+
+def _members(ids: list[int]) -> tuple[int, ...]:
+    return (ids[0],) if len(ids) == 1 else tuple(sorted(set(ids)))
 
 
 def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
@@ -198,22 +203,23 @@ def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: i
     batch: list[Recipient] = []
     current_key: str | None = None
     address, members, reasons = "", [], []  # type: ignore[var-annotated]
-    for key, email, member_id, criterion_id, role_id, structure_id in _stream(query):
-        if key != current_key:
-            if current_key is not None:
-                batch.append(Recipient(address, current_key, tuple(sorted(set(members))), tuple(reasons)))
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-            current_key, address, members, reasons = key, email, [], []
-        if member_id is not None:
-            members.append(member_id)
-        if labels is not None:
-            reason = labels.reason(criterion_id, role_id, structure_id)
-            if reason not in reasons:
-                reasons.append(reason)
+    for rows in _stream(query):
+        for key, email, member_id, criterion_id, role_id, structure_id in rows:
+            if key != current_key:
+                if current_key is not None:
+                    batch.append(Recipient(address, current_key, _members(members), tuple(reasons)))
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                current_key, address, members, reasons = key, email, [], []
+            if member_id is not None:
+                members.append(member_id)
+            if labels is not None:
+                reason = labels.reason(criterion_id, role_id, structure_id)
+                if reason not in reasons:
+                    reasons.append(reason)
     if current_key is not None:
-        batch.append(Recipient(address, current_key, tuple(sorted(set(members))), tuple(reasons)))
+        batch.append(Recipient(address, current_key, _members(members), tuple(reasons)))
     if batch:
         yield batch
 
@@ -231,10 +237,11 @@ def reasons_for_member(mailing_list: MailingList, member: Member, day: date | No
     query = _rows_query(mailing_list, _today(day), member=member, apply_exclusions=False)
     labels = _Labels()
     reasons: list[Reason] = []
-    for _key, _email, _member_id, criterion_id, role_id, structure_id in _stream(query):
-        reason = labels.reason(criterion_id, role_id, structure_id)
-        if reason not in reasons:
-            reasons.append(reason)
+    for rows in _stream(query):
+        for _key, _email, _member_id, criterion_id, role_id, structure_id in rows:
+            reason = labels.reason(criterion_id, role_id, structure_id)
+            if reason not in reasons:
+                reasons.append(reason)
     return reasons
 
 
