@@ -104,10 +104,14 @@ def _load_user(user_id: str) -> Member | None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from portal.admin.views import bp as admin_bp
     from portal.auth.views import bp as auth_bp
+    from portal.espace.views import bp as espace_bp
     from portal.main import bp as main_bp
+    from portal.messages.views import bp as messages_bp
+    from portal.unsubscribe.views import bp as unsubscribe_bp
 
-    for blueprint in (main_bp, auth_bp):
+    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp):
         app.register_blueprint(blueprint)
 
 
@@ -121,13 +125,25 @@ def _register_template_helpers(app: Flask) -> None:
     def _inject() -> dict[str, Any]:
         from flask_babel import get_locale
 
-        return {"languages": LANGUAGES, "settings": settings_of(app), "get_locale": get_locale}
+        return {"languages": LANGUAGES, "settings": settings_of(app), "get_locale": get_locale,
+                "is_staff": _current_is_staff}
 
     @app.before_request
     def _remember_language() -> None:
         if request.args.get("lang") in LANGUAGES:
             session["lang"] = request.args["lang"]
         g.settings = settings_of(app)
+
+
+def _current_is_staff() -> bool:
+    """For the navigation: whether the logged-in member holds a staff scope (cached per request)."""
+    from engine.directory import staff
+
+    if not (current_user and getattr(current_user, "is_authenticated", False)):
+        return False
+    if "is_staff" not in g:
+        g.is_staff = staff.is_staff(current_user)
+    return bool(g.is_staff)
 
 
 def settings_of(app: Flask) -> Settings:

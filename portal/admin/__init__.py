@@ -1,0 +1,1 @@
+"""Staff administration: mail domains, lists, criteria, subscribers, opt-outs, import, audit."""

@@ -1,0 +1,1 @@
+"""Mon espace: the member's own profile, address change (the pencil) and lists."""
