@@ -1,0 +1,74 @@
+"""Mail the product writes itself (address confirmation, change notices, list created, moderation).
+
+Each notice is a Jinja template per language in ``templates/mail/NAME.LANG.txt`` whose first line is
+``Subject: …``, then a blank line, then the plain-text body. Rendering happens here, without Flask,
+so that the engine and the portal send the same notices; the text goes out through
+``engine.outbound.mail.send`` (smarthost or local capture).
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from engine.config import Settings
+from engine.outbound import mail
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
+LANGUAGES = ("fr", "en")
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    autoescape=False,  # plain text
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+class HeaderInjection(ValueError):
+    """A value meant for one header line holds a line break."""
+
+
+def safe_header_value(value: str) -> str:
+    """Refuse CR and LF in a header value that comes from people or templates (CVE-2024-6923 predates
+    this Python's fix, so the email package alone does not stop header injection here)."""
+    if "\r" in value or "\n" in value:
+        raise HeaderInjection("line break in a header value")
+    return value
+
+
+def render(template: str, language: str | None, /, **context: Any) -> tuple[str, str]:
+    """(subject, body) of notice ``template`` in ``language`` (French when absent or unknown)."""
+    language = language if language in LANGUAGES else "fr"
+    text = _environment.get_template(f"{template}.{language}.txt").render(**context)
+    head, _, body = text.partition("\n\n")
+    if not head.startswith("Subject: "):
+        raise ValueError(f"mail template {template}.{language}.txt must start with 'Subject: '")
+    return safe_header_value(head[len("Subject: "):].strip()), body
+
+
+def sender_address(settings: Settings) -> str:
+    """The address notices come from: PALANQUEE_ADMIN_EMAIL, else noreply@ the portal's host."""
+    return settings.admin_email or f"noreply@{urlsplit(settings.base_url).hostname or 'localhost'}"
+
+
+def send_notice(settings: Settings, template: str, to: str, /, *, language: str | None = None,
+                headers: dict[str, str] | None = None, **context: Any) -> EmailMessage:
+    """Render notice ``template`` and send it to ``to`` now; returns the message sent."""
+    subject, body = render(template, language, settings=settings, **context)
+    message = EmailMessage()
+    message["From"] = formataddr(("Palanquée", sender_address(settings)))
+    message["To"] = Address(addr_spec=safe_header_value(to))
+    message["Subject"] = subject
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
+    for key, value in (headers or {}).items():
+        message[key] = safe_header_value(value)
+    message.set_content(body)
+    mail.send(settings, message)
+    return message
