@@ -35,7 +35,9 @@ def send(settings: Settings, message: EmailMessage, *, sender: str | None = None
 
 def capture(folder: Path, message: EmailMessage | bytes) -> str:
     """Store a message in the capture Maildir; returns its key."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for sub in ("tmp", "new", "cur"):  # Maildir(create=True) skips these when the folder exists
+        (folder / sub).mkdir(parents=True, exist_ok=True)
     box = mailbox.Maildir(str(folder), create=True)
     data = message if isinstance(message, bytes) else message.as_bytes(policy=policy.SMTP)
     return str(box.add(data))
