@@ -50,7 +50,7 @@ def read_captured(folder: Path) -> list[EmailMessage]:
     box = mailbox.Maildir(str(folder), create=False)
     parser = BytesParser(policy=policy.default)
     entries = []
-    for key in box.keys():
+    for key in box.iterkeys():
         path = Path(folder) / ("new" if (Path(folder) / "new" / key).exists() else "cur") / key
         entries.append((path.stat().st_mtime_ns, key, box.get_bytes(key)))
     return [parser.parsebytes(data) for _, _, data in sorted(entries)]  # type: ignore[misc]
