@@ -164,6 +164,16 @@ SPECS: tuple[Spec, ...] = (
          "address told when a list is created with “notify the administrator” and no owner"),
     Spec("secure_cookies", parse_bool, "0",
          "send cookies with the Secure flag (turn on behind HTTPS)"),
+    Spec("delivery_connections", parse_positive_int, "8",
+         "SMTP connections each engine keeps open to the smarthost (pipelined, reused)"),
+    Spec("delivery_batch", parse_positive_int, "500", "deliveries a worker claims at a time"),
+    Spec("delivery_lease", parse_duration, "5m",
+         "how long a claim lasts; claims of a worker that died are taken back after it"),
+    Spec("retry_first", parse_duration, "5m", "first retry after a temporary failure (then doubled)"),
+    Spec("retry_max", parse_duration, "1h", "longest wait between two retries"),
+    Spec("retry_lifetime", parse_duration, "5d",
+         "give up on a copy that still fails temporarily after this long (RFC 5321: 4–5 days)"),
+    Spec("moderation_max_age", parse_duration, "14d", "how long approve/reject links in moderation requests work"),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -190,6 +200,13 @@ class Settings:
     default_language: str
     admin_email: str
     secure_cookies: bool
+    delivery_connections: int
+    delivery_batch: int
+    delivery_lease: timedelta
+    retry_first: timedelta
+    retry_max: timedelta
+    retry_lifetime: timedelta
+    moderation_max_age: timedelta
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
