@@ -101,6 +101,7 @@ class Member(BaseModel):
     email = pw.CharField(max_length=254, null=True)
     email_key = pw.CharField(max_length=254, null=True, index=True)
     email_set_by_member_at = pw.DateTimeField(null=True)  # an import does not overwrite it
+    email_imported_at = pw.DateTimeField(null=True)  # an import last wrote or confirmed the address
     club = pw.ForeignKeyField(Structure, null=True, backref="members", on_delete="SET NULL")
     licence_season = pw.IntegerField(null=True)
     licence_valid_until = pw.DateField(null=True, index=True)
