@@ -190,4 +190,17 @@ class StaffScope(BaseModel):
         indexes = ((("member", "structure"), True),)
 
 
-MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope]
+class RateEvent(BaseModel):
+    """One counted event for rate limiting (a failed login, a reset mail), under a key such as ``ip:…``.
+
+    Kept in the database so that every portal process shares the counts (engine/directory/accounts.py).
+    """
+
+    key = pw.CharField(max_length=300)
+    at = pw.DateTimeField(index=True)
+
+    class Meta:
+        indexes = ((("key", "at"), False),)
+
+
+MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent]
