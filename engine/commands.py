@@ -13,6 +13,7 @@ import click
 
 from engine import db as engine_db
 from engine.config import Settings, load_settings, settings_table_markdown
+from engine.directory.commands import propagate
 
 
 def open_database(settings: Settings, *, check: bool = True):  # type: ignore[no-untyped-def]
@@ -81,4 +82,4 @@ def config_command(markdown: bool) -> None:
             click.echo(f"{name} = {value}")
 
 
-ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command]
+ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate]
