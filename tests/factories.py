@@ -66,3 +66,36 @@ def criterion(ml: MailingList, structure: Structure, roles: list[Role], subtree:
 
 def at(year: int, month: int, day: int, hour: int = 12) -> datetime:
     return datetime(year, month, day, hour)
+
+
+# --- member space (issue 3) ---
+
+def cheap_password_hashing() -> None:
+    """argon2's cheapest profile (tests only): a hash costs microseconds instead of about 150 ms."""
+    from argon2 import PasswordHasher, profiles
+
+    from engine.directory import passwords
+
+    passwords.configure(PasswordHasher.from_parameters(profiles.CHEAPEST))
+
+
+def member_with_password(password: str = "bonne-plongee-2026", **fields: Any) -> Member:
+    """A member who can log in (cheap hashing is switched on first)."""
+    from engine.directory.passwords import hash_password
+
+    cheap_password_hashing()
+    return member(password_hash=hash_password(password), **fields)
+
+
+def board_list(mem: Member, local_part: str = "cd.provence", name: str = "Comité directeur Provence") -> MailingList:
+    """A role-based list whose one criterion (board members of the member's club) reaches ``mem``."""
+    club = mem.club or structure("Club de test")
+    if mem.club_id is None:
+        mem.club = club
+        mem.save(only=[Member.club])
+    board = role("board_member", "Membre du comité directeur", name_en="Board member")
+    mandate(mem, board, club)
+    dom = Domain.get_or_none(Domain.name == "listes.example.fr") or domain(structure=club)
+    ml = mailing_list(local_part, dom, club, name=name)
+    criterion(ml, club, [board])
+    return ml

@@ -100,7 +100,8 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
                         immediate=settings.propagation_delay.total_seconds() <= 0)
     if member.email:
         notices.send_notice(settings, "email_change_notice", member.email, language=language, member=member,
-                            new_email=new, link=cancel_url(settings, change), delay=delay)
+                            new_email=new, link=cancel_url(settings, change), delay=delay,
+                            immediate=settings.propagation_delay.total_seconds() <= 0)
     return change
 
 

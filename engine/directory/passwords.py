@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from engine import audit, clock, notices, tokens
 from engine.config import Settings
 from engine.directory.models import Member, RateEvent
+from engine.directory.wording import duration_words
 
 _hasher = PasswordHasher()
 
@@ -139,8 +140,7 @@ def request_reset(settings: Settings, identifier: str, *, language: str | None =
         template = "account_activation" if member.password_hash is None else "password_reset"
         notices.send_notice(settings, template, member.email, language=member.language or language,
                             member=member, link=reset_url(settings, member),
-                            hours=int(settings.password_reset_max_age.total_seconds() // 3600),
-                            minutes=int(settings.password_reset_max_age.total_seconds() // 60))
+                            validity=duration_words(settings.password_reset_max_age, member.language or language))
         audit.record("password.reset_requested", member, actor_label="anonymous", ip=ip, template=template)
         sent += 1
     return sent
