@@ -82,4 +82,34 @@ def config_command(markdown: bool) -> None:
             click.echo(f"{name} = {value}")
 
 
-ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate]
+@click.command("import-members")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--overwrite-member-emails", is_flag=True,
+              help="also replace addresses that members changed themselves since the last import")
+def import_members_command(path: str, overwrite_member_emails: bool) -> None:
+    """Import the federation's member export (CSV, see docs/import.md); safe to run again."""
+    from engine.directory import importer
+
+    settings = load_settings()
+    open_database(settings)
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        total = max(sum(1 for _ in handle) - 1, 0)
+        handle.seek(0)
+        with click.progressbar(length=total, label="importing", file=click.get_text_stream("stderr")) as bar:
+            done = [0]
+
+            def advance(rows: int) -> None:
+                bar.update(rows - done[0])
+                done[0] = rows
+
+            try:
+                report = importer.import_members(settings, handle, overwrite_emails=overwrite_member_emails,
+                                                 progress=advance, source=path)
+            except importer.ImportFileError as exc:
+                raise click.ClickException(str(exc)) from exc
+    click.echo(importer.summary_text(report))
+    if report.bad:
+        raise SystemExit(1)
+
+
+ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command]

@@ -1,10 +1,24 @@
-"""Staff scoping: which structures a staff member may manage (their scopes and everything below)."""
+"""Staff scoping: which structures a staff member may manage (their scopes and everything below).
+
+Also the scoped reading of the audit log: a staff member sees the events of the structures they
+manage; a federation administrator sees every event, including those tied to no structure.
+"""
 
 from __future__ import annotations
 
+import functools
+import operator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
 import peewee as pw
 
+from engine.audit import AuditEvent
 from engine.directory.models import Member, StaffScope, Structure
+
+
+class NotAllowed(Exception):
+    """The staff member may not act on this object (the portal answers 403)."""
 
 
 def scopes(member: Member) -> list[Structure]:
@@ -21,17 +35,65 @@ def is_federation_admin(member: Member) -> bool:
         (StaffScope.member == member) & Structure.parent.is_null()).exists()
 
 
-def manageable_structures(member: Member) -> pw.ModelSelect:
-    """Every structure within one of the member's staff scopes (empty for non-staff)."""
-    condition = None
+def within_scopes(member: Member, path: pw.Field) -> pw.Expression:
+    """Condition on a structure path column: inside one of the member's scopes (false for non-staff)."""
+    parts = []
     for scope in scopes(member):
         low, high = scope.subtree_bounds()
-        part = (Structure.path >= low) & (Structure.path < high)
-        condition = part if condition is None else (condition | part)
-    if condition is None:
-        return Structure.select().where(pw.SQL("1 = 0"))
-    return Structure.select().where(condition)
+        parts.append((path >= low) & (path < high))
+    if not parts:
+        return pw.SQL("1 = 0")
+    return functools.reduce(operator.or_, parts)
+
+
+def manageable_structures(member: Member) -> pw.ModelSelect:
+    """Every structure within one of the member's staff scopes (empty for non-staff)."""
+    return Structure.select().where(within_scopes(member, Structure.path))
 
 
 def can_manage(member: Member, structure: Structure) -> bool:
     return any(structure.is_within(scope) for scope in scopes(member))
+
+
+def require_manage(member: Member | None, structure: Structure) -> None:
+    """Raise ``NotAllowed`` unless ``member`` manages ``structure``; ``None`` is the system (CLI, jobs)."""
+    if member is not None and not can_manage(member, structure):
+        raise NotAllowed(f"{structure.code} is outside the staff member's scopes")
+
+
+def can_use(member: Member, structure: Structure) -> bool:
+    """Within a scope, or above one: the federation's domain serves the committees below it."""
+    return any(structure.is_within(scope) or scope.is_within(structure) for scope in scopes(member))
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    action: str = ""
+    object_type: str = ""
+    object_id: int | None = None
+    actor: str = ""  # licence number, or an actor label such as "import" or "system"
+    since: date | None = None
+    until: date | None = None
+
+
+def audit_events(member: Member, filters: AuditFilter | None = None) -> pw.ModelSelect:
+    """The audit events ``member`` may read, newest first, narrowed by ``filters``."""
+    filters = filters or AuditFilter()
+    query = AuditEvent.select(AuditEvent, Member).join(Member, pw.JOIN.LEFT_OUTER, on=(AuditEvent.actor == Member.id))
+    if not is_federation_admin(member):
+        mine = Structure.select(Structure.id).where(within_scopes(member, Structure.path))
+        query = query.where(AuditEvent.structure_id.in_(mine))
+    if filters.action:
+        query = query.where(AuditEvent.action.startswith(filters.action))
+    if filters.object_type:
+        query = query.where(AuditEvent.object_type == filters.object_type)
+    if filters.object_id is not None:
+        query = query.where(AuditEvent.object_id == filters.object_id)
+    if filters.actor:
+        query = query.where((Member.licence_number == filters.actor.upper()) |
+                            (AuditEvent.actor_label == filters.actor))
+    if filters.since:
+        query = query.where(AuditEvent.at >= datetime.combine(filters.since, time()))
+    if filters.until:
+        query = query.where(AuditEvent.at < datetime.combine(filters.until + timedelta(days=1), time()))
+    return query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
