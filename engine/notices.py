@@ -68,6 +68,7 @@ def send_notice(settings: Settings, template: str, to: str, /, *, language: str 
     message["Subject"] = subject
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     for key, value in (headers or {}).items():
+        del message[key]
         message[key] = safe_header_value(value)
     message.set_content(body)
     mail.send(settings, message)

@@ -71,3 +71,15 @@ def _send_smtp(url: str, message: EmailMessage, sender: str | None) -> None:
         if parts.username:
             client.login(unquote(parts.username), unquote(parts.password or ""))
         client.send_message(message, from_addr=sender)
+
+
+def send_raw(settings: Settings, data: bytes, *, sender: str, recipients: list[str]) -> None:
+    """Pass an existing message on unchanged (mail to a list's owner): smarthost or capture."""
+    if settings.smarthost:
+        parts = urlsplit(settings.smarthost)
+        host, port = parts.hostname or "localhost", parts.port or 25
+        with smtplib.SMTP(host, port, timeout=30) as client:
+            client.sendmail(sender, recipients, data)
+    else:
+        envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {', '.join(recipients)}\r\n".encode()
+        capture(settings.capture_dir, envelope + data)

@@ -22,6 +22,7 @@ class Delivery(BaseModel):
     message = pw.ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE")
     address = pw.CharField(max_length=254)
     member = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
+    member_ids = pw.CharField(max_length=255, default="")  # "12 57": every member sharing this copy's address
     reason = pw.CharField(max_length=255, default="")  # why this recipient is on the list
     state = pw.CharField(max_length=16, default=DeliveryState.QUEUED)
     attempts = pw.SmallIntegerField(default=0)

@@ -1,0 +1,96 @@
+"""Which recipient addresses the intake accepts: list addresses and their companions, nothing else.
+
+A table of sub-address routes (``LIST-request``, ``-owner``, ``-unsubscribe``, ``-bounces+TOKEN``)
+read in one place. Anything else is refused at RCPT with a 5xx, so the engine is never an open
+relay and never accepts mail it would have to bounce later (backscatter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee as pw
+
+from engine.bounces import verp
+from engine.lists.models import Domain, MailingList
+
+
+class Companion:
+    POST = "post"
+    REQUEST = "request"
+    OWNER = "owner"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCES = "bounces"
+
+
+# (suffix of the local part, companion, takes a +TOKEN)
+SUFFIXES: tuple[tuple[str, str, bool], ...] = (
+    ("-bounces", Companion.BOUNCES, True),
+    ("-request", Companion.REQUEST, False),
+    ("-owner", Companion.OWNER, False),
+    ("-unsubscribe", Companion.UNSUBSCRIBE, False),
+    ("-leave", Companion.UNSUBSCRIBE, False),
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    address: str
+    list_id: int
+    companion: str
+    delivery_id: int | None = None  # for -bounces+TOKEN
+
+
+class Refused(Exception):
+    """The recipient is refused; ``reply`` is the full SMTP reply line."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def _split(address: str) -> tuple[str, str]:
+    local, at, domain = address.strip().strip("<>").rpartition("@")
+    if not at or not local or not domain:
+        raise Refused("553 5.1.3 Bad recipient address syntax")
+    try:
+        domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise Refused("553 5.1.3 Bad recipient domain") from exc
+    return local.lower(), domain
+
+
+def _candidates(local: str) -> list[tuple[str, str, str | None]]:
+    """(list local part, companion, token) readings of a local part, the plain list first."""
+    readings: list[tuple[str, str, str | None]] = [(local, Companion.POST, None)]
+    base, plus, token = local.partition("+")
+    for suffix, companion, takes_token in SUFFIXES:
+        if takes_token and plus and base.endswith(suffix):
+            readings.append((base[: -len(suffix)], companion, token))
+        elif not takes_token and not plus and local.endswith(suffix):
+            readings.append((local[: -len(suffix)], companion, None))
+    return readings
+
+
+def route(address: str, verp_key: bytes) -> Route:
+    """The route for ``address``, or ``Refused`` with the reply naming why."""
+    local, domain_name = _split(address)
+    domain = Domain.get_or_none(Domain.name == domain_name)
+    if domain is None:
+        raise Refused("550 5.7.1 Relaying denied: this server only accepts mail for its mailing lists")
+    for list_local, companion, token in _candidates(local):
+        mailing_list = MailingList.get_or_none(
+            (MailingList.domain == domain) & (pw.fn.LOWER(MailingList.local_part) == list_local))
+        if mailing_list is None:
+            continue
+        if mailing_list.deleted_at is not None:
+            raise Refused(f"550 5.1.1 <{address}>: this mailing list has been deleted")
+        if not domain.lists_enabled:
+            raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
+        delivery_id = None
+        if companion == Companion.BOUNCES:
+            delivery_id = verp.read_token(verp_key, token or "")
+            if delivery_id is None:
+                raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
+        return Route(address, mailing_list.id, companion, delivery_id)
+    raise Refused(f"550 5.1.1 <{address}>: no such mailing list")

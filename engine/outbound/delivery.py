@@ -1,0 +1,172 @@
+"""Delivery: claim due copies, render each one from its message's prepared segments, send, record.
+
+A worker claims a batch (a lease protects it), renders copies lazily inside a few concurrent lanes
+that each keep one SMTP connection open (or write to the local capture), and records every reply
+in one transaction per batch. A copy whose connection breaks is deferred, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from engine import clock, tokens
+from engine.bounces import verp
+from engine.config import Settings
+from engine.lists.models import MailingList, PostPolicy
+from engine.outbound import mail
+from engine.outbound.outbox import Claimed, Result, claim_due, record
+from engine.outbound.smtp import Connection, SmtpError, dot_stuff
+from engine.posting.models import Message
+from engine.posting.render import ListInfo, Personal, Prepared, prepare
+
+T = TypeVar("T")
+RunInDb = Callable[..., Awaitable[Any]]
+
+
+class PreparedMessage:
+    """A message rendered once, with what every copy of it needs."""
+
+    def __init__(self, settings: Settings, message: Message) -> None:
+        mailing_list: MailingList = message.mailing_list
+        domain = mailing_list.domain.name
+        self.info = ListInfo(
+            list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part, domain=domain,
+            subject_prefix=mailing_list.subject_prefix, reply_to_list=mailing_list.reply_to == "list",
+            announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
+        self.prepared: Prepared = prepare(bytes(message.raw), self.info)
+        self.received_at: datetime = message.received_at
+        self.settings = settings
+
+    def envelope_and_copy(self, item: Claimed, verp_key: bytes) -> tuple[str, bytes]:
+        member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
+        if member_ids:
+            token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids)
+        else:
+            token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, email_key=item.address.lower())
+        personal = Personal(
+            unsubscribe_url=f"{self.settings.base_url}/u/{token}",
+            unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",
+            reason=item.reason or "abonné(e) à la liste", shared_by=max(1, len(member_ids)))
+        sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
+        return sender, self.prepared.copy(personal)
+
+
+class Transport:
+    """Where copies go. ``lanes`` run concurrently; each sends its copies one after another."""
+
+    lanes = 1
+
+    async def send(self, lane: int, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class SmtpTransport(Transport):
+    """Long-lived pipelining connections to the smarthost, one per lane."""
+
+    def __init__(self, url: str, lanes: int, helo: str | None = None) -> None:
+        parts = urlsplit(url)
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.host, self.port = parts.hostname or "localhost", parts.port or 25
+        self.starttls = options.get("starttls") in ("1", "true", "yes")
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password or "")
+        self.helo = helo or socket.getfqdn()
+        self.lanes = lanes
+        self.connections: dict[int, Connection] = {}
+
+    async def _connection(self, lane: int) -> Connection:
+        connection = self.connections.get(lane)
+        if connection is None:
+            connection = await Connection.open(self.host, self.port, helo=self.helo, starttls=self.starttls,
+                                               username=self.username, password=self.password)
+            self.connections[lane] = connection
+        return connection
+
+    async def send(self, lane: int, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
+        try:
+            connection = await self._connection(lane)
+            reply = await connection.send(sender, recipient, dot_stuff(data))
+        except SmtpError as exc:
+            dropped = self.connections.pop(lane, None)
+            if dropped is not None:
+                dropped.abort()
+            return 0, f"4.4.2 {exc}"
+        if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
+            self.connections.pop(lane).abort()
+        return reply.code, reply.text.replace("\n", " ")
+
+    async def close(self) -> None:
+        for connection in list(self.connections.values()):
+            await connection.quit()
+        self.connections.clear()
+
+
+class CaptureTransport(Transport):
+    """The embedded default: every copy lands in the capture Maildir, as a mailbox would store it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.folder = settings.capture_dir
+
+    async def send(self, lane: int, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
+        envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
+        key = mail.capture(self.folder, envelope + data)
+        return 250, f"2.0.0 captured as {key}"
+
+
+def make_transport(settings: Settings) -> Transport:
+    if settings.smarthost:
+        return SmtpTransport(settings.smarthost, settings.delivery_connections)
+    return CaptureTransport(settings)
+
+
+class Worker:
+    """Claims and sends batches until none is due. ``run_in_db`` runs a function in the database thread."""
+
+    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str) -> None:
+        self.settings, self.transport, self.run_in_db, self.name = settings, transport, run_in_db, name
+        self.verp_key = verp.signing_key(settings)
+        self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
+
+    async def _prepared(self, message_id: int) -> PreparedMessage:
+        found = self.cache.get(message_id)
+        if found is None:
+            message = await self.run_in_db(Message.get_by_id, message_id)
+            found = await self.run_in_db(PreparedMessage, self.settings, message)
+            self.cache[message_id] = found
+            while len(self.cache) > 8:
+                self.cache.popitem(last=False)
+        self.cache.move_to_end(message_id)
+        return found
+
+    async def run_batch(self) -> int:
+        """Claim, send and record one batch; returns how many copies it handled (0: nothing due)."""
+        settings = self.settings
+        claimed = await self.run_in_db(claim_due, self.name, settings.delivery_batch, settings.delivery_lease)
+        if not claimed:
+            return 0
+        prepared = {mid: await self._prepared(mid) for mid in dict.fromkeys(item.message_id for item in claimed)}
+        pending = list(reversed(claimed))
+        results: list[Result] = []
+
+        async def lane(number: int) -> None:
+            while pending:
+                item = pending.pop()
+                sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key)
+                code, text = await self.transport.send(number, sender, item.address, data)
+                results.append(Result(item.id, code, f"{code} {text}" if code else text))
+
+        await asyncio.gather(*(lane(n) for n in range(self.transport.lanes)))
+        received = {mid: p.received_at for mid, p in prepared.items()}
+        await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
+                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
+                             now=clock.now())
+        return len(claimed)

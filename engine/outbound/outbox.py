@@ -1,0 +1,138 @@
+"""The durable outbox: claim due deliveries with a lease, record results in batches, take back stale claims.
+
+On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several engine processes share the work
+without waiting on each other; on SQLite a claim is one ``BEGIN IMMEDIATE`` transaction (SQLite
+has one writer at a time anyway). Results are written with ``executemany`` in one transaction
+per batch: a peewee call per row costs about 7 times more (../shared/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import peewee as pw
+
+from engine import clock
+from engine.db import database
+from engine.outbound.models import Delivery, DeliveryState
+from engine.posting.models import Message, MessageState
+
+DUE_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED)
+OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED, DeliveryState.CLAIMED)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    message_id: int
+    address: str
+    member_ids: str
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    delivery_id: int
+    code: int  # SMTP reply code; 0 for a connection error (temporary)
+    reply: str
+
+    @property
+    def outcome(self) -> str:
+        if 200 <= self.code < 300:
+            return DeliveryState.SENT
+        if 500 <= self.code < 600:
+            return DeliveryState.FAILED
+        return DeliveryState.DEFERRED
+
+
+def _is_postgres() -> bool:
+    return isinstance(database.obj, pw.PostgresqlDatabase)
+
+
+def _transaction():  # type: ignore[no-untyped-def]
+    if isinstance(database.obj, pw.SqliteDatabase):
+        return database.obj.atomic("IMMEDIATE")
+    return database.atomic()
+
+
+def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = None) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries for ``worker`` until ``now + lease``."""
+    now = now or clock.now()
+    with _transaction():
+        query = (Delivery.select(Delivery.id, Delivery.message, Delivery.address, Delivery.member_ids,
+                                 Delivery.reason, Delivery.attempts)
+                 .where(Delivery.state.in_(DUE_STATES) & (Delivery.next_attempt_at <= now))
+                 .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
+        if _is_postgres():
+            query = query.for_update("FOR UPDATE SKIP LOCKED")
+        rows = [Claimed(*row) for row in query.tuples()]
+        if rows:
+            (Delivery.update(state=DeliveryState.CLAIMED, claimed_until=now + lease, claimed_by=worker,
+                             updated_at=now)
+             .where(Delivery.id.in_([row.id for row in rows])).execute())
+    return rows
+
+
+def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
+    """Wait before retry number ``attempts`` (1-based): first, then doubled, capped (RFC 5321 §4.5.4.1)."""
+    return min(first * (2 ** max(0, attempts - 1)), longest)
+
+
+def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
+           lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None) -> None:
+    """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt."""
+    now = now or clock.now()
+    rows = []
+    for result in results:
+        item = claimed[result.delivery_id]
+        attempts = item.attempts + 1
+        state, due = result.outcome, now
+        reply = result.reply[:1000]
+        if state == DeliveryState.DEFERRED:
+            due = now + backoff(attempts, first, longest)
+            if due > received[item.message_id] + lifetime:
+                state, reply = DeliveryState.FAILED, f"{reply} (gave up after {lifetime})"
+        rows.append((state, attempts, due, reply, now, result.delivery_id))
+    if not rows:
+        return
+    param = database.obj.param
+    sql = (f"UPDATE delivery SET state = {param}, attempts = {param}, next_attempt_at = {param}, "
+           f"last_reply = {param}, updated_at = {param}, claimed_until = NULL, claimed_by = NULL "
+           f"WHERE id = {param}")
+    with database.atomic():
+        cursor = database.obj.cursor()
+        cursor.executemany(sql, rows)
+
+
+def reclaim_stale(now: datetime | None = None) -> int:
+    """Claims whose lease ran out (their worker died) become due again; returns how many."""
+    now = now or clock.now()
+    return int(Delivery.update(state=DeliveryState.QUEUED, claimed_by=None, claimed_until=None, updated_at=now)
+               .where((Delivery.state == DeliveryState.CLAIMED) & (Delivery.claimed_until < now)).execute())
+
+
+def finish_messages(now: datetime | None = None) -> int:
+    """Mark ``sending`` posts with no open delivery left as ``done``; returns how many."""
+    now = now or clock.now()
+    open_rows = Delivery.select(Delivery.id).where(
+        (Delivery.message == Message.id) & Delivery.state.in_(OPEN_STATES))
+    return int(Message.update(state=MessageState.DONE, finished_at=now)
+               .where((Message.state == MessageState.SENDING) & ~pw.fn.EXISTS(open_rows)).execute())
+
+
+def next_due_at() -> datetime | None:
+    """When the earliest open delivery falls due (the workers sleep until then)."""
+    row = (Delivery.select(pw.fn.MIN(Delivery.next_attempt_at)).where(Delivery.state.in_(DUE_STATES)).scalar())
+    return row  # type: ignore[no-any-return]
+
+
+def counts(message_id: int) -> dict[str, int]:
+    """Deliveries of a message by state (every state present, zeros included)."""
+    found = dict.fromkeys(DeliveryState.ALL, 0)
+    query = (Delivery.select(Delivery.state, pw.fn.COUNT(Delivery.id))
+             .where(Delivery.message == message_id).group_by(Delivery.state).tuples())
+    for state, number in query:
+        found[state] = number
+    return found
