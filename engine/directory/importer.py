@@ -73,7 +73,7 @@ class Row:
     email: str | None
     club: Structure
     season: int
-    mandates: frozenset[tuple[int, int, date, date | None]]  # (role, structure, starts_on, ends_on)
+    mandates: frozenset[tuple[int, int, date | None, date | None]]  # (role, structure, starts_on, ends_on)
 
 
 def open_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
@@ -131,7 +131,7 @@ class _Parser:
         self.seen[licence] = line
         return Row(line, licence, raw["nom"], raw["prenom"], email, club, season, mandates)
 
-    def mandate(self, item: str, season: int) -> tuple[int, int, date, date | None]:
+    def mandate(self, item: str, season: int) -> tuple[int, int, date | None, date | None]:
         match = ROLE_ITEM.match(item.strip())
         if not match:
             raise _Bad("bad_role", item.strip())
@@ -140,11 +140,11 @@ class _Parser:
             raise _Bad("unknown_role", match["role"].strip())
         structure = self.structure(match["structure"], "unknown_structure")
         try:
-            starts = date.fromisoformat(match["start"]) if match["start"] else date(season, *self.season_start)
+            starts = date.fromisoformat(match["start"]) if match["start"] else None
             ends = date.fromisoformat(match["end"]) if match["end"] else None
         except ValueError:
             raise _Bad("bad_dates", item.strip()) from None
-        if ends is not None and ends < starts:
+        if ends is not None and ends < (starts or date(season, *self.season_start)):
             raise _Bad("bad_dates", item.strip())
         return role, structure.id, starts, ends
 
@@ -254,22 +254,29 @@ class _Writer:
         return ["email"]
 
     def _mandates(self, member: Member, row: Row, existing: Iterable[Mandate]) -> bool:
-        by_key = {(m.role_id, m.structure_id, m.starts_on): m for m in existing}
-        wanted = {(role, structure, starts): ends for role, structure, starts, ends in row.mandates}
+        """Add, re-date and remove the member's imported mandates to match the row (the export rules them).
+
+        A mandate given without a start date matches the member's mandate of that role and structure
+        whatever its start (the season start when it is created), so that a new season changes nothing.
+        """
+        left = list(existing)
         changed = False
-        for key, ends in wanted.items():
-            found = by_key.get(key)
+        for role, structure, starts, ends in sorted(row.mandates, key=lambda m: m[2] is None):
+            found = next((m for m in left if (m.role_id, m.structure_id) == (role, structure)
+                          and (starts is None or m.starts_on == starts)), None)
             if found is None:
-                Mandate.create(member=member, role=key[0], structure=key[1], starts_on=key[2], ends_on=ends,
-                               source="import")
+                Mandate.create(member=member, role=role, structure=structure, ends_on=ends, source="import",
+                               starts_on=starts or date(row.season, *self.parser.season_start))
                 self.report.mandates_added += 1
                 changed = True
-            elif found.source == "import" and found.ends_on != ends:
+                continue
+            left.remove(found)
+            if found.source == "import" and found.ends_on != ends:
                 Mandate.update(ends_on=ends).where(Mandate.id == found.id).execute()
                 changed = True
-        for key, mandate in by_key.items():
-            in_scope = self.parser.scope is None or key[1] in self.parser.scope
-            if key not in wanted and mandate.source == "import" and in_scope:  # the export rules its mandates
+        for mandate in left:
+            in_scope = self.parser.scope is None or mandate.structure_id in self.parser.scope
+            if mandate.source == "import" and in_scope:
                 mandate.delete_instance()
                 self.report.mandates_removed += 1
                 changed = True

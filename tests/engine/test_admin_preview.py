@@ -1,0 +1,103 @@
+"""Criteria editing and the live preview: counts from resolve(), reasons, and the difference since the last message."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from engine import clock
+from engine.audit import AuditEvent
+from engine.directory import staff
+from engine.directory.models import StaffScope, StructureKind
+from engine.lists import preview as pv
+from engine.lists.models import ListCriterion, Subscription
+from engine.lists.preview import CriterionSpec
+from engine.lists.resolve import count_recipients, resolve
+from engine.outbound.models import Delivery
+from engine.posting.models import Message
+from tests import factories as f
+
+DAY = date(2026, 11, 24)
+
+
+@pytest.fixture
+def fed(db):
+    root = f.structure("FFESSM", StructureKind.FEDERATION)
+    provence = f.structure("Provence", StructureKind.REGIONAL, root)
+    bretagne = f.structure("Bretagne", StructureKind.REGIONAL, root)
+    cd13 = f.structure("CODEP 13", StructureKind.DEPARTMENTAL, provence)
+    club_a = f.structure("Club A", StructureKind.CLUB, cd13)
+    club_b = f.structure("Club B", StructureKind.CLUB, cd13)
+    president = f.role("president", "Président")
+    secretary = f.role("secretary", "Secrétaire")
+    dom = f.domain("listes.example.fr", root)
+    ml = f.mailing_list("presidents", dom, provence, kind="role")
+    people = {}
+    for name, club, role in (("pa", club_a, president), ("pb", club_b, president), ("sa", club_a, secretary)):
+        people[name] = f.member(email=f"{name}@example.org", club=club)
+        f.mandate(people[name], role, club)
+    regional = f.member(email="staff@example.org", club=club_a)
+    StaffScope.create(member=regional, structure=provence, granted_at=clock.now())
+    return dict(root=root, provence=provence, bretagne=bretagne, cd13=cd13, club_a=club_a, president=president,
+                secretary=secretary, ml=ml, regional=regional, **people)
+
+
+def everyone(ml):
+    return [r.address for batch in resolve(ml, day=DAY) for r in batch]
+
+
+def test_preview_of_unsaved_criteria_matches_resolve_and_saves_nothing(fed):
+    ml = fed["ml"]
+    specs = [CriterionSpec(fed["cd13"].id, (fed["president"].id,), include_subtree=True,
+                           structure_kind=StructureKind.CLUB)]
+    shown = pv.preview(fed["regional"], ml, specs, day=DAY)
+    assert shown.count == 2 and [r.address for r in shown.sample] == ["pa@example.org", "pb@example.org"]
+    assert shown.sample[0].reasons[0].label_fr == "Président — Club A"
+    assert shown.names[fed["pa"].id] == fed["pa"].full_name
+    assert ListCriterion.select().count() == 0 and count_recipients(ml, day=DAY) == 0  # nothing saved
+    assert pv.replace_criteria(fed["regional"], ml, specs) is True
+    assert everyone(ml) == ["pa@example.org", "pb@example.org"]
+    assert pv.preview(fed["regional"], ml, day=DAY).count == count_recipients(ml, day=DAY) == 2
+    assert pv.replace_criteria(fed["regional"], ml, specs) is False  # same criteria: no change, no audit
+    assert AuditEvent.select().where(AuditEvent.action == "list.criteria_changed").count() == 1
+
+
+def test_static_subscribers_are_previewed_with_their_reason(fed):
+    ml = fed["ml"]
+    Subscription.create(mailing_list=ml, email="guest@example.org", email_key="guest@example.org",
+                        created_at=clock.now())
+    shown = pv.preview(None, ml, [CriterionSpec(fed["club_a"].id, (fed["secretary"].id,))], day=DAY)
+    assert [(r.address, r.reasons[0].kind) for r in shown.sample] == [("guest@example.org", "static"),
+                                                                       ("sa@example.org", "criterion")]
+
+
+def test_criteria_outside_scope_are_refused(fed):
+    with pytest.raises(staff.NotAllowed):
+        pv.preview(fed["regional"], fed["ml"], [CriterionSpec(fed["bretagne"].id, ())])
+    with pytest.raises(staff.NotAllowed):
+        pv.replace_criteria(fed["regional"], fed["ml"], [CriterionSpec(fed["root"].id, (), True)])
+    assert ListCriterion.select().count() == 0
+
+
+def test_difference_since_the_last_message(fed):
+    ml = fed["ml"]
+    pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (fed["president"].id,), True)])
+    assert pv.preview(None, ml, day=DAY).diff is None  # no message yet
+    sent = datetime(2026, 11, 12, 9)
+    message = Message.create(mailing_list=ml, raw=b"x", size=1, received_at=sent, state="done")
+    for address in ("PA@example.org", "gone@example.org"):
+        Delivery.create(message=message, address=address, next_attempt_at=sent, updated_at=sent)
+    Message.create(mailing_list=ml, raw=b"y", size=1, received_at=datetime(2026, 11, 20), state="held")
+    diff = pv.preview(None, ml, day=DAY).diff
+    assert diff is not None and diff.since == sent
+    assert (diff.added, diff.removed) == (1, 1)
+    assert diff.added_sample == ["pb@example.org"] and diff.removed_sample == ["gone@example.org"]
+
+
+def test_recipients_page_streams_only_up_to_the_page(fed):
+    ml = fed["ml"]
+    pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (), True)])  # every licensee of the clubs
+    assert [r.address for r in pv.recipients_page(None, ml, page=2, per_page=2, day=DAY)] == [
+        "sa@example.org", "staff@example.org"]
+    assert pv.recipients_page(None, ml, page=3, per_page=2, day=DAY) == []
