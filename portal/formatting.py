@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from flask_babel import format_date as babel_format_date
 from flask_babel import get_locale, to_user_timezone
@@ -31,3 +31,10 @@ def _utc():  # type: ignore[no-untyped-def]
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("UTC")
+
+
+def format_duration(value: timedelta) -> str:
+    """A delay in words in the user's language ("3 jours", "15 minutes")."""
+    from engine.directory.wording import duration_words
+
+    return duration_words(value, "en" if str(get_locale()).startswith("en") else "fr")

@@ -1,14 +1,138 @@
-"""Mon espace views."""
+"""Mon espace: the member's profile, the pencil (address change and its confirmation), and Mes listes.
+
+Every view acts for the logged-in member only (no member id is ever read from a URL or a form); the
+public confirmation and cancel pages act for the member their signed token names.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required
+
+from engine.directory import email_change
+from engine.directory.profile import profile
+from engine.lists import optouts
+from engine.lists.resolve import lists_of_member
+from portal.espace.forms import ButtonForm, EmailForm
+from portal.formatting import format_duration
 
 bp = Blueprint("espace", __name__, url_prefix="/espace")
+
+SOURCES = {
+    "footer": _l("lien de désabonnement d’un message"),
+    "one-click": _l("bouton « se désabonner » de votre messagerie"),
+    "mailto": _l("message de désabonnement"),
+    "espace": _l("depuis Mon espace"),
+    "staff": _l("par l’administrateur"),
+    "bounce": _l("adresse en erreur"),
+}
+LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409, "cancelled": 409, "applied": 409, "other_member": 403}
+
+
+def source_label(source: str) -> str:
+    return str(SOURCES.get(source, source))
+
+
+def _me():  # type: ignore[no-untyped-def]
+    return current_user if current_user.is_authenticated else None
 
 
 @bp.get("/")
 @login_required
 def index():  # type: ignore[no-untyped-def]
-    return render_template("auth/home.html")
+    return render_template("espace/index.html", profile=profile(g.settings, current_user),
+                           lists=lists_of_member(current_user), button=ButtonForm(),
+                           language=str(get_locale()), source_label=source_label)
+
+
+@bp.route("/adresse", methods=["GET", "POST"])
+@login_required
+def email():  # type: ignore[no-untyped-def]
+    form = EmailForm()
+    if form.validate_on_submit():
+        try:
+            change = email_change.request_change(g.settings, current_user, form.email.data,
+                                                 ip=request.remote_addr, language=str(get_locale()))
+        except email_change.InvalidAddress:
+            form.email.errors.append(_("Cette adresse n’est pas valide."))
+        except email_change.SameAddress:
+            form.email.errors.append(_("C’est déjà l’adresse utilisée par les listes."))
+        else:
+            flash(_("Un lien de confirmation vient d’être envoyé à %(address)s. Ouvrez-le pour confirmer "
+                    "la nouvelle adresse.", address=change.new_email), "info")
+            return redirect(url_for("espace.index"))
+    return render_template("espace/email.html", form=form, profile=profile(g.settings, current_user),
+                           delay_words=format_duration)
+
+
+@bp.post("/adresse/annulation")
+@login_required
+def cancel_pending():  # type: ignore[no-untyped-def]
+    if ButtonForm().validate_on_submit() and email_change.cancel_pending(g.settings, current_user,
+                                                                          ip=request.remote_addr):
+        flash(_("Le changement d’adresse est annulé."), "info")
+    return redirect(url_for("espace.index"))
+
+
+def _link_error(exc: email_change.ChangeLinkError):  # type: ignore[no-untyped-def]
+    return render_template("espace/link_error.html", reason=exc.reason), LINK_STATUS[exc.reason]
+
+
+@bp.route("/adresse/confirmer/<token>", methods=["GET", "POST"])
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    """GET shows a button and changes nothing (mail scanners follow links); the button confirms."""
+    form = ButtonForm()
+    try:
+        change = email_change.change_to_confirm(g.settings, token, _me())
+        if not form.validate_on_submit():
+            return render_template("espace/confirm.html", change=change, form=form)
+        change = email_change.confirm(g.settings, token, member=_me(), ip=request.remote_addr)
+    except email_change.ChangeLinkError as exc:
+        return _link_error(exc)
+    if current_user.is_authenticated:
+        flash(_("Nouvelle adresse confirmée."), "info")
+        return redirect(url_for("espace.index"))
+    return render_template("espace/confirmed.html", change=change)
+
+
+@bp.route("/adresse/annuler/<token>", methods=["GET", "POST"])
+def cancel(token: str):  # type: ignore[no-untyped-def]
+    """The old address's "this was not me" link: GET shows a button; the button cancels."""
+    form = ButtonForm()
+    try:
+        change = email_change.change_to_cancel(g.settings, token, _me())
+        if not form.validate_on_submit():
+            return render_template("espace/cancel.html", change=change, form=form)
+        change = email_change.cancel_with_token(g.settings, token, member=_me(), ip=request.remote_addr)
+    except email_change.ChangeLinkError as exc:
+        return _link_error(exc)
+    return render_template("espace/cancelled.html", change=change)
+
+
+@bp.post("/listes/<int:list_id>/quitter")
+@login_required
+def leave(list_id: int):  # type: ignore[no-untyped-def]
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    try:
+        mailing_list = optouts.leave_from_espace(current_user, list_id, ip=request.remote_addr)
+    except optouts.NotOnList:
+        abort(404)
+    flash(_("Vous avez quitté la liste « %(name)s ».", name=mailing_list.name), "info")
+    return redirect(url_for("espace.index", _anchor="listes"))
+
+
+@bp.post("/listes/<int:list_id>/rejoindre")
+@login_required
+def rejoin(list_id: int):  # type: ignore[no-untyped-def]
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    try:
+        mailing_list = optouts.rejoin_from_espace(current_user, list_id, ip=request.remote_addr)
+    except optouts.NotOnList:
+        abort(404)
+    flash(_("Vous avez rejoint la liste « %(name)s ».", name=mailing_list.name), "info")
+    return redirect(url_for("espace.index", _anchor="listes"))
