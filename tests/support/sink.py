@@ -1,0 +1,96 @@
+"""A recording SMTP server on loopback (aiosmtpd) standing in for the smarthost in tests.
+
+It keeps every envelope and message it accepts; ``script`` decides the reply to each RCPT (for
+451-then-250 or 550 tests). It counts concurrent sessions, as a receiving provider would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.support.postgres import free_port
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    mail_options: list[str]
+
+    @property
+    def message(self) -> EmailMessage:
+        return BytesParser(policy=policy.default).parsebytes(self.data)  # type: ignore[return-value]
+
+
+@dataclass
+class SinkHandler:
+    script: Callable[[str, int], str] | None = None  # (recipient, attempt number) -> reply for RCPT
+    received: list[Received] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)
+    sessions: int = 0
+    max_sessions: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        with self.lock:
+            self.attempts[address] = attempt = self.attempts.get(address, 0) + 1
+        reply = self.script(address, attempt) if self.script else "250 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                          envelope.original_content or b"", list(envelope.mail_options)))
+        return "250 2.0.0 Ok: queued"
+
+    def by_recipient(self) -> dict[str, list[Received]]:
+        found: dict[str, list[Received]] = {}
+        for item in self.received:
+            for rcpt in item.rcpt_tos:
+                found.setdefault(rcpt, []).append(item)
+        return found
+
+
+class _CountingSMTP(SMTP):
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        handler: SinkHandler = self.event_handler
+        with handler.lock:
+            handler.sessions += 1
+            handler.max_sessions = max(handler.max_sessions, handler.sessions)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc) -> None:  # type: ignore[no-untyped-def]
+        handler: SinkHandler = self.event_handler
+        with handler.lock:
+            handler.sessions -= 1
+        super().connection_lost(exc)
+
+
+class Sink(Controller):
+    def __init__(self, handler: SinkHandler, smtputf8: bool = True) -> None:
+        self.smtputf8 = smtputf8
+        super().__init__(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10)
+
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
