@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from engine import db as engine_db
 from engine.config import Settings
 from engine.directory.models import Member, Structure, StructureKind
 from engine.lists.models import Domain, MailingList
@@ -55,6 +56,10 @@ def start_engine(engine_settings: Settings, db) -> Iterator[Callable[..., Engine
     yield start
     for thread in threads:
         thread.stop()
+        # The engine bound the models to its own database object; this thread may have used it too.
+        if not thread.engine.database.is_closed():
+            thread.engine.database.close()
+    engine_db.bind(db)
 
 
 @dataclass

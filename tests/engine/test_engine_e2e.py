@@ -133,6 +133,6 @@ def test_opted_out_member_gets_nothing_next_time(start_engine, federation: Feder
     send(engine, post(author="Famille.Martin@example.fr"), sender="Famille.Martin@example.fr")
     wait_until(lambda: len(sink.handler.received) >= 1, what="a copy")
     wait_until(lambda: Message.select().where(Message.state == MessageState.DONE).exists(), what="done")
-    assert [r for r in resolve(federation.board_list)][0][0].address == "Famille.Martin@example.fr"
+    assert list(resolve(federation.board_list))[0][0].address == "Famille.Martin@example.fr"
     assert "elodie.dupre@example.fr" not in sink.handler.by_recipient()
     assert OptOut.select().count() == 1
