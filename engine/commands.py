@@ -112,4 +112,15 @@ def import_members_command(path: str, overwrite_member_emails: bool) -> None:
         raise SystemExit(1)
 
 
-ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command]
+@click.command("engine")
+def engine_command() -> None:
+    """Run the list engine: SMTP/LMTP intake, delivery and scheduled jobs (several may share one database)."""
+    from engine.runtime import serve
+
+    settings = load_settings()
+    open_database(settings).close()  # refuses a database that is behind
+    serve(settings)
+
+
+ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
+                                        engine_command]

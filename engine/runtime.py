@@ -158,3 +158,26 @@ class EngineThread:
     def stop(self, timeout: float = 20.0) -> None:
         self.engine.stop()
         self.thread.join(timeout)
+
+
+def serve(settings: Settings) -> None:
+    """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``)."""
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    engine = Engine(settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, engine.stop)
+        runner = asyncio.create_task(engine.run())
+        while not engine.ready.is_set() and not runner.done():
+            await asyncio.sleep(0.05)
+        if engine.ready.is_set():
+            where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
+            target = settings.smarthost or f"capture in {settings.capture_dir}"
+            log.info("engine %s listening on %s; delivering to %s", engine.name, where, target)
+        await runner
+
+    asyncio.run(main())
