@@ -1,40 +1,33 @@
-"""Dates for people: French by default ("26 novembre 2026 à 14 h 00"), English when asked for."""
+"""Dates for people: French by default ("26 novembre 2026 à 14 h 00"), English when asked for
+("26 November 2026 at 14:00", British order: the federation's English readers are European)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from flask_babel import format_date as babel_format_date
-from flask_babel import get_locale, to_user_timezone
+from babel.dates import format_date as babel_format_date
+from flask_babel import get_locale, get_timezone
 
-from engine.clock import to_local
+from engine.directory.wording import duration_words, moment_words
+
+
+def _language() -> str:
+    return "en" if str(get_locale()).startswith("en") else "fr"
 
 
 def format_date(value: date | None) -> str:
     if value is None:
         return ""
-    return str(babel_format_date(value, "long"))
+    return str(babel_format_date(value, "long", locale="en_GB" if _language() == "en" else "fr_FR"))
 
 
 def format_datetime(value: datetime | None) -> str:
     """A stored naive-UTC time in the user's time zone, in the user's language."""
     if value is None:
         return ""
-    local = to_user_timezone(to_local(value, _utc()))
-    day = babel_format_date(local.date(), "long")
-    if str(get_locale()).startswith("fr"):
-        return f"{day} à {local.hour} h {local.minute:02d}"
-    return f"{day} at {local.strftime('%H:%M')}"
-
-
-def _utc():  # type: ignore[no-untyped-def]
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo("UTC")
+    return moment_words(value, get_timezone(), _language())
 
 
 def format_duration(value: timedelta) -> str:
     """A delay in words in the user's language ("3 jours", "15 minutes")."""
-    from engine.directory.wording import duration_words
-
-    return duration_words(value, "en" if str(get_locale()).startswith("en") else "fr")
+    return duration_words(value, _language())
