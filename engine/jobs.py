@@ -35,24 +35,31 @@ def propagate_addresses() -> int:
     return int(apply_due_changes())
 
 
-# (name, interval in seconds, job); a job returning a truthy value wakes the delivery workers.
+# (name, interval in seconds, job). Reclaiming runs at least twice per lease (see Scheduler).
 SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("finish-messages", 1.0, outbox.finish_messages),
     ("reclaim-stale-claims", 15.0, outbox.reclaim_stale),
     ("propagate-addresses", 60.0, propagate_addresses),
 )
-_last_run: dict[str, float] = {}
 
 
-def run_periodic(now: float | None = None) -> int:
-    """Run the jobs that are due; returns how many stale claims came back (0 when none)."""
-    now = time.monotonic() if now is None else now
-    woke = 0
-    for name, interval, job in SCHEDULE:
-        if now - _last_run.get(name, float("-inf")) < interval:
-            continue
-        _last_run[name] = now
-        result = job()
-        if name == "reclaim-stale-claims":
-            woke += result
-    return woke
+class Scheduler:
+    """Runs each job of ``SCHEDULE`` at its interval; one per engine."""
+
+    def __init__(self, lease_seconds: float = 300.0) -> None:
+        self.intervals = {name: interval for name, interval, _ in SCHEDULE}
+        self.intervals["reclaim-stale-claims"] = max(0.5, min(15.0, lease_seconds / 2))
+        self.last_run: dict[str, float] = {}
+
+    def run_due(self, now: float | None = None) -> int:
+        """Run the jobs that are due; returns how many stale claims came back (0 when none)."""
+        now = time.monotonic() if now is None else now
+        woke = 0
+        for name, _, job in SCHEDULE:
+            if now - self.last_run.get(name, float("-inf")) < self.intervals[name]:
+                continue
+            self.last_run[name] = now
+            result = job()
+            if name == "reclaim-stale-claims":
+                woke += result
+        return woke

@@ -123,9 +123,10 @@ class Engine:
 
     async def _jobs_loop(self) -> None:
         assert self._wake_delivery is not None
+        scheduler = jobs.Scheduler(self.settings.delivery_lease.total_seconds())
         while True:
             try:
-                if await self.run_in_db(jobs.run_periodic):
+                if await self.run_in_db(scheduler.run_due):
                     self._wake_delivery.set()
             except Exception:
                 log.exception("scheduled jobs failed")
@@ -165,6 +166,7 @@ def serve(settings: Settings) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
     engine = Engine(settings)
 
     async def main() -> None:

@@ -6,6 +6,7 @@ It keeps every envelope and message it accepts; ``script`` decides the reply to 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Received:
 @dataclass
 class SinkHandler:
     script: Callable[[str, int], str] | None = None  # (recipient, attempt number) -> reply for RCPT
+    delay: float = 0.0  # seconds spent on each DATA (a slow receiver)
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
     sessions: int = 0
@@ -55,6 +57,8 @@ class SinkHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           envelope.original_content or b"", list(envelope.mail_options)))

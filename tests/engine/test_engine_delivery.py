@@ -1,0 +1,118 @@
+"""Delivery under trouble: temporary and permanent refusals, and an engine killed in the middle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from engine.config import Settings
+from engine.outbound.models import Delivery, DeliveryState
+from engine.posting.models import Message, MessageState
+from tests import factories
+from tests.engine.conftest import Federation, wait_until
+from tests.engine.test_engine_e2e import post, send
+from tests.support.postgres import free_port
+from tests.support.sink import Sink, SinkHandler
+
+
+def test_451_then_250_is_retried_and_550_is_failed(start_engine, federation: Federation, sink: Sink) -> None:
+    def script(address: str, attempt: int) -> str:
+        if address.startswith("Famille"):
+            return "451 4.7.1 Greylisted, try again later" if attempt == 1 else "250 OK"
+        return "550 5.1.1 No such user"
+
+    sink.handler.script = script
+    engine = start_engine()
+    send(engine, post())
+    wait_until(lambda: Message.get().state == MessageState.DONE, what="message done", timeout=30)
+    family = Delivery.get(Delivery.address == "Famille.Martin@example.fr")
+    assert (family.state, family.attempts) == (DeliveryState.SENT, 2)
+    assert sink.handler.attempts["Famille.Martin@example.fr"] == 2
+    failed = Delivery.get(Delivery.address == "elodie.dupre@example.fr")
+    assert failed.state == DeliveryState.FAILED and failed.attempts == 1
+    assert failed.last_reply.startswith("550 5.1.1 No such user")
+    assert list(sink.handler.by_recipient()) == ["Famille.Martin@example.fr"]
+
+
+def test_connection_refused_defers_and_nothing_is_lost(start_engine, federation: Federation,
+                                                       engine_settings: Settings) -> None:
+    import dataclasses
+
+    port = free_port()
+    settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{port}")
+    engine = start_engine(settings)
+    send(engine, post())
+    wait_until(lambda: Delivery.select().where(Delivery.state == DeliveryState.DEFERRED).count() == 2,
+               what="deferred copies")
+    assert all("4.4.2" in d.last_reply for d in Delivery.select())
+    sink = Sink(SinkHandler())
+    sink.port = port  # the smarthost comes back on the same port
+    sink.start()
+    try:
+        wait_until(lambda: len(sink.handler.received) == 2, what="copies after the smarthost came back", timeout=30)
+    finally:
+        sink.stop()
+
+
+def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation, db_url: str,
+                                                         engine_settings: Settings) -> None:
+    members = 60
+    role = factories.role("membre_cd")
+    for n in range(members):
+        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
+        factories.mandate(person, role, federation.region)
+    expected = members + 2
+    sink = Sink(SinkHandler(delay=0.03))
+    sink.start()
+    smtp_port = free_port()
+    env = {**os.environ, "PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": engine_settings.secret_key,
+           "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+           "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "2s", "PALANQUEE_DELIVERY_BATCH": "10",
+           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url}
+
+    def start() -> subprocess.Popen[bytes]:
+        log = open(engine_settings.instance.parent / "engine.log", "ab")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(lambda: _listening(smtp_port), what="engine listening")
+        return process
+
+    first = start()
+    try:
+        send(_Bound(smtp_port), post())
+        wait_until(lambda: len(sink.handler.received) >= 15, what="a few copies")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        before = len(sink.handler.received)
+        assert before < expected
+        second = start()
+        try:
+            wait_until(lambda: len(set(sink.handler.by_recipient())) == expected, timeout=60,
+                       what="every recipient after restart")
+            wait_until(lambda: Message.get().state == MessageState.DONE, timeout=30, what="message done")
+        finally:
+            second.terminate()
+            second.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        sink.stop()
+    duplicates = len(sink.handler.received) - expected
+    assert 0 <= duplicates <= 10  # at most what was in flight: one claimed batch
+    assert Delivery.select().where(Delivery.state != DeliveryState.SENT).count() == 0
+
+
+class _Bound:
+    def __init__(self, port: int) -> None:
+        self.bound = {"smtp": ("127.0.0.1", port)}
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
