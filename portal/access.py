@@ -30,3 +30,22 @@ def require_structure(structure: Structure) -> None:
     """403 unless the logged-in staff member manages ``structure`` (their scopes and below)."""
     if not staff.can_manage(current_user, structure):
         abort(403)
+
+
+def current_list(list_id: int):  # type: ignore[no-untyped-def]
+    """The live list ``list_id`` if the logged-in staff member manages it: 404 when absent, 403 outside scope."""
+    from engine.lists import admin
+
+    try:
+        return admin.get_list(current_user, list_id)
+    except admin.MailingList.DoesNotExist:
+        abort(404)
+    except staff.NotAllowed:
+        abort(403)
+
+
+def client_ip() -> str | None:
+    """The address recorded in the audit log (the WSGI server's view; a proxy must set REMOTE_ADDR)."""
+    from flask import request
+
+    return request.remote_addr
