@@ -19,6 +19,7 @@ from engine import clock, tokens
 from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
+from engine.notices import HeaderInjection
 from engine.outbound import mail
 from engine.outbound.outbox import Claimed, Result, claim_due, record
 from engine.outbound.smtp import Connection, SmtpError, dot_stuff
@@ -153,9 +154,15 @@ class Worker:
         claimed = await self.run_in_db(claim_due, self.name, settings.delivery_batch, settings.delivery_lease)
         if not claimed:
             return 0
-        prepared = {mid: await self._prepared(mid) for mid in dict.fromkeys(item.message_id for item in claimed)}
-        pending = list(reversed(claimed))
+        prepared: dict[int, PreparedMessage] = {}
         results: list[Result] = []
+        for mid in dict.fromkeys(item.message_id for item in claimed):
+            try:
+                prepared[mid] = await self._prepared(mid)
+            except HeaderInjection as exc:  # list settings that slipped past the forms: never send them
+                results += [Result(item.id, 554, f"554 5.6.0 Cannot render the list's copy: {exc}")
+                            for item in claimed if item.message_id == mid]
+        pending = [item for item in reversed(claimed) if item.message_id in prepared]
 
         async def lane(number: int) -> None:
             while pending:
@@ -166,6 +173,7 @@ class Worker:
 
         await asyncio.gather(*(lane(n) for n in range(self.transport.lanes)))
         received = {mid: p.received_at for mid, p in prepared.items()}
+        received.update({item.message_id: clock.now() for item in claimed if item.message_id not in received})
         await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
                              longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
                              now=clock.now())

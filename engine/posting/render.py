@@ -31,8 +31,9 @@ REMOVED_HEADERS = (
 # Serialise as received: never refold a header that came with the message (a signed part would break).
 OUTPUT_POLICY = policy.SMTP.clone(refold_source="none")
 PROTECTED = ("multipart/signed", "multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime")
-# Charsets that hold every character of a French footer; other text parts are re-encoded in UTF-8.
-FOOTER_SAFE_CHARSETS = ("utf-8", "iso-8859-1", "iso-8859-15", "windows-1252", "cp1252", "latin-1", "latin1")
+# A footer holds any character (list names, structure names, dashes): a text part that gets one is
+# re-encoded in UTF-8 unless it already is. The reader sees the same text; only the wire form changes.
+FOOTER_SAFE_CHARSETS = ("utf-8", "utf8")
 
 
 @dataclass(frozen=True)
