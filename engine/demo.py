@@ -28,6 +28,7 @@ DEMO_PASSWORD = "plongee-demo"
 MEMBER_LICENCE = "A-13-000001"
 STAFF_LICENCE = "A-13-000002"
 ADMIN_LICENCE = "A-75-000003"
+DEMO_POSTER = "elodie.marchetti@orange.fr"  # the demo member: on the Provence board, may post to its list
 LIST_DOMAIN = "listes.ffessm-demo.fr"
 OFF_DOMAIN = "listes.codep13-demo.fr"
 

@@ -47,11 +47,21 @@ def demo(members: int) -> None:
     database.close()
     app = create_app(settings)
     host, port = settings.web_listen
+    from engine.runtime import EngineThread
+
+    engine = EngineThread(settings).start()
+    smtp_host, smtp_port = engine.bound["smtp"]
     click.echo("")
     click.echo(demo_data.describe(summary))
-    click.echo(f"\nportal:        http://{host}:{port}/")
-    click.echo(f"captured mail: {settings.capture_dir} (maildir)")
+    click.echo(f"\nportal:        http://{host}:{port}/  (staff: Messages > Courrier capturé shows every copy)")
+    click.echo(f"list engine:   SMTP {smtp_host}:{smtp_port}"
+               + (f", LMTP {engine.bound['lmtp'][0]}:{engine.bound['lmtp'][1]}" if "lmtp" in engine.bound else ""))
+    click.echo(f"captured mail: {settings.capture_dir} (maildir: every copy the lists send lands here)")
     click.echo(f"database:      {settings.database_url}")
+    click.echo("\nsend a message to a list, for example:")
+    click.echo(f"  swaks --server {smtp_host}:{smtp_port} --from {demo_data.DEMO_POSTER} "
+               f"--h-From {demo_data.DEMO_POSTER} --to comite_directeur.comite@listes.ffessm-demo.fr "
+               "--header 'Subject: Essai' --body 'Bonjour à tous'")
     app.run(host=host, port=port, debug=False, use_reloader=False)
 
 
