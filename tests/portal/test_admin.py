@@ -23,7 +23,13 @@ from tests import factories as f
 def app(settings, db):
     f.cheap_password_hashing()
     demo.build(settings, members=10)
-    return create_app(settings, config={"TESTING": True})
+    app = create_app(settings, config={"TESTING": True})
+    yield app
+    # the test read the database outside requests through the app's connection: close it
+    from engine.db import database
+
+    if not database.obj.is_closed():
+        database.obj.close()
 
 
 def token_of(client, path: str) -> str:
