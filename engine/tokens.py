@@ -12,11 +12,12 @@ no member's, ``[list_id, "address-key"]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
-from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
+from engine import clock
 from engine.config import Settings
 
 
@@ -45,14 +46,25 @@ class UnsubscribeTarget:
     email_key: str | None
 
 
+class _ClockSigner(TimestampSigner):
+    """Timestamps from ``engine.clock`` (the one ``now()`` that tests replace), not ``time.time()``."""
+
+    def get_timestamp(self) -> int:
+        return int(clock.now().replace(tzinfo=UTC).timestamp())
+
+
+class _TimedSerializer(URLSafeTimedSerializer):
+    default_signer = _ClockSigner
+
+
 def dumps(settings: Settings, purpose: str, payload: Any) -> str:
     """A timed, signed token (load it with ``loads`` and a ``max_age``)."""
-    return str(URLSafeTimedSerializer(settings.secret_key, salt=purpose).dumps(payload))
+    return str(_TimedSerializer(settings.secret_key, salt=purpose).dumps(payload))
 
 
 def loads(settings: Settings, purpose: str, token: str, max_age: timedelta | None) -> Any:
     """The payload of a token made by ``dumps`` for ``purpose``; refuses one older than ``max_age``."""
-    serializer = URLSafeTimedSerializer(settings.secret_key, salt=purpose)
+    serializer = _TimedSerializer(settings.secret_key, salt=purpose)
     seconds = int(max_age.total_seconds()) if max_age is not None else None
     try:
         return serializer.loads(token, max_age=seconds)

@@ -109,9 +109,10 @@ def _register_blueprints(app: Flask) -> None:
     from portal.espace.views import bp as espace_bp
     from portal.main import bp as main_bp
     from portal.messages.views import bp as messages_bp
+    from portal.messages.views import moderation_bp
     from portal.unsubscribe.views import bp as unsubscribe_bp
 
-    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp):
+    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp):
         app.register_blueprint(blueprint)
 
 

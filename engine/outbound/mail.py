@@ -8,11 +8,12 @@ tests read. List traffic goes through the outbox and the delivery workers instea
 from __future__ import annotations
 
 import mailbox
+import os
 import smtplib
 import ssl
 from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -83,3 +84,37 @@ def send_raw(settings: Settings, data: bytes, *, sender: str, recipients: list[s
     else:
         envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {', '.join(recipients)}\r\n".encode()
         capture(settings.capture_dir, envelope + data)
+
+
+def captured_keys(folder: Path) -> list[str]:
+    """Keys of the captured messages, newest first (Maildir names start with the delivery time)."""
+    names: list[tuple[str, str]] = []
+    for sub in ("new", "cur"):
+        directory = folder / sub
+        if directory.is_dir():
+            names += [(name, sub) for name in (entry.name for entry in os.scandir(directory))]
+    return [name.split(":", 1)[0] for name, _ in sorted(names, key=_maildir_order, reverse=True)]
+
+
+def _maildir_order(item: tuple[str, str]) -> tuple[float, str]:
+    name = item[0]
+    head = name.split(".", 2)
+    try:
+        stamp = float(head[0]) + float(head[1].lstrip("MP").split("P")[0].split("Q")[0] or 0) / 1e6
+    except (ValueError, IndexError):
+        stamp = 0.0
+    return stamp, name
+
+
+def read_one_captured(folder: Path, key: str, headers_only: bool = False) -> EmailMessage | None:
+    """One captured message by key (None when there is no such key)."""
+    if not key or "/" in key or key.startswith("."):
+        return None
+    box = mailbox.Maildir(str(folder), create=False)
+    try:
+        data = box.get_bytes(key)
+    except KeyError:
+        return None
+    if headers_only:
+        return BytesHeaderParser(policy=policy.default).parsebytes(data)  # type: ignore[return-value]
+    return BytesParser(policy=policy.default).parsebytes(data)  # type: ignore[return-value]

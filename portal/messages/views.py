@@ -1,15 +1,177 @@
-"""Message, moderation and captured-mail views."""
+"""Staff pages of the list engine: messages and their delivery progress, moderation, captured mail.
+
+Staff see the messages of the lists whose structure they manage; a federation administrator sees
+all. The moderation link mailed to moderators (``/moderation/<token>``) works without logging in:
+the signed token is the authority, and a GET only shows the post (mail scanners follow links).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
 
+from engine import tokens
+from engine.directory import staff
+from engine.outbound import mail
+from engine.posting import moderation, queries
+from engine.posting.models import Message, MessageState
+from engine.posting.render import parse
 from portal.access import staff_required
 
 bp = Blueprint("messages", __name__, url_prefix="/admin/messages")
+moderation_bp = Blueprint("moderation", __name__)
+PER_PAGE = 50
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    return current_app.extensions["palanquee.settings"]
+
+
+def _page() -> int:
+    page = request.args.get("page", "1")
+    return max(1, int(page)) if page.isdigit() else 1
+
+
+def _visible(message_id: int) -> Message:
+    message = Message.get_or_none(Message.id == message_id)
+    if message is None or not queries.may_see(current_user, message):
+        abort(404)  # another structure's message does not exist for this staff member
+    return message
 
 
 @bp.get("/")
 @staff_required
 def index():  # type: ignore[no-untyped-def]
-    return render_template("auth/home.html")
+    page = _page()
+    query = queries.visible_messages(current_user)
+    total = query.count()
+    messages = list(query.paginate(page, PER_PAGE))
+    return render_template("messages/index.html", messages=messages, held=queries.held_messages(current_user),
+                           counts=queries.progress_of_many(messages), page=page, total=total, per_page=PER_PAGE)
+
+
+@bp.get("/<int:message_id>")
+@staff_required
+def detail(message_id: int):  # type: ignore[no-untyped-def]
+    message = _visible(message_id)
+    page = _page()
+    return render_template("messages/detail.html", message=message, progress=queries.progress(message),
+                           problems=queries.problems(message, (page - 1) * PER_PAGE, PER_PAGE), page=page,
+                           preview=_preview(bytes(message.raw)), per_page=PER_PAGE)
+
+
+@bp.get("/<int:message_id>/progress.json")
+@staff_required
+def progress(message_id: int):  # type: ignore[no-untyped-def]
+    return jsonify(queries.progress(_visible(message_id)).as_dict())
+
+
+@bp.post("/<int:message_id>/decide")
+@staff_required
+def decide(message_id: int):  # type: ignore[no-untyped-def]
+    message = _visible(message_id)
+    _apply_decision(message, current_user)
+    return redirect(url_for("messages.detail", message_id=message.id))
+
+
+def _apply_decision(message: Message, actor) -> None:  # type: ignore[no-untyped-def]
+    action = request.form.get("action")
+    try:
+        if action == "approve":
+            moderation.approve(_settings(), message, actor)
+            flash(_("Message accepté : il part vers les membres de la liste."), "info")
+        elif action == "reject":
+            moderation.reject(_settings(), message, actor, request.form.get("reason", "").strip())
+            flash(_("Message refusé ; l'expéditeur en est informé."), "info")
+        else:
+            abort(400)
+    except moderation.NotHeld:
+        flash(_("Ce message a déjà été traité."), "error")
+
+
+@moderation_bp.route("/moderation/<token>", methods=["GET", "POST"])
+def by_link(token: str):  # type: ignore[no-untyped-def]
+    try:
+        message = moderation.load_moderation_token(_settings(), token)
+    except tokens.ExpiredToken:
+        return render_template("messages/link_error.html", expired=True), 410
+    except tokens.BadToken:
+        return render_template("messages/link_error.html", expired=False), 404
+    if request.method == "POST":
+        actor = current_user if current_user.is_authenticated else None
+        _apply_decision(message, actor)
+        return redirect(url_for("moderation.by_link", token=token))
+    return render_template("messages/moderate.html", message=message, preview=_preview(bytes(message.raw)),
+                           token=token)
+
+
+@bp.get("/captured")
+@staff_required
+def captured():  # type: ignore[no-untyped-def]
+    folder = _settings().capture_dir
+    page = _page()
+    keys = mail.captured_keys(folder)
+    admin = staff.is_federation_admin(current_user)
+    addresses = None if admin else _manageable_list_addresses()
+    rows, shown, skipped = [], 0, (page - 1) * PER_PAGE
+    for key in keys:
+        headers = mail.read_one_captured(folder, key, headers_only=True)
+        if headers is None or (addresses is not None and _list_address(headers) not in addresses):
+            continue
+        if skipped:
+            skipped -= 1
+            continue
+        rows.append((key, headers))
+        shown += 1
+        if shown >= PER_PAGE:
+            break
+    return render_template("messages/captured.html", rows=rows, page=page, more=shown >= PER_PAGE,
+                           smarthost=_settings().smarthost, folder=folder)
+
+
+@bp.get("/captured/<key>")
+@staff_required
+def captured_message(key: str):  # type: ignore[no-untyped-def]
+    message = mail.read_one_captured(_settings().capture_dir, key)
+    if message is None:
+        abort(404)
+    if not staff.is_federation_admin(current_user) and _list_address(message) not in _manageable_list_addresses():
+        abort(404)
+    return render_template("messages/captured_message.html", key=key, message=message, preview=_preview(message))
+
+
+def _list_address(headers) -> str:  # type: ignore[no-untyped-def]
+    return str(headers.get("X-Loop", "")).strip().lower()
+
+
+def _manageable_list_addresses() -> set[str]:
+    from engine.directory.models import Structure
+    from engine.directory.staff import manageable_structures
+    from engine.lists.models import Domain, MailingList
+
+    lists = (MailingList.select(MailingList, Domain).join(Domain)
+             .where(MailingList.structure.in_(manageable_structures(current_user).select(Structure.id))))
+    return {ml.address.lower() for ml in lists}
+
+
+def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What a reader sees: the main headers, the text (or HTML) body, the attachments."""
+    message = parse(source) if isinstance(source, bytes) else source
+    body = message.get_body(("plain", "html"))
+    text, html = "", ""
+    if body is not None:
+        try:
+            content = body.get_content().replace("\r\n", "\n")
+        except (LookupError, UnicodeError):
+            content = ""
+        if body.get_content_type() == "text/html":
+            html = content
+        else:
+            text = content
+    attachments = [(part.get_filename() or part.get_content_type(), len(part.get_payload(decode=True) or b""))
+                   for part in message.iter_attachments()]
+    headers = [(name, str(message.get(name))) for name in
+               ("From", "To", "Delivered-To", "Subject", "Date", "List-Id", "List-Unsubscribe") if message.get(name)]
+    return {"headers": headers, "text": text, "html": html, "attachments": attachments,
+            "states": MessageState}

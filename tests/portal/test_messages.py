@@ -1,0 +1,143 @@
+"""Staff pages of the engine: message list and progress, moderation (staff page and mailed link), captured mail."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import timedelta
+
+import pytest
+
+from engine import clock
+from engine.directory.models import StaffScope, StructureKind
+from engine.outbound import mail
+from engine.outbound.models import Delivery, DeliveryState
+from engine.posting import moderation
+from engine.posting.models import Message, MessageState
+from portal import create_app
+from tests import factories as f
+
+PASSWORD = "bonne-plongee-2026"
+RAW = (b"From: Paul <paul@example.org>\r\nTo: cd@listes.example.fr\r\nSubject: Sortie du dimanche\r\n"
+       b"Message-ID: <m1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBonjour \xc3\xa0 tous\r\n")
+
+
+@pytest.fixture
+def world(settings, db):  # type: ignore[no-untyped-def]
+    national = f.structure("FFESSM", kind=StructureKind.FEDERATION)
+    provence = f.structure("Provence", kind=StructureKind.REGIONAL, parent=national)
+    bretagne = f.structure("Bretagne", kind=StructureKind.REGIONAL, parent=national)
+    domain = f.domain("listes.example.fr", structure=national)
+    ours = f.mailing_list("cd", domain, structure=provence)
+    theirs = f.mailing_list("cd.bretagne", domain, structure=bretagne)
+    staff = f.member_with_password(email="staff@example.fr")
+    StaffScope.create(member=staff, structure=provence, granted_at=clock.now())
+    plain = f.member_with_password(email="plain@example.fr")
+    messages = {}
+    for name, mailing_list, state in (("held", ours, MessageState.HELD), ("sending", ours, MessageState.SENDING),
+                                      ("other", theirs, MessageState.HELD)):
+        messages[name] = Message.create(mailing_list=mailing_list, raw=RAW, size=len(RAW), state=state,
+                                        author="paul@example.org", envelope_sender="paul@example.org",
+                                        subject=f"Sortie {name}", received_at=clock.now(), recipient_count=3)
+    now = clock.now()
+    for address, state, reply in (("a@example.org", DeliveryState.SENT, "250 ok"),
+                                  ("b@example.org", DeliveryState.FAILED, "550 5.1.1 No such user"),
+                                  ("c@example.org", DeliveryState.QUEUED, "")):
+        Delivery.create(message=messages["sending"], address=address, state=state, last_reply=reply,
+                        next_attempt_at=now, updated_at=now)
+    app = create_app(dataclasses.replace(settings, smarthost=""), config={"TESTING": True})
+    return {"app": app, "staff": staff, "plain": plain, **messages}
+
+
+def _client(world, member=None):  # type: ignore[no-untyped-def]
+    client = world["app"].test_client()
+    if member is not None:
+        token = _csrf(client, "/login")
+        response = client.post("/login", data={"identifier": member.licence_number, "password": PASSWORD,
+                                               "csrf_token": token})
+        assert response.status_code == 302
+    return client
+
+
+def _csrf(client, path: str) -> str:  # type: ignore[no-untyped-def]
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+
+
+def test_staff_sees_their_messages_with_progress_and_failures(world) -> None:  # type: ignore[no-untyped-def]
+    client = _client(world, world["staff"])
+    page = client.get("/admin/messages/").get_data(as_text=True)
+    assert "Sortie held" in page and "Sortie sending" in page and "Sortie other" not in page
+    assert "1 message attend une modération" in page
+    detail = client.get(f"/admin/messages/{world['sending'].id}").get_data(as_text=True)
+    assert "550 5.1.1 No such user" in detail and "b@example.org" in detail
+    progress = client.get(f"/admin/messages/{world['sending'].id}/progress.json").get_json()
+    assert progress == {"message_id": world["sending"].id, "state": "sending", "recipients": 3, "sent": 1,
+                        "deferred": 0, "failed": 1, "queued": 1, "percent": 66, "finished": False}
+
+
+def test_other_regions_messages_and_non_staff_are_kept_out(world) -> None:  # type: ignore[no-untyped-def]
+    client = _client(world, world["staff"])
+    other = world["other"].id
+    assert client.get(f"/admin/messages/{other}").status_code == 404
+    assert client.get(f"/admin/messages/{other}/progress.json").status_code == 404
+    token = _csrf(client, "/admin/messages/")
+    assert client.post(f"/admin/messages/{other}/decide", data={"action": "approve", "csrf_token": token}
+                       ).status_code == 404
+    assert Message.get_by_id(other).state == MessageState.HELD
+    plain = _client(world, world["plain"])
+    for path in ("/admin/messages/", f"/admin/messages/{world['held'].id}", "/admin/messages/captured"):
+        assert plain.get(path).status_code == 403
+    assert _client(world).get("/admin/messages/").status_code == 302  # anonymous: to the login page
+
+
+def test_staff_approves_a_held_message_and_csrf_is_required(world) -> None:  # type: ignore[no-untyped-def]
+    client = _client(world, world["staff"])
+    held = world["held"].id
+    assert client.post(f"/admin/messages/{held}/decide", data={"action": "approve"}).status_code == 400
+    assert Message.get_by_id(held).state == MessageState.HELD
+    token = _csrf(client, f"/admin/messages/{held}")
+    client.post(f"/admin/messages/{held}/decide", data={"action": "approve", "csrf_token": token})
+    assert Message.get_by_id(held).state == MessageState.ACCEPTED
+
+
+def test_mailed_moderation_link_shows_then_decides(world, settings) -> None:  # type: ignore[no-untyped-def]
+    client = _client(world)
+    held = world["held"]
+    url = moderation.moderation_url(settings, held).replace(settings.base_url, "")
+    page = client.get(url)
+    assert page.status_code == 200 and "Bonjour à tous" in page.get_data(as_text=True)
+    assert Message.get_by_id(held.id).state == MessageState.HELD  # a GET changes nothing
+    token = _csrf(client, url)
+    client.post(url, data={"action": "reject", "reason": "Hors sujet", "csrf_token": token})
+    rejected = Message.get_by_id(held.id)
+    assert rejected.state == MessageState.REJECTED and rejected.reason == "Hors sujet"
+    [notice] = mail.read_captured(settings.capture_dir)
+    assert notice["To"] == "paul@example.org" and "Hors sujet" in notice.get_content()
+    assert "déjà été traité" in client.get(url).get_data(as_text=True)
+
+
+def test_bad_and_expired_moderation_links(world, settings) -> None:  # type: ignore[no-untyped-def]
+    client = _client(world)
+    assert client.get("/moderation/not-a-token").status_code == 404
+    other_key = dataclasses.replace(settings, secret_key="another-secret-key-of-enough-length")
+    forged = moderation.moderation_url(other_key, world["held"]).replace(settings.base_url, "")
+    assert client.get(forged).status_code == 404
+    with clock.frozen(clock.now() - timedelta(days=30)):
+        old = moderation.moderation_url(settings, world["held"]).replace(settings.base_url, "")
+    assert client.get(old).status_code == 410
+
+
+def test_captured_mail_is_listed_and_shown_as_received(world, settings) -> None:  # type: ignore[no-untyped-def]
+    copy = RAW.replace(b"Subject: Sortie du dimanche", b"Subject: Copie capturee\r\nX-Loop: cd@listes.example.fr")
+    mail.capture(settings.capture_dir, b"Return-Path: <cd-bounces+x@listes.example.fr>\r\n"
+                 b"Delivered-To: a@example.org\r\n" + copy)
+    other = RAW.replace(b"Subject: Sortie du dimanche",
+                        b"Subject: Autre region\r\nX-Loop: cd.bretagne@listes.example.fr")
+    mail.capture(settings.capture_dir, other)
+    client = _client(world, world["staff"])
+    listing = client.get("/admin/messages/captured").get_data(as_text=True)
+    assert "Copie capturee" in listing and "Autre region" not in listing
+    key = re.search(r'/admin/messages/captured/([^"]+)"', listing).group(1)
+    shown = client.get(f"/admin/messages/captured/{key}").get_data(as_text=True)
+    assert "Bonjour à tous" in shown and "a@example.org" in shown
+    assert client.get("/admin/messages/captured/../../etc").status_code == 404
