@@ -136,3 +136,29 @@ def test_opted_out_member_gets_nothing_next_time(start_engine, federation: Feder
     assert list(resolve(federation.board_list))[0][0].address == "Famille.Martin@example.fr"
     assert "elodie.dupre@example.fr" not in sink.handler.by_recipient()
     assert OptOut.select().count() == 1
+
+
+def test_footer_link_unsubscribes_through_the_portal(start_engine, federation: Federation, sink: Sink,
+                                                     engine_settings: Settings) -> None:
+    from portal import create_app
+
+    engine = start_engine()
+    send(engine, post())
+    wait_until(lambda: len(sink.handler.received) == 2, what="two copies")
+    copy = sink.handler.by_recipient()["elodie.dupre@example.fr"][0].message
+    text = copy.get_body(("plain",)).get_content()
+    [link] = re.findall(r"Se désabonner : (\S+)", text)
+    assert link == re.findall(r"<(https://[^>]+)>", copy["List-Unsubscribe"])[0]
+    path = link.removeprefix(engine_settings.base_url)
+    client = create_app(engine_settings, config={"TESTING": True}).test_client()
+    page = client.get(path)
+    assert page.status_code == 200 and "Comité directeur" in page.get_data(as_text=True)
+    assert OptOut.select().count() == 0  # the GET (a mail scanner) changes nothing
+    # What a mailbox provider does for the one-click header (RFC 8058): a bare POST, no cookie.
+    response = client.post(path, data="List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert [o.member_id for o in OptOut.select()] == [federation.board[0].id]
+    send(engine, post(author="Famille.Martin@example.fr"), sender="Famille.Martin@example.fr")
+    wait_until(lambda: len(sink.handler.received) == 3, what="the next post")
+    assert sink.handler.received[-1].rcpt_tos == ["Famille.Martin@example.fr"]
