@@ -223,3 +223,18 @@ def test_audit_log_is_scoped(settings, fed):
                                                                    since=date(2000, 1, 1)))
     assert [e.object_id for e in filtered] == [bretons.id]
     assert list(staff.audit_events(fed["admin"], staff.AuditFilter(until=date(2000, 1, 1)))) == []
+
+
+def test_the_intake_follows_the_domain_switch_and_deletion(settings, fed):
+    from engine.intake.routes import Refused, route
+
+    ml = admin.create_list(settings, None, new(fed)).mailing_list
+    assert route(ml.address, b"verp-key").list_id == ml.id
+    admin.set_domain_enabled(fed["regional"], fed["local"], False)
+    with pytest.raises(Refused, match=r"^550 .*switched off for listes.cd13.example.fr"):
+        route(ml.address, b"verp-key")
+    admin.set_domain_enabled(fed["regional"], fed["local"], True)
+    assert route(ml.address, b"verp-key").list_id == ml.id
+    admin.delete_lists(fed["regional"], [ml.id])
+    with pytest.raises(Refused, match=r"^550 .*deleted"):
+        route(ml.address, b"verp-key")
