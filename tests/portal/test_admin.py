@@ -263,3 +263,9 @@ def test_structures_used_in_tests_exist(app):
     assert Structure.select().where(Structure.code.in_(["CD-13", "CLUB-13-0001", "CLUB-29-0003", "CR-IDF"])
                                     ).count() == 4
     assert clock.now() is not None
+
+
+def test_admin_pages_in_english(federal):
+    page = federal.get("/admin/?lang=en").get_data(as_text=True)
+    assert "<h1>Mailing lists</h1>" in page and "recipients" in federal.get(
+        f"/admin/lists/{the_list('licencies.national').id}/recipients").get_data(as_text=True)
