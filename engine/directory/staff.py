@@ -1,7 +1,8 @@
 """Staff scoping: which structures a staff member may manage (their scopes and everything below).
 
-Also the scoped reading of the audit log: a staff member sees the events of the structures they
-manage; a federation administrator sees every event, including those tied to no structure.
+Also the scoped reading of the audit log: a staff member sees the events of the structures they manage and
+the member-side events (address changes, logins) of the members of their clubs; a federation administrator
+sees every event.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import date, datetime, time, timedelta
 import peewee as pw
 
 from engine.audit import AuditEvent
-from engine.directory.models import Member, StaffScope, Structure
+from engine.directory.models import EmailChange, Member, StaffScope, Structure
 
 
 class NotAllowed(Exception):
@@ -76,13 +77,24 @@ class AuditFilter:
     until: date | None = None
 
 
+def _visible_to(member: Member) -> pw.Expression:
+    """Events tied to a structure in scope, and member-side events (no structure) of members of clubs in scope."""
+    mine = Structure.select(Structure.id).where(within_scopes(member, Structure.path))
+    members = Member.select(Member.id).where(Member.club.in_(mine))
+    changes = EmailChange.select(EmailChange.id).where(EmailChange.member.in_(members))
+    unplaced = AuditEvent.structure_id.is_null() & (
+        AuditEvent.actor.in_(members) |
+        ((AuditEvent.object_type == "member") & AuditEvent.object_id.in_(members)) |
+        ((AuditEvent.object_type == "email_change") & AuditEvent.object_id.in_(changes)))
+    return AuditEvent.structure_id.in_(mine) | unplaced
+
+
 def audit_events(member: Member, filters: AuditFilter | None = None) -> pw.ModelSelect:
     """The audit events ``member`` may read, newest first, narrowed by ``filters``."""
     filters = filters or AuditFilter()
     query = AuditEvent.select(AuditEvent, Member).join(Member, pw.JOIN.LEFT_OUTER, on=(AuditEvent.actor == Member.id))
     if not is_federation_admin(member):
-        mine = Structure.select(Structure.id).where(within_scopes(member, Structure.path))
-        query = query.where(AuditEvent.structure_id.in_(mine))
+        query = query.where(_visible_to(member))
     if filters.action:
         query = query.where(AuditEvent.action.startswith(filters.action))
     if filters.object_type:

@@ -238,3 +238,18 @@ def test_the_intake_follows_the_domain_switch_and_deletion(settings, fed):
     admin.delete_lists(fed["regional"], [ml.id])
     with pytest.raises(Refused, match=r"^550 .*deleted"):
         route(ml.address, b"verp-key")
+
+
+def test_member_side_events_reach_the_staff_of_the_members_club(settings, fed):
+    from engine import audit
+
+    bretagne_club = f.structure("Club breton", StructureKind.CLUB, fed["bretagne"])
+    local = f.member(email="local@example.org", club=fed["club"])
+    breton = f.member(email="breton@example.org", club=bretagne_club)
+    audit.record("email_change.requested", local, actor=local)
+    audit.record("email_change.requested", breton, actor=breton)
+    audit.record("login.failed", local, actor_label="anonymous")
+    seen = [(e.action, e.object_id) for e in staff.audit_events(fed["regional"])]
+    assert ("email_change.requested", local.id) in seen and ("login.failed", local.id) in seen
+    assert ("email_change.requested", breton.id) not in seen
+    assert len(list(staff.audit_events(fed["admin"]))) == 3

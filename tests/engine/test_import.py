@@ -165,3 +165,19 @@ def test_command_line_reports_progress_and_bad_rows(tmp_path, federation):
     again = subprocess.run([sys.executable, "-m", "portal.cli", "import-members", str(SAMPLE)], capture_output=True,
                            text=True, env=env, timeout=120)
     assert again.returncode == 0 and "0 created, 0 updated, 6 unchanged, 0 rejected" in again.stdout
+
+
+def test_opt_outs_survive_a_reimport(federation):
+    from engine.lists import optouts
+    from engine.lists.models import MailingList, OptOut
+    from engine.lists.resolve import count_recipients
+
+    run(federation, HEADER + "A-13-950001;Roux;Eva;eva@example.org;CLUB-13-0001;2026;\n")
+    eva = Member.get(Member.licence_number == "A-13-950001")
+    everyone = MailingList.get(MailingList.local_part == "licencies.provence")
+    before = count_recipients(everyone)
+    optouts.leave(everyone, member=eva, source="footer")
+    optouts.leave(everyone, email_key="eva.new@example.org", source="mailto")
+    run(federation, HEADER + "A-13-950001;Roux;Eva;eva.new@example.org;CLUB-13-0002;2026;\n")
+    assert OptOut.select().where(OptOut.mailing_list == everyone).count() == 2
+    assert count_recipients(everyone) == before - 1
