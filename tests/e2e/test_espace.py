@@ -16,6 +16,12 @@ from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
 
+
+@pytest.fixture(autouse=True)
+def _close_connections():
+    yield
+    f.close_bound_connection()
+
 pytestmark = pytest.mark.browser
 
 PASSWORD = "bonne-plongee-2026"

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from itsdangerous import URLSafeTimedSerializer
 
 from engine import clock, tokens
+from engine import db as engine_db
 from engine.audit import AuditEvent
 from engine.directory import email_change as ec
 from engine.directory.models import EmailChange, Member
@@ -18,6 +19,12 @@ from engine.lists.models import Subscription
 from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
+
+
+@pytest.fixture(autouse=True)
+def _close_connections():
+    yield
+    f.close_bound_connection()
 
 T0 = datetime(2026, 11, 23, 13, 0)  # 14 h 00 in Paris
 
@@ -225,5 +232,5 @@ def test_palanquee_propagate_applies_due_changes(delayed, db, db_url, monkeypatc
     result = CliRunner().invoke(cli, ["propagate"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "1 address change(s) applied"
-    db.connect(reuse_if_open=True)
+    engine_db.bind(db)  # the command bound the models to its own (now closed) database
     assert Member.get_by_id(member.id).email == "new@example.org"

@@ -13,6 +13,12 @@ from portal import create_app
 from portal.auth.views import is_local
 from tests import factories as f
 
+
+@pytest.fixture(autouse=True)
+def _close_connections():
+    yield
+    f.close_bound_connection()
+
 PASSWORD = "bonne-plongee-2026"
 
 
