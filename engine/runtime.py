@@ -113,7 +113,7 @@ class Engine:
         worker = Worker(self.settings, self.transport, self.run_in_db, self.name)
         while True:
             try:
-                if await worker.run_batch():
+                if await worker.run_until_idle():
                     continue
                 due = await self.run_in_db(next_due_at)
             except Exception:

@@ -22,7 +22,7 @@ from engine.lists.models import MailingList, PostPolicy
 from engine.notices import HeaderInjection
 from engine.outbound import mail
 from engine.outbound.outbox import Claimed, Result, claim_due, record
-from engine.outbound.smtp import Connection, SmtpError, dot_stuff
+from engine.outbound.smtp import Connection, Item, Reply, SmtpError
 from engine.posting.models import Message
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
@@ -44,7 +44,7 @@ class PreparedMessage:
         self.received_at: datetime = message.received_at
         self.settings = settings
 
-    def envelope_and_copy(self, item: Claimed, verp_key: bytes) -> tuple[str, bytes]:
+    def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
         if member_ids:
             token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids)
@@ -55,15 +55,16 @@ class PreparedMessage:
             unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",
             reason=item.reason or "abonné(e) à la liste", shared_by=max(1, len(member_ids)))
         sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
-        return sender, self.prepared.copy(personal)
+        return sender, self.prepared.copy(personal, stuffed=stuffed)
 
 
 class Transport:
-    """Where copies go. ``lanes`` run concurrently; each sends its copies one after another."""
+    """Where copies go. ``lanes`` run concurrently; each takes copies until ``take`` returns None."""
 
     lanes = 1
+    last_error = ""
 
-    async def send(self, lane: int, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
+    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -92,18 +93,22 @@ class SmtpTransport(Transport):
             self.connections[lane] = connection
         return connection
 
-    async def send(self, lane: int, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
-        try:
-            connection = await self._connection(lane)
-            reply = await connection.send(sender, recipient, dot_stuff(data))
-        except SmtpError as exc:
-            dropped = self.connections.pop(lane, None)
-            if dropped is not None:
-                dropped.abort()
-            return 0, f"4.4.2 {exc}"
+    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
+        for _attempt in range(2):  # one reconnection per batch and lane, then leave the rest for later
+            try:
+                connection = await self._connection(lane)
+                await connection.send_stream(take, lambda item, reply: self._done(lane, item, reply, done))
+                return
+            except SmtpError as exc:
+                self.last_error = f"4.4.2 {exc}"
+                dropped = self.connections.pop(lane, None)
+                if dropped is not None:
+                    dropped.abort()
+
+    def _done(self, lane: int, item: Item, reply: Reply, done: Callable[[Item, Reply], None]) -> None:
         if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
-            self.connections.pop(lane).abort()
-        return reply.code, reply.text.replace("\n", " ")
+            raise SmtpError(f"server closing: {reply}")
+        done(item, reply)
 
     async def close(self) -> None:
         for connection in list(self.connections.values()):
@@ -117,10 +122,12 @@ class CaptureTransport(Transport):
     def __init__(self, settings: Settings) -> None:
         self.folder = settings.capture_dir
 
-    async def send(self, lane: int, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
-        envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-        key = mail.capture(self.folder, envelope + data)
-        return 250, f"2.0.0 captured as {key}"
+    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
+        while (item := take()) is not None:
+            key, sender, recipient, data = item
+            envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
+            stored = mail.capture(self.folder, envelope + data.replace(b"\r\n..", b"\r\n."))
+            done(item, Reply(250, f"2.0.0 captured as {stored}"))
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -148,12 +155,40 @@ class Worker:
         self.cache.move_to_end(message_id)
         return found
 
+    async def claim(self) -> list[Claimed]:
+        return await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,  # type: ignore[no-any-return]
+                                    self.settings.delivery_lease)
+
     async def run_batch(self) -> int:
         """Claim, send and record one batch; returns how many copies it handled (0: nothing due)."""
-        settings = self.settings
-        claimed = await self.run_in_db(claim_due, self.name, settings.delivery_batch, settings.delivery_lease)
+        claimed = await self.claim()
         if not claimed:
             return 0
+        await self.record(claimed, await self.send(claimed))
+        return len(claimed)
+
+    async def run_until_idle(self) -> int:
+        """Send batch after batch until none is due; the next claim and the last record run in the
+        database thread while the current batch is on the wire. Returns how many copies were handled."""
+        handled = 0
+        claimed = await self.claim()
+        recording: asyncio.Task[None] | None = None
+        try:
+            while claimed:
+                following = asyncio.ensure_future(self.claim())
+                results = await self.send(claimed)
+                if recording is not None:
+                    await recording
+                recording = asyncio.ensure_future(self.record(claimed, results))
+                handled += len(claimed)
+                claimed = await following
+        finally:
+            if recording is not None:
+                await recording
+        return handled
+
+    async def send(self, claimed: list[Claimed]) -> list[Result]:
+        """Render and send each claimed copy; one result per copy (a temporary one when no reply came)."""
         prepared: dict[int, PreparedMessage] = {}
         results: list[Result] = []
         for mid in dict.fromkeys(item.message_id for item in claimed):
@@ -163,18 +198,31 @@ class Worker:
                 results += [Result(item.id, 554, f"554 5.6.0 Cannot render the list's copy: {exc}")
                             for item in claimed if item.message_id == mid]
         pending = [item for item in reversed(claimed) if item.message_id in prepared]
+        in_flight: set[int] = set()
 
-        async def lane(number: int) -> None:
-            while pending:
-                item = pending.pop()
-                sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key)
-                code, text = await self.transport.send(number, sender, item.address, data)
-                results.append(Result(item.id, code, f"{code} {text}" if code else text))
+        def take() -> Item | None:
+            if not pending:
+                return None
+            item = pending.pop()
+            sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key, stuffed=True)
+            in_flight.add(item.id)
+            return item.id, sender, item.address, data
 
-        await asyncio.gather(*(lane(n) for n in range(self.transport.lanes)))
-        received = {mid: p.received_at for mid, p in prepared.items()}
+        def done(item: Item, reply: Reply) -> None:
+            in_flight.discard(item[0])
+            text = reply.text.replace("\n", " ")
+            results.append(Result(item[0], reply.code, f"{reply.code} {text}"))
+
+        await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)))
+        # No reply known: the connection broke while they were in flight, or no lane could connect.
+        unknown = [*in_flight, *(item.id for item in pending)]
+        results += [Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply") for delivery_id in unknown]
+        return results
+
+    async def record(self, claimed: list[Claimed], results: list[Result]) -> None:
+        settings = self.settings
+        received = {mid: self.cache[mid].received_at for mid in {i.message_id for i in claimed} if mid in self.cache}
         received.update({item.message_id: clock.now() for item in claimed if item.message_id not in received})
         await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
                              longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
                              now=clock.now())
-        return len(claimed)

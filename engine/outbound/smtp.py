@@ -11,7 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+Item = tuple[Any, str, str, bytes]  # (key, sender, recipient, dot-stuffed data)
 
 
 class SmtpError(Exception):
@@ -41,6 +46,9 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
         self.reader, self.writer, self.timeout = reader, writer, timeout
         self.extensions: dict[str, str] = {}
+        self._buffer = b""
+        self._partial: list[str] = []
+        self._replies: deque[Reply] = deque()
 
     @classmethod
     async def open(cls, host: str, port: int, *, helo: str = "localhost", starttls: bool = False,
@@ -98,20 +106,29 @@ class Connection:
         return "SMTPUTF8" in self.extensions
 
     async def read_reply(self) -> Reply:
-        lines: list[str] = []
-        while True:
-            try:
-                raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
-            except (TimeoutError, OSError) as exc:
-                raise SmtpError(f"no reply: {exc!r}") from exc
-            if not raw:
-                raise SmtpError("connection closed by the server")
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        """The next reply; replies that arrived together (pipelining) are parsed from one read."""
+        while not self._replies:
+            await self._fill()
+        return self._replies.popleft()
+
+    async def _fill(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):  # cheaper than wait_for: no task per read
+                chunk = await self.reader.read(65536)
+        except (TimeoutError, OSError) as exc:
+            raise SmtpError(f"no reply: {exc!r}") from exc
+        if not chunk:
+            raise SmtpError("connection closed by the server")
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
             if len(line) < 3 or not line[:3].isdigit():
                 raise SmtpError(f"malformed reply: {line!r}")
-            lines.append(line[4:])
+            self._partial.append(line[4:])
             if line[3:4] != "-":
-                return Reply(int(line[:3]), "\n".join(lines))
+                self._replies.append(Reply(int(line[:3]), "\n".join(self._partial)))
+                self._partial = []
 
     async def send(self, sender: str, recipient: str, data: bytes) -> Reply:
         """One transaction for one recipient; returns the reply that decides the copy's fate.
@@ -142,6 +159,62 @@ class Connection:
             return await self._abandon(replies)
         except (ConnectionError, RuntimeError) as exc:
             raise SmtpError(f"connection lost: {exc}") from exc
+
+    def _envelope(self, sender: str, recipient: str) -> bytes | Reply:
+        needs_utf8 = not (sender.isascii() and recipient.isascii())
+        if needs_utf8 and not self.smtputf8:
+            return Reply(553, "5.6.7 non-ASCII address and the server does not offer SMTPUTF8 (RFC 6531)")
+        params = (" SMTPUTF8" if needs_utf8 else "") + (" BODY=8BITMIME" if "8BITMIME" in self.extensions else "")
+        return f"MAIL FROM:<{sender}>{params}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+
+    async def send_stream(self, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
+        """Send copies one after another, each in one round trip (RFC 2920 §3.1: the content and the
+        next transaction's MAIL, RCPT and DATA go in one write). ``take`` gives the next copy as
+        ``(key, sender, recipient, dot-stuffed data)`` or None; ``done`` receives each copy's reply.
+        On ``SmtpError``, copies taken but not yet ``done`` have no known outcome (retry them)."""
+        if not self.pipelining:
+            while (item := take()) is not None:
+                done(item, await self.send(item[1], item[2], item[3]))
+            return
+        current = self._next_sendable(take, done)
+        if current is None:
+            return
+        self.writer.write(current[1])
+        previous: Item | None = None  # whose final reply comes first
+        while current is not None:
+            if previous is not None:
+                done(previous, await self.read_reply())
+            item, _ = current
+            mail, rcpt, data = (await self.read_reply(), await self.read_reply(), await self.read_reply())
+            following = self._next_sendable(take, done)
+            nxt = following[1] if following else b""
+            if data.code == 354:
+                self.writer.write(item[3] + b".\r\n" + nxt)
+                previous = item
+            else:
+                done(item, next(r for r in (mail, rcpt, data) if r.code >= 400))
+                self.writer.write(b"RSET\r\n" + nxt)
+                await self._skip_rset_reply()
+                previous = None
+            current = following
+        if previous is not None:
+            done(previous, await self.read_reply())
+
+    async def _skip_rset_reply(self) -> None:
+        reply = await self.read_reply()
+        if reply.code != 250:
+            raise SmtpError(f"RSET refused: {reply}")
+
+    def _next_sendable(self, take: Callable[[], Item | None],
+                       done: Callable[[Item, Reply], None]) -> tuple[Item, bytes] | None:
+        """The next copy with its envelope commands; copies we cannot send here are answered at once."""
+        while (item := take()) is not None:
+            envelope = self._envelope(item[1], item[2])
+            if isinstance(envelope, Reply):
+                done(item, envelope)
+                continue
+            return item, envelope
+        return None
 
     async def _abandon(self, replies: list[Reply]) -> Reply:
         """MAIL or RCPT was refused: reset the session and report the first refusal."""

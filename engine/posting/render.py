@@ -71,22 +71,34 @@ class _Slot:
 
 
 class Prepared:
-    """A message rendered once: static byte segments around personal slots."""
+    """A message rendered once: static byte segments around personal slots.
+
+    ``stuffed`` holds the same segments dot-stuffed for SMTP DATA (RFC 5321 §4.5.2), so that a copy
+    on the wire costs no pass over the whole message; personal pieces are stuffed on their own.
+    """
 
     def __init__(self, info: ListInfo, segments: list[bytes], slots: list[_Slot]) -> None:
         assert len(segments) == len(slots) + 1
         self.info = info
         self.segments = segments
+        self.stuffed = [_stuff(segment, at_line_start=True) for segment in segments]
+        if self.stuffed[-1] and not self.stuffed[-1].endswith(b"\r\n"):
+            self.stuffed[-1] += b"\r\n"  # DATA ends with CRLF "." CRLF (a footer piece already does)
         self.slots = slots
+        self._heads: dict[tuple[_Slot, str, int], bytes] = {}  # encoded reason part of footers
 
-    def copy(self, personal: Personal) -> bytes:
-        """The complete copy for one recipient, CRLF line ends, ready for DATA (before dot-stuffing)."""
-        pieces: list[bytes] = [self.segments[0]]
+    def copy(self, personal: Personal, *, stuffed: bool = False) -> bytes:
+        """The complete copy for one recipient, CRLF line ends; ``stuffed`` for SMTP DATA."""
+        segments = self.stuffed if stuffed else self.segments
+        pieces: list[bytes] = [segments[0]]
         cache: dict[_Slot, bytes] = {}
-        for slot, segment in zip(self.slots, self.segments[1:], strict=True):
+        for slot, segment in zip(self.slots, segments[1:], strict=True):
             piece = cache.get(slot)
             if piece is None:
-                piece = cache[slot] = self._fill(slot, personal)
+                piece = self._fill(slot, personal)
+                if stuffed:
+                    piece = _stuff(piece, at_line_start=True)
+                cache[slot] = piece
             pieces.append(piece)
             pieces.append(segment)
         return b"".join(pieces)
@@ -94,9 +106,19 @@ class Prepared:
     def _fill(self, slot: _Slot, personal: Personal) -> bytes:
         if slot.kind == "headers":
             return personal_headers(personal)
-        text = (footer.html(self.info, personal) if slot.kind == "html" else footer.text(self.info, personal))
-        errors = "xmlcharrefreplace" if slot.kind == "html" else "replace"
-        return quoted_printable(text.encode(slot.charset, errors))
+        html = slot.kind == "html"
+        head, link = (footer.html_parts if html else footer.text_parts)(self.info, personal)
+        errors = "xmlcharrefreplace" if html else "replace"
+        key = (slot, personal.reason, personal.shared_by)
+        encoded_head = self._heads.get(key)
+        if encoded_head is None:
+            encoded_head = self._heads[key] = quoted_printable(head.encode(slot.charset, errors))
+        return encoded_head + quoted_printable(link.encode(slot.charset, errors))
+
+
+def _stuff(data: bytes, *, at_line_start: bool) -> bytes:
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + data if at_line_start and data.startswith(b".") else data
 
 
 def personal_headers(personal: Personal) -> bytes:

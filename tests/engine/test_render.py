@@ -135,3 +135,24 @@ def test_line_breaks_in_list_settings_are_refused(field: str, value: str) -> Non
     message.set_content("hello\n")
     with pytest.raises(HeaderInjection):
         prepare(message.as_bytes(), dataclasses.replace(INFO, **{field: value}))
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_wire_form_is_the_dot_stuffed_copy(name: str) -> None:
+    from engine.outbound.smtp import dot_stuff
+
+    prepared = prepare((POSTS / name).read_bytes(), INFO)
+    dotty = Personal("https://listes.example.fr/u/" + "x" * 55 + "." + "y" * 30, "mailto:a@b.c", ".raison")
+    for personal in (ALICE, BOB, dotty):
+        assert prepared.copy(personal, stuffed=True) == dot_stuff(prepared.copy(personal))
+
+
+def test_lines_starting_with_a_dot_survive_the_wire() -> None:
+    from engine.outbound.smtp import dot_stuff
+
+    message = EmailMessage()
+    message["From"] = "a@example.fr"
+    message.set_content(".\n..leading dots\n.end\n")
+    prepared = prepare(message.as_bytes(), INFO)
+    wire = prepared.copy(ALICE, stuffed=True)
+    assert wire == dot_stuff(prepared.copy(ALICE)) and b"\r\n.\r\n" not in wire

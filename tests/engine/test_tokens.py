@@ -46,3 +46,13 @@ def test_timed_tokens_expire_and_keep_to_their_purpose(settings, monkeypatch):
 
     with clock.frozen(clock.now() + timedelta(hours=2, seconds=1)), pytest.raises(tokens.ExpiredToken):
         tokens.loads(settings, tokens.Purpose.PASSWORD_RESET, token, timedelta(hours=2))
+
+
+def test_fast_unsubscribe_tokens_are_plain_itsdangerous_tokens(settings):
+    from itsdangerous import URLSafeSerializer
+
+    standard = URLSafeSerializer(settings.secret_key, salt=tokens.Purpose.UNSUBSCRIBE)
+    fast = tokens.make_unsubscribe_token(settings, 12, [5, 3])
+    assert standard.loads(fast) == [12, [3, 5]]
+    assert tokens.load_unsubscribe_token(settings, standard.dumps([12, "a@example.org"])).email_key == "a@example.org"
+    assert fast == tokens.make_unsubscribe_token(settings, 12, [3, 5])  # deterministic: same copy, same link

@@ -1,0 +1,204 @@
+"""Fan-out: one 10 KB multipart post to a role-based list of N members, from intake to the last copy at a sink.
+
+    python -m bench.fanout [--sizes 1000,10000,100000] [--connections 8] [--database-url postgresql://…]
+
+For each N: seed N members holding a board role in one region (SQLite by default), start Postfix's
+``smtp-sink`` on loopback and ``palanquee engine`` in its own process with the sink as smarthost,
+send the post over SMTP, and time from the intake's 250 to the moment every delivery row is
+``sent`` (each row is marked sent only after the sink's 250). Prints copies per second and the
+engine's peak RSS, then, in the same run, the rate of ``smtp-source`` sending 10 KB messages to
+the same sink over the same number of connections: the ceiling of this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+
+from engine import clock
+from engine import db as engine_db
+from engine.config import load_settings
+from engine.directory.models import Mandate, Member, Role, Structure, StructureKind
+from engine.lists.models import CriterionRole, Domain, ListCriterion, MailingList
+
+LIST = "comite_directeur.comite@listes.example.fr"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed(url: str, n: int) -> None:
+    database = engine_db.bind(engine_db.make_database(url))
+    database.connect()
+    engine_db.upgrade(database)
+    now = clock.now()
+    national = Structure.create_node(code="FED", name="Fédération", kind=StructureKind.FEDERATION)
+    region = Structure.create_node(code="CR13", name="Comité régional Provence", kind=StructureKind.REGIONAL,
+                                   parent=national)
+    club = Structure.create_node(code="C1301", name="Club de Cassis", kind=StructureKind.CLUB, parent=region)
+    role = Role.create(code="board", name_fr="membre du comité directeur", name_en="board member", category="board")
+    with database.atomic():
+        for start in range(0, n, 5000):
+            rows = [{"licence_number": f"A-13-{i:07d}", "first_name": "Camille", "last_name": f"Martin{i}",
+                     "email": f"camille.martin{i}@example.net", "email_key": f"camille.martin{i}@example.net",
+                     "club": club.id, "licence_season": 2026, "licence_valid_until": date(2027, 9, 14),
+                     "created_at": now} for i in range(start, min(n, start + 5000))]
+            Member.insert_many(rows).execute()
+        Mandate.insert_from(
+            Member.select(Member.id, pw_value(role.id), pw_value(region.id), pw_value(date(2024, 1, 1)),
+                          pw_value("import")),
+            [Mandate.member, Mandate.role, Mandate.structure, Mandate.starts_on, Mandate.source]).execute()
+    domain = Domain.create(name="listes.example.fr", structure=national, created_at=now)
+    board = MailingList.create(domain=domain, local_part="comite_directeur.comite", name="Comité directeur",
+                               structure=region, created_at=now, post_policy="anyone")
+    criterion = ListCriterion.create(mailing_list=board, structure=region, require_valid_licence=False)
+    CriterionRole.create(criterion=criterion, role=role)
+    database.close()
+
+
+def pw_value(value: object):  # type: ignore[no-untyped-def]
+    import peewee
+
+    return peewee.Value(value)
+
+
+def ten_kb_post() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Élodie Dupré <elodie@example.fr>"
+    message["To"] = LIST
+    message["Subject"] = "Compte rendu du comité directeur"
+    paragraph = "La séance est ouverte à 20 h. Le budget des sorties est adopté à l'unanimité. " * 8
+    message.set_content((paragraph + "\n\n") * 5)
+    message.add_alternative("<html><body>" + ("<p>" + paragraph + "</p>") * 5 + "</body></html>", subtype="html")
+    return message
+
+
+def start_sink(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return process, port
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def sent_count(path: str) -> int:
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(connection.execute("SELECT COUNT(*) FROM delivery WHERE state = 'sent'").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def run_engine(n: int, connections: int, folder: Path) -> tuple[float, float, float]:
+    database_path = folder / f"fanout-{n}.sqlite3"
+    url = f"sqlite:///{database_path}"
+    seed(url, n)
+    sink, sink_port = start_sink(folder)
+    smtp_port = free_port()
+    env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
+           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+           "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
+           "PALANQUEE_DELIVERY_CONNECTIONS": str(connections), "PALANQUEE_BASE_URL": "https://listes.example.fr"}
+    engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(smtp_port)
+        with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+            client.send_message(ten_kb_post(), from_addr="elodie@example.fr", to_addrs=[LIST])
+        started = time.perf_counter()  # the 250 is in
+        cpu_before = cpu_seconds(engine.pid)
+        while sent_count(str(database_path)) < n:
+            if engine.poll() is not None:
+                raise RuntimeError("the engine stopped")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        rss = peak_rss_mb(engine.pid)
+        cpu = cpu_seconds(engine.pid) - cpu_before
+        if os.environ.get("FANOUT_VERBOSE"):
+            print("engine user/system CPU seconds:", cpu_split(engine.pid))
+    finally:
+        engine.terminate()
+        engine.wait(30)
+        sink.terminate()
+        sink.wait(10)
+    return elapsed, rss, cpu
+
+
+def run_baseline(n: int, connections: int, folder: Path) -> float:
+    sink, port = start_sink(folder)
+    try:
+        started = time.perf_counter()
+        subprocess.run(["smtp-source", "-d", "-s", str(connections), "-m", str(n), "-l", "10240", "-f", "a@example.org",
+                        "-t", "b@example.org", f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - started
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--connections", type=int, default=load_settings(
+        environ={}, overrides={"secret_key": "x" * 16}).delivery_connections)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version}; "
+          f"{args.connections} SMTP connections; receiver: Postfix smtp-sink on 127.0.0.1")
+    folder = Path(tempfile.mkdtemp(prefix="palanquee-fanout-"))
+    try:
+        for n in sizes:
+            elapsed, rss, cpu = run_engine(n, args.connections, folder)
+            base = run_baseline(min(n, 50_000), args.connections, folder)
+            ceiling = min(n, 50_000) / base
+            print(f"N={n:>7}: {elapsed:7.2f} s from 250 to last copy, {n / elapsed:7.0f} copies/s, "
+                  f"engine CPU {cpu / n * 1e6:5.0f} µs/copy, peak RSS {rss:6.1f} MB | smtp-source ceiling {ceiling:7.0f} msgs/s "
+                  f"-> ratio {n / elapsed / ceiling:.2f}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
