@@ -66,6 +66,17 @@ def bind(db: peewee.Database) -> peewee.Database:
     return db
 
 
+def shared(url: str) -> peewee.Database:
+    """The bound database when it is ``url``'s, else a new one, bound. The portal and the engine in
+    one process (the demo) thus share one object: each thread keeps its own connection on it."""
+    current = database.obj
+    if current is not None and getattr(current, "palanquee_url", None) == url:
+        return current  # type: ignore[no-any-return]
+    made = make_database(url)
+    made.palanquee_url = url  # type: ignore[attr-defined]
+    return bind(made)
+
+
 def runner(db: peewee.Database) -> Runner:
     return Runner(db, str(MIGRATIONS_DIR))
 

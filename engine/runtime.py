@@ -42,7 +42,7 @@ class Engine:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_seconds = poll_seconds
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="palanquee-db")
-        self.database = engine_db.bind(engine_db.make_database(settings.database_url))
+        self.database = engine_db.shared(settings.database_url)
         self.ready = threading.Event()
         self.bound: dict[str, tuple[str, int]] = {}
         self._stopping: asyncio.Event | None = None

@@ -44,11 +44,10 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     app.config.update(config or {})
     app.extensions["palanquee.settings"] = settings
 
-    database = engine_db.make_database(settings.database_url)
+    database = engine_db.shared(settings.database_url)
     if check_schema:
         with database.connection_context():
             engine_db.check_schema(database)
-    engine_db.bind(database)
     _init_database_hooks(app, database)
 
     csrf.init_app(app)

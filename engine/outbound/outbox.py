@@ -58,21 +58,19 @@ def _transaction():  # type: ignore[no-untyped-def]
 
 
 def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = None) -> list[Claimed]:
-    """Take up to ``limit`` due deliveries for ``worker`` until ``now + lease``."""
+    """Take up to ``limit`` due deliveries for ``worker`` until ``now + lease``, in one statement."""
     now = now or clock.now()
+    param = database.obj.param
+    lock = " FOR UPDATE SKIP LOCKED" if _is_postgres() else ""
+    sql = (f"UPDATE delivery SET state = {param}, claimed_until = {param}, claimed_by = {param}, updated_at = {param} "
+           f"WHERE id IN (SELECT id FROM delivery WHERE state IN ({param}, {param}) AND next_attempt_at <= {param} "
+           f"ORDER BY next_attempt_at, id LIMIT {param}{lock}) "
+           "RETURNING id, message_id, address, member_ids, reason, attempts")
+    params = (DeliveryState.CLAIMED, now + lease, worker, now, *DUE_STATES, now, limit)
     with _transaction():
-        query = (Delivery.select(Delivery.id, Delivery.message, Delivery.address, Delivery.member_ids,
-                                 Delivery.reason, Delivery.attempts)
-                 .where(Delivery.state.in_(DUE_STATES) & (Delivery.next_attempt_at <= now))
-                 .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit))
-        if _is_postgres():
-            query = query.for_update("FOR UPDATE SKIP LOCKED")
-        rows = [Claimed(*row) for row in query.tuples()]
-        if rows:
-            (Delivery.update(state=DeliveryState.CLAIMED, claimed_until=now + lease, claimed_by=worker,
-                             updated_at=now)
-             .where(Delivery.id.in_([row.id for row in rows])).execute())
-    return rows
+        rows = database.obj.execute_sql(sql, params).fetchall()
+    rows.sort()
+    return [Claimed(*row) for row in rows]
 
 
 def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:

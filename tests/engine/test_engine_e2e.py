@@ -162,3 +162,6 @@ def test_footer_link_unsubscribes_through_the_portal(start_engine, federation: F
     send(engine, post(author="Famille.Martin@example.fr"), sender="Famille.Martin@example.fr")
     wait_until(lambda: len(sink.handler.received) == 3, what="the next post")
     assert sink.handler.received[-1].rcpt_tos == ["Famille.Martin@example.fr"]
+    from engine.db import database
+
+    database.obj.close()  # the app bound the models to its own database object; this thread used it
