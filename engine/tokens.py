@@ -100,6 +100,8 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._signer = super().make_signer(self.salt)
+        self._mac: Any = None
+        self._key = b""
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         return self._signer if salt is None or salt == self.salt else super().make_signer(salt)
@@ -109,8 +111,13 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
 
     def fast_dumps(self, obj: Any) -> str:
         """``dumps`` without its generic layers: the same bytes, about a third of the time."""
-        payload = self.dump_payload(obj)
-        return (payload + b"." + self._signer.get_signature(payload)).decode("ascii")
+        return self.sign_payload(self.dump_payload(obj))
+
+    def sign_payload(self, payload: bytes) -> str:
+        if self._mac is None:
+            self._mac = self._signer.algorithm.get_signature  # type: ignore[attr-defined]
+            self._key = self._signer.derive_key()
+        return (payload + b"." + base64_encode(self._mac(self._key, payload))).decode("ascii")
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,7 +135,10 @@ def make_unsubscribe_token(settings: Settings, list_id: int, member_ids: tuple[i
     who: Any = sorted(member_ids) if member_ids else email_key
     if not who:
         raise ValueError("an unsubscribe token names at least one member or an address")
-    return _serializer_for(settings.secret_key).fast_dumps([list_id, who])
+    serializer = _serializer_for(settings.secret_key)
+    if isinstance(who, list):  # the hot path (a member's copy): JSON written by hand, as json.dumps would
+        return serializer.sign_payload(base64_encode(f"[{list_id},[{','.join(map(str, who))}]]".encode()))
+    return serializer.fast_dumps([list_id, who])
 
 
 def load_unsubscribe_token(settings: Settings, token: str) -> UnsubscribeTarget:
