@@ -113,13 +113,14 @@ def import_members_command(path: str, overwrite_member_emails: bool) -> None:
 
 
 @click.command("engine")
-def engine_command() -> None:
+@click.option("--delivery-only", is_flag=True, help="only deliver (a helper process of another engine)")
+def engine_command(delivery_only: bool) -> None:
     """Run the list engine: SMTP/LMTP intake, delivery and scheduled jobs (several may share one database)."""
     from engine.runtime import serve
 
     settings = load_settings()
     open_database(settings).close()  # refuses a database that is behind
-    serve(settings)
+    serve(settings, delivery_only=delivery_only)
 
 
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,

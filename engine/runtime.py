@@ -34,8 +34,11 @@ class Engine:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
-                 name: str | None = None, poll_seconds: float = 1.0) -> None:
+                 name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False) -> None:
         self.settings = settings
+        self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
+        if delivery_only:
+            smtp = lmtp = False
         self.smtp_address = settings.smtp_listen if smtp is True else (smtp or None)
         self.lmtp_address = settings.lmtp_listen if lmtp is True else (lmtp or None)
         self.transport = transport or make_transport(settings)
@@ -72,8 +75,9 @@ class Engine:
                                 servers, strict=True):
             host, port = server.sockets[0].getsockname()[:2]
             self.bound[kind] = (host, port)
-        tasks = [asyncio.create_task(coroutine) for coroutine in
-                 (self._expand_loop(), self._delivery_loop(), self._jobs_loop())]
+        loops = [self._delivery_loop()] if self.delivery_only else [
+            self._expand_loop(), self._delivery_loop(), self._jobs_loop()]
+        tasks = [asyncio.create_task(coroutine) for coroutine in loops]
         self.ready.set()
         try:
             await self._stopping.wait()
@@ -119,7 +123,8 @@ class Engine:
             except Exception:
                 log.exception("delivery batch failed; its claims return after their lease")
                 due = None
-            await self._wait(self._wake_delivery, self.poll_seconds if due else self.poll_seconds * 5)
+            idle = self.poll_seconds if (due or self.delivery_only) else self.poll_seconds * 5
+            await self._wait(self._wake_delivery, idle)
 
     async def _jobs_loop(self) -> None:
         assert self._wake_delivery is not None
@@ -161,13 +166,33 @@ class EngineThread:
         self.thread.join(timeout)
 
 
-def serve(settings: Settings) -> None:
-    """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``)."""
+def _die_with_parent() -> None:
+    """Linux: a helper gets SIGTERM when its engine dies, even by SIGKILL (its claims then expire)."""
+    import ctypes
     import signal
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def serve(settings: Settings, *, delivery_only: bool = False) -> None:
+    """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
+
+    With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
+    processes that only deliver (claims are shared through the database), and stops them with it.
+    """
+    import signal
+    import subprocess
+    import sys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
-    engine = Engine(settings)
+    helpers: list[subprocess.Popen[bytes]] = []
+    if not delivery_only:
+        helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
+                                    preexec_fn=_die_with_parent)
+                   for _ in range(settings.delivery_processes - 1)]
+    engine = Engine(settings, delivery_only=delivery_only)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -179,7 +204,14 @@ def serve(settings: Settings) -> None:
         if engine.ready.is_set():
             where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
             target = settings.smarthost or f"capture in {settings.capture_dir}"
-            log.info("engine %s listening on %s; delivering to %s", engine.name, where, target)
+            log.info("engine %s %s; delivering to %s", engine.name,
+                     f"listening on {where}" if where else "(delivery only)", target)
         await runner
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            helper.wait(30)
