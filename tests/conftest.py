@@ -106,8 +106,10 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def db(db_url: str) -> Iterator[object]:
     """The test's database, bound to every model and connected."""
-    database = engine_db.make_database(db_url)
-    engine_db.bind(database)
-    database.connect()
+    # shared(): an app or engine the test builds on the same URL reuses this object, so the
+    # connection this thread opens on it is the one closed here.
+    database = engine_db.shared(db_url)
+    database.connect(reuse_if_open=True)
     yield database
-    database.close()
+    if not database.is_closed():
+        database.close()

@@ -33,7 +33,7 @@ def handle(settings: Settings, list_id: int, envelope_sender: str, headers: Mess
         if target.member_ids:
             members = list(Member.select().where(Member.id.in_(list(target.member_ids))))
             for member in members:
-                optouts.leave(mailing_list, member=member, source="mailto")
+                optouts.leave_as_member(mailing_list, member, source="mailto")
             return len(members)
         optouts.leave(mailing_list, email_key=target.email_key, source="mailto")
         return 1
@@ -41,7 +41,7 @@ def handle(settings: Settings, list_id: int, envelope_sender: str, headers: Mess
     for address in senders:
         members = list(Member.using_address(address))
         for member in members:
-            optouts.leave(mailing_list, member=member, source="mailto")
+            optouts.leave_as_member(mailing_list, member, source="mailto")
         if not members:
             optouts.leave(mailing_list, email_key=address.lower(), source="mailto")
         return max(1, len(members))

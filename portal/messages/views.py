@@ -103,7 +103,7 @@ def by_link(token: str):  # type: ignore[no-untyped-def]
         _apply_decision(message, actor)
         return redirect(url_for("moderation.by_link", token=token))
     return render_template("messages/moderate.html", message=message, preview=_preview(bytes(message.raw)),
-                           token=token)
+                           token=token, decision=request.args.get("decision"))
 
 
 @bp.get("/captured")

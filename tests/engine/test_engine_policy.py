@@ -143,3 +143,30 @@ def test_mailto_unsubscribe_with_the_token_removes_exactly_that_copy(start_engin
     leave.set_content("")
     send(engine, leave, sender="famille.martin@example.fr")
     assert sorted(o.member_id for o in OptOut.select()) == sorted(m.id for m in federation.board[1:])
+
+
+def test_a_bounce_to_a_copys_verp_address_is_recorded(start_engine, federation: Federation, sink: Sink) -> None:
+    from engine.bounces.models import Bounce
+
+    engine = start_engine()
+    send(engine, post())
+    wait_until(lambda: len(sink.handler.received) == 2)
+    copy = sink.handler.by_recipient()["elodie.dupre@example.fr"][0]
+    assert rcpt(engine, copy.mail_from)[0] == 250
+    dsn = EmailMessage()
+    dsn["From"], dsn["To"], dsn["Subject"] = "MAILER-DAEMON@mx.example.fr", copy.mail_from, "Undelivered Mail"
+    dsn.set_content("550 5.1.1 <elodie.dupre@example.fr>: Recipient address rejected\n")
+    send(engine, dsn, sender="", recipients=[copy.mail_from])
+    bounce = Bounce.get(Bounce.email_key == "elodie.dupre@example.fr")
+    assert bounce.bounce_count == 1
+    assert Message.select().count() == 1  # the bounce is not a post
+
+
+def test_at_most_ten_held_notices_a_day_to_one_sender(start_engine, federation: Federation, sink: Sink) -> None:
+    engine = start_engine()
+    for _ in range(12):
+        send(engine, post(author="paul.durand@example.fr"), sender="paul.durand@example.fr")
+    assert Message.select().where(Message.state == MessageState.HELD).count() == 12
+    notices = sink.handler.by_recipient().get("paul.durand@example.fr", [])
+    assert len(notices) == 10
+    assert all(n.message["Auto-Submitted"] == "auto-generated" for n in notices)
