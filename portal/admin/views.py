@@ -24,6 +24,7 @@ from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, Impo
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PER_PAGE = 50
+MAX_UPLOAD = 20 * 1024 * 1024  # bytes; the national file belongs to the command line
 
 
 @bp.errorhandler(staff.NotAllowed)
@@ -171,7 +172,11 @@ def import_members():  # type: ignore[no-untyped-def]
     form = ImportForm()
     report = None
     if form.validate_on_submit():
-        data = form.file.data.read()
+        data = form.file.data.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            flash(_("Fichier trop gros pour la page (plus de 20 Mo) : utilisez la commande palanquee "
+                    "import-members."), "error")
+            return render_template("admin/import.html", form=form, report=None, describe=texts.import_row)
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
