@@ -167,7 +167,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("delivery_connections", parse_positive_int, "8",
          "SMTP connections each engine keeps open to the smarthost (pipelined, reused)"),
     Spec("delivery_batch", parse_positive_int, "500", "deliveries a worker claims at a time"),
-    Spec("delivery_processes", parse_positive_int, "1",
+    Spec("delivery_processes", parse_positive_int, "2",
          "processes `palanquee engine` delivers with (itself and helpers that share the claims)"),
     Spec("delivery_lease", parse_duration, "5m",
          "how long a claim lasts; claims of a worker that died are taken back after it"),
