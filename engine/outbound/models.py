@@ -11,7 +11,7 @@ from engine.posting.models import Message
 
 class DeliveryState:
     QUEUED = "queued"  # due at next_attempt_at
-    CLAIMED = "claimed"  # a worker holds it until claimed_until
+    CLAIMED = "claimed"  # older engines only: a claim now just moves next_attempt_at to the lease's end
     SENT = "sent"
     DEFERRED = "deferred"  # temporary failure, due again at next_attempt_at
     FAILED = "failed"  # permanent failure or lifetime expired
@@ -19,9 +19,10 @@ class DeliveryState:
 
 
 class Delivery(BaseModel):
-    message = pw.ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE")
+    # No index of their own: (message, state) below covers the message; member deletion may scan.
+    message = pw.ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE", index=False)
     address = pw.CharField(max_length=254)
-    member = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
+    member = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL", index=False)
     member_ids = pw.CharField(max_length=255, default="")  # "12 57": every member sharing this copy's address
     reason = pw.CharField(max_length=255, default="")  # why this recipient is on the list
     state = pw.CharField(max_length=16, default=DeliveryState.QUEUED)
