@@ -12,6 +12,8 @@ no member's, ``[list_id, "address-key"]``.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -101,7 +103,6 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
         super().__init__(*args, **kwargs)
         self._signer = super().make_signer(self.salt)
         self._mac: Any = None
-        self._key = b""
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         return self._signer if salt is None or salt == self.salt else super().make_signer(salt)
@@ -114,10 +115,12 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
         return self.sign_payload(self.dump_payload(obj))
 
     def sign_payload(self, payload: bytes) -> str:
+        """``payload.signature`` as itsdangerous' default HMAC-SHA1 signer makes it (a test compares)."""
         if self._mac is None:
-            self._mac = self._signer.algorithm.get_signature  # type: ignore[attr-defined]
-            self._key = self._signer.derive_key()
-        return (payload + b"." + base64_encode(self._mac(self._key, payload))).decode("ascii")
+            self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha1)
+        mac = self._mac.copy()
+        mac.update(payload)
+        return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
 
 
 @functools.lru_cache(maxsize=8)

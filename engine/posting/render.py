@@ -107,12 +107,13 @@ class Prepared:
         if slot.kind == "headers":
             return personal_headers(personal)
         html = slot.kind == "html"
-        head, link = (footer.html_parts if html else footer.text_parts)(self.info, personal)
         errors = "xmlcharrefreplace" if html else "replace"
         key = (slot, personal.reason, personal.shared_by)
         encoded_head = self._heads.get(key)
         if encoded_head is None:
+            head = (footer.html_head if html else footer.text_head)(self.info, personal.reason, personal.shared_by)
             encoded_head = self._heads[key] = quoted_printable(head.encode(slot.charset, errors))
+        link = (footer.html_link if html else footer.text_link)(personal.unsubscribe_url)
         return encoded_head + quoted_printable(link.encode(slot.charset, errors))
 
 
