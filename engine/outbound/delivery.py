@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -79,6 +80,8 @@ class SmtpTransport(Transport):
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.host, self.port = parts.hostname or "localhost", parts.port or 25
         self.starttls = options.get("starttls") in ("1", "true", "yes")
+        # ?cafile=PATH: trust this CA for the smarthost's certificate (a private relay); default: the system's.
+        self.tls_context = ssl.create_default_context(cafile=options.get("cafile"))
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password or "")
         self.helo = helo or socket.getfqdn()
@@ -89,7 +92,8 @@ class SmtpTransport(Transport):
         connection = self.connections.get(lane)
         if connection is None:
             connection = await Connection.open(self.host, self.port, helo=self.helo, starttls=self.starttls,
-                                               username=self.username, password=self.password)
+                                               tls_context=self.tls_context, username=self.username,
+                                               password=self.password)
             self.connections[lane] = connection
         return connection
 

@@ -89,7 +89,12 @@ class Connection:
             raise SmtpError("the server does not offer STARTTLS")
         self.writer.write(b"STARTTLS\r\n")
         await self._expect(await self.read_reply(), 220)
-        await self.writer.start_tls(context, server_hostname=host)
+        plain = self.writer.transport
+        try:
+            await self.writer.start_tls(context, server_hostname=host)
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            plain.abort()  # the handshake failed: the plain socket is ours to close
+            raise SmtpError(f"TLS with {host} failed: {exc}") from exc
         await self.ehlo(helo)
 
     async def _auth_plain(self, username: str, password: str) -> None:
@@ -229,10 +234,11 @@ class Connection:
         try:
             self.writer.write(b"QUIT\r\n")
             await asyncio.wait_for(self.read_reply(), 5)
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
         except (TimeoutError, SmtpError, OSError):
-            pass
-        finally:
             self.abort()
 
     def abort(self) -> None:
-        self.writer.close()
+        """Drop the connection now (with TLS, the socket underneath too)."""
+        self.writer.transport.abort()

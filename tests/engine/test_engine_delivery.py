@@ -116,3 +116,18 @@ def _listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.2)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_post_accepted_before_a_crash_is_expanded_after_restart(start_engine, federation: Federation,
+                                                                  sink: Sink, engine_settings: Settings) -> None:
+    """What the intake committed before answering 250 is all the engine needs after a restart."""
+    from engine.bounces import verp
+    from engine.intake import routes, service
+
+    route = routes.route("comite_directeur.comite@listes.example.fr", verp.signing_key(engine_settings))
+    outcome = service.receive(engine_settings, route, "elodie.dupre@example.fr", post().as_bytes())
+    assert outcome.reply.startswith("250") and outcome.accepted
+    assert Message.get().state == MessageState.ACCEPTED and Delivery.select().count() == 0  # then the crash
+    start_engine()
+    wait_until(lambda: len(sink.handler.received) == 2, what="copies after restart")
+    wait_until(lambda: Message.get().state == MessageState.DONE, what="message done")

@@ -36,6 +36,7 @@ class Received:
 class SinkHandler:
     script: Callable[[str, int], str] | None = None  # (recipient, attempt number) -> reply for RCPT
     delay: float = 0.0  # seconds spent on each DATA (a slow receiver)
+    pipelining: bool = True  # advertise RFC 2920 (aiosmtpd reads pipelined commands in order anyway)
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
     sessions: int = 0
@@ -45,6 +46,8 @@ class SinkHandler:
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
