@@ -165,3 +165,27 @@ def test_footer_link_unsubscribes_through_the_portal(start_engine, federation: F
     from engine.db import database
 
     database.obj.close()  # the app bound the models to its own database object; this thread used it
+
+
+def test_copies_go_to_the_effective_address_before_and_after_a_change(start_engine, federation: Federation,
+                                                                        sink: Sink, engine_settings: Settings) -> None:
+    """A confirmed change reaches the lists only at its effective time; the engine follows it then."""
+    import dataclasses
+    from datetime import timedelta
+
+    from engine import clock
+    from engine.directory import email_change
+
+    delayed = dataclasses.replace(engine_settings, propagation_delay=timedelta(days=3))
+    president = federation.board[0]
+    change = email_change.request_change(delayed, president, "elodie@nouvelle-adresse.fr")
+    email_change.confirm(delayed, email_change.confirm_url(delayed, change).rsplit("/", 1)[1])
+    engine = start_engine()
+    send(engine, post(author="Famille.Martin@example.fr"), sender="Famille.Martin@example.fr")
+    wait_until(lambda: len([r for r in sink.handler.received if r.message["List-Id"]]) == 2, what="first post")
+    assert "elodie.dupre@example.fr" in sink.handler.by_recipient()
+    assert email_change.apply_due_changes(clock.now() + timedelta(days=3, minutes=1)) == 1
+    send(engine, post(author="Famille.Martin@example.fr"), sender="Famille.Martin@example.fr")
+    wait_until(lambda: len([r for r in sink.handler.received if r.message["List-Id"]]) == 4, what="second post")
+    last_two = [r.rcpt_tos[0] for r in sink.handler.received if r.message["List-Id"]][-2:]
+    assert sorted(last_two) == ["Famille.Martin@example.fr", "elodie@nouvelle-adresse.fr"]
