@@ -32,6 +32,14 @@ def _authenticator(server, session, envelope, mechanism, auth_data):  # type: ig
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
+def _run(coroutine):  # type: ignore[no-untyped-def]
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps a loop running in this one."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 async def _deliver(transport: SmtpTransport, items: list[tuple[int, str, str, bytes]]) -> list[tuple[int, Reply]]:
     results: list[tuple[int, Reply]] = []
     await transport.run_lane(0, lambda: items.pop(0) if items else None,
@@ -55,17 +63,17 @@ def test_starttls_and_auth_plain_through_a_private_ca(tmp_path: Path) -> None:
     server.start()
     try:
         url = f"smtp://relay:s3cret@127.0.0.1:{server.port}?starttls=1&cafile={ca_file}"
-        results = asyncio.run(_deliver(SmtpTransport(url, 1), [
+        results = _run(_deliver(SmtpTransport(url, 1), [
             (1, "l-bounces+1.aa@listes.example.fr", "one@example.org", COPY),
             (2, "l-bounces+2.bb@listes.example.fr", "two@example.org", COPY)]))
         assert [(key, reply.code) for key, reply in results] == [(1, 250), (2, 250)]
         assert sorted(r.rcpt_tos[0] for r in handler.received) == ["one@example.org", "two@example.org"]
         assert handler.received[0].data.endswith(b"\r\n.ligne avec un point\r\n")  # un-stuffed by the server
         wrong = f"smtp://relay:wrong@127.0.0.1:{server.port}?starttls=1&cafile={ca_file}"
-        results = asyncio.run(_deliver(SmtpTransport(wrong, 1), [(3, "a@b.c", "three@example.org", COPY)]))
+        results = _run(_deliver(SmtpTransport(wrong, 1), [(3, "a@b.c", "three@example.org", COPY)]))
         assert results == []  # no session: the copy stays without reply, the worker defers it
         untrusted = f"smtp://relay:s3cret@127.0.0.1:{server.port}?starttls=1"
-        assert asyncio.run(_deliver(SmtpTransport(untrusted, 1), [(4, "a@b.c", "x@example.org", COPY)])) == []
+        assert _run(_deliver(SmtpTransport(untrusted, 1), [(4, "a@b.c", "x@example.org", COPY)])) == []
     finally:
         server.stop()
 
@@ -95,7 +103,7 @@ def test_a_server_without_pipelining_gets_one_command_at_a_time_and_refusals_per
         return connection.pipelining, got
 
     try:
-        pipelining, got = asyncio.run(run())
+        pipelining, got = _run(run())
     finally:
         server.stop()
     assert not pipelining
@@ -122,7 +130,7 @@ def test_pipelined_stream_keeps_going_after_a_refused_recipient(smtputf8: bool) 
         return got
 
     try:
-        got = asyncio.run(run())
+        got = _run(run())
     finally:
         server.stop()
     assert sorted(got) == [(n, 550 if n % 3 == 0 else 250) for n in range(1, 10)] + [(10, 250)]
