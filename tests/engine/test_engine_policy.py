@@ -95,8 +95,13 @@ def test_non_member_is_held_then_approved(start_engine, federation: Federation, 
     assert sorted(mails) == ["elodie.dupre@example.fr", "paul.durand@example.fr"]
     request = mails["elodie.dupre@example.fr"]
     assert request["Auto-Submitted"] == "auto-generated"
-    url = moderation.moderation_url(engine_settings, held).rsplit("/", 1)[1]
-    assert url in request.get_content()
+    import re
+
+    links = re.findall(r"(https://listes\.example\.fr/moderation/[^?\s]+)\?decision=(approve|reject)",
+                       request.get_content())
+    assert [decision for _, decision in links] == ["approve", "reject"]
+    url = links[0][0].rsplit("/", 1)[1]
+    assert moderation.load_moderation_token(engine_settings, url).id == held.id
     assert "attend une modération" in mails["paul.durand@example.fr"]["Subject"]
     assert not any(r.message["List-Id"] for r in sink.handler.received)
     moderation.approve(engine_settings, moderation.load_moderation_token(engine_settings, url), None)
