@@ -219,9 +219,8 @@ def _find_targets(part: Message, targets: list[Message]) -> None:
 def _mark(part: Message, marker: str, slots: list[_Slot]) -> bool:
     """Re-encode ``part`` as quoted-printable with a footer marker; False when its text cannot be read."""
     charset = (part.get_content_charset() or "us-ascii").lower()
-    try:
-        text = part.get_content()  # type: ignore[attr-defined]
-    except (LookupError, UnicodeError, KeyError):
+    text = part_text(part)
+    if text is None:
         return False
     text = text.replace("\r\n", "\n")
     if charset not in FOOTER_SAFE_CHARSETS:
@@ -242,6 +241,28 @@ def _mark(part: Message, marker: str, slots: list[_Slot]) -> bool:
     part.set_payload(payload.decode("ascii").replace("\r\n", "\n"))
     slots.append(_Slot("html" if html else "text", charset))
     return True
+
+
+def part_text(part: Message) -> str | None:
+    """The text of a text part as its reader sees it; None when its charset is unknown.
+
+    8-bit text that declares no charset (or US-ASCII, as plain `swaks --body` and old clients send)
+    is read as UTF-8 when it is valid UTF-8, else as Windows-1252, as mail clients do, rather than
+    turned into replacement characters in every copy.
+    """
+    raw = part.get_payload(decode=True)
+    if not isinstance(raw, bytes):
+        return None
+    declared = (part.get_content_charset() or "us-ascii").lower()
+    if declared in ("us-ascii", "ascii") and not raw.isascii():
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("cp1252", "replace")
+    try:
+        return raw.decode(declared, "replace")
+    except LookupError:
+        return None
 
 
 def _split_html(encoded: bytes) -> tuple[bytes, bytes]:

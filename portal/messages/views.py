@@ -16,7 +16,7 @@ from engine.directory import staff
 from engine.outbound import mail
 from engine.posting import moderation, queries
 from engine.posting.models import Message, MessageState
-from engine.posting.render import parse
+from engine.posting.render import parse, part_text
 from portal.access import staff_required
 
 bp = Blueprint("messages", __name__, url_prefix="/admin/messages")
@@ -161,10 +161,7 @@ def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
     body = message.get_body(("plain", "html"))
     text, html = "", ""
     if body is not None:
-        try:
-            content = body.get_content().replace("\r\n", "\n")
-        except (LookupError, UnicodeError):
-            content = ""
+        content = (part_text(body) or "").replace("\r\n", "\n")
         if body.get_content_type() == "text/html":
             html = content
         else:

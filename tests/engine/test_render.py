@@ -22,7 +22,9 @@ CORPUS = sorted(p.name for p in POSTS.glob("*.eml"))
 
 
 def _text(part) -> str:  # type: ignore[no-untyped-def]
-    return part.get_content().replace("\r\n", "\n")
+    from engine.posting.render import part_text
+
+    return (part_text(part) or "").replace("\r\n", "\n")
 
 
 def _leaves(message: EmailMessage) -> list:  # type: ignore[type-arg]
@@ -156,3 +158,10 @@ def test_lines_starting_with_a_dot_survive_the_wire() -> None:
     prepared = prepare(message.as_bytes(), INFO)
     wire = prepared.copy(ALICE, stuffed=True)
     assert wire == dot_stuff(prepared.copy(ALICE)) and b"\r\n.\r\n" not in wire
+
+
+def test_unlabelled_8bit_text_is_read_as_utf8_not_mangled() -> None:
+    copy = parse(prepare((POSTS / "unlabelled-8bit.eml").read_bytes(), INFO).copy(ALICE))
+    part = copy.get_body(("plain",))
+    assert part.get_content_charset() == "utf-8"
+    assert part.get_content().replace("\r\n", "\n").startswith("Bonjour à tous, départ à 8 h.\n")
