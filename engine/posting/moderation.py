@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 
 from engine import audit, clock, notices, tokens
 from engine.config import Settings
-from engine.directory.models import Member
+from engine.directory.models import Member, StaffScope
 from engine.lists.models import ListModerator, MailingList
 from engine.posting.models import Message, MessageState
 
@@ -40,7 +40,8 @@ def load_moderation_token(settings: Settings, token: str) -> Message:
 
 
 def moderator_addresses(settings: Settings, mailing_list: MailingList) -> list[str]:
-    """Moderators' addresses, else the owner's, else the administrator's; distinct, in order."""
+    """Moderators' addresses, else the owner's, else the administrator's, else those of the staff
+    nearest above the list's structure (a held post must reach someone); distinct, in order."""
     found: list[str] = []
     for moderator in ListModerator.select().where(ListModerator.mailing_list == mailing_list):
         address = moderator.email or (moderator.member.email if moderator.member_id else None)
@@ -50,7 +51,19 @@ def moderator_addresses(settings: Settings, mailing_list: MailingList) -> list[s
         found.append(mailing_list.owner.email)
     if not found and settings.admin_email:
         found.append(settings.admin_email)
+    if not found:
+        found = _nearest_staff(mailing_list)
     return list(dict.fromkeys(found))
+
+
+def _nearest_staff(mailing_list: MailingList) -> list[str]:
+    for structure in reversed(list(mailing_list.structure.ancestors())):
+        staff = (Member.select(Member.email).join(StaffScope, on=(StaffScope.member == Member.id))
+                 .where((StaffScope.structure == structure) & Member.email.is_null(False)))
+        addresses = [member.email for member in staff]
+        if addresses:
+            return addresses
+    return []
 
 
 def _may_notify_sender(message: Message) -> bool:

@@ -175,3 +175,21 @@ def test_at_most_ten_held_notices_a_day_to_one_sender(start_engine, federation: 
     notices = sink.handler.by_recipient().get("paul.durand@example.fr", [])
     assert len(notices) == 10
     assert all(n.message["Auto-Submitted"] == "auto-generated" for n in notices)
+
+
+def test_without_moderator_owner_or_administrator_the_nearest_staff_is_asked(federation: Federation,
+                                                                             engine_settings: Settings) -> None:
+    import dataclasses
+
+    from engine import clock
+    from engine.directory.models import StaffScope
+
+    settings = dataclasses.replace(engine_settings, admin_email="")
+    assert moderation.moderator_addresses(settings, federation.board_list) == []
+    regional = factories.member("Karim", "Benali", email="karim@example.fr")
+    StaffScope.create(member=regional, structure=federation.region, granted_at=clock.now())
+    national_staff = factories.member("Sophie", "Lemoine", email="sophie@example.fr")
+    StaffScope.create(member=national_staff, structure=federation.region.parent, granted_at=clock.now())
+    assert moderation.moderator_addresses(settings, federation.board_list) == ["karim@example.fr"]
+    ListModerator.create(mailing_list=federation.board_list, email="moderation@example.fr")
+    assert moderation.moderator_addresses(settings, federation.board_list) == ["moderation@example.fr"]
