@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import peewee as pw
 
 from engine import clock
-from engine.db import database
+from engine.db import database, sql_datetime
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
 
@@ -89,6 +89,7 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
            lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None) -> None:
     """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt."""
     now = now or clock.now()
+    stamp = sql_datetime(now)
     rows = []
     for result in results:
         item = claimed[result.delivery_id]
@@ -99,7 +100,7 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
             due = now + backoff(attempts, first, longest)
             if due > received[item.message_id] + lifetime:
                 state, reply = DeliveryState.FAILED, f"{reply} (gave up after {lifetime})"
-        rows.append((state, attempts, due, reply, now, result.delivery_id))
+        rows.append((state, attempts, stamp if due == now else sql_datetime(due), reply, stamp, result.delivery_id))
     if not rows:
         return
     param = database.obj.param

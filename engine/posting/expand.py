@@ -8,7 +8,7 @@ in the middle leaves it ``accepted``, to be expanded again from scratch after re
 from __future__ import annotations
 
 from engine import clock
-from engine.db import database
+from engine.db import database, sql_datetime
 from engine.lists.models import MailingList
 from engine.lists.resolve import resolve
 from engine.outbound.models import DeliveryState
@@ -42,11 +42,12 @@ def expand(message_id: int) -> int | None:
         count = 0
         sql = _insert_sql()
         cursor = database.obj.cursor()
+        stamp = sql_datetime(now)
         for batch in resolve(message.mailing_list, batch_size=1000):
             rows = [
                 (message_id, r.address, r.member_ids[0] if r.member_ids else None,
                  " ".join(map(str, r.member_ids)), _reason([reason.label_fr for reason in r.reasons]),
-                 DeliveryState.QUEUED, 0, now, now, "")
+                 DeliveryState.QUEUED, 0, stamp, stamp, "")
                 for r in batch
             ]
             cursor.executemany(sql, rows)
