@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 from engine import clock, tokens
 from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
 from engine.notices import HeaderInjection
-from engine.outbound import mail
+from engine.outbound import mail, smarthost
 from engine.outbound.outbox import Claimed, Result, claim_due, record
 from engine.outbound.smtp import Connection, Item, Reply, SmtpError
 from engine.posting.models import Message
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
-T = TypeVar("T")
 RunInDb = Callable[..., Awaitable[Any]]
 
 
@@ -64,6 +61,7 @@ class Transport:
 
     lanes = 1
     last_error = ""
+    dot_stuffed = True  # copies come in SMTP DATA form (RFC 5321 §4.5.2)
 
     async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
         raise NotImplementedError
@@ -76,14 +74,8 @@ class SmtpTransport(Transport):
     """Long-lived pipelining connections to the smarthost, one per lane."""
 
     def __init__(self, url: str, lanes: int, helo: str | None = None) -> None:
-        parts = urlsplit(url)
-        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        self.host, self.port = parts.hostname or "localhost", parts.port or 25
-        self.starttls = options.get("starttls") in ("1", "true", "yes")
-        # ?cafile=PATH: trust this CA for the smarthost's certificate (a private relay); default: the system's.
-        self.tls_context = ssl.create_default_context(cafile=options.get("cafile"))
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password or "")
+        self.relay = smarthost.parse(url)
+        self.tls_context = self.relay.tls_context()
         self.helo = helo or socket.getfqdn()
         self.lanes = lanes
         self.connections: dict[int, Connection] = {}
@@ -91,9 +83,10 @@ class SmtpTransport(Transport):
     async def _connection(self, lane: int) -> Connection:
         connection = self.connections.get(lane)
         if connection is None:
-            connection = await Connection.open(self.host, self.port, helo=self.helo, starttls=self.starttls,
-                                               tls_context=self.tls_context, username=self.username,
-                                               password=self.password)
+            relay = self.relay
+            connection = await Connection.open(relay.host, relay.port, helo=self.helo, starttls=relay.starttls,
+                                               implicit_tls=relay.implicit_tls, tls_context=self.tls_context,
+                                               username=relay.username, password=relay.password)
             self.connections[lane] = connection
         return connection
 
@@ -123,6 +116,8 @@ class SmtpTransport(Transport):
 class CaptureTransport(Transport):
     """The embedded default: every copy lands in the capture Maildir, as a mailbox would store it."""
 
+    dot_stuffed = False  # a mailbox stores the message itself
+
     def __init__(self, settings: Settings) -> None:
         self.folder = settings.capture_dir
 
@@ -130,7 +125,7 @@ class CaptureTransport(Transport):
         while (item := take()) is not None:
             key, sender, recipient, data = item
             envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-            stored = mail.capture(self.folder, envelope + data.replace(b"\r\n..", b"\r\n."))
+            stored = mail.capture(self.folder, envelope + data)
             done(item, Reply(250, f"2.0.0 captured as {stored}"))
 
 
@@ -162,14 +157,6 @@ class Worker:
     async def claim(self) -> list[Claimed]:
         return await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,  # type: ignore[no-any-return]
                                     self.settings.delivery_lease)
-
-    async def run_batch(self) -> int:
-        """Claim, send and record one batch; returns how many copies it handled (0: nothing due)."""
-        claimed = await self.claim()
-        if not claimed:
-            return 0
-        await self.record(claimed, await self.send(claimed))
-        return len(claimed)
 
     async def run_until_idle(self) -> int:
         """Send batch after batch until none is due; the next claim and the last record run in the
@@ -208,7 +195,8 @@ class Worker:
             if not pending:
                 return None
             item = pending.pop()
-            sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key, stuffed=True)
+            sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key,
+                                                                       stuffed=self.transport.dot_stuffed)
             in_flight.add(item.id)
             return item.id, sender, item.address, data
 

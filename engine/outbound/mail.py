@@ -10,15 +10,15 @@ from __future__ import annotations
 import mailbox
 import os
 import smtplib
-import ssl
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from engine.config import Settings
+from engine.outbound import smarthost
 
 
 def send(settings: Settings, message: EmailMessage, *, sender: str | None = None) -> None:
@@ -57,29 +57,34 @@ def read_captured(folder: Path) -> list[EmailMessage]:
     return [parser.parsebytes(data) for _, _, data in sorted(entries)]  # type: ignore[misc]
 
 
-def _send_smtp(url: str, message: EmailMessage, sender: str | None) -> None:
-    parts = urlsplit(url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host, port = parts.hostname or "localhost", parts.port or (465 if parts.scheme == "smtps" else 25)
-    context = ssl.create_default_context()
-    if parts.scheme == "smtps":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, context=context, timeout=30)
+def _smtp_client(url: str) -> smtplib.SMTP:
+    """An open, logged-in smtplib session to the smarthost (the product's own, low-volume mail)."""
+    relay = smarthost.parse(url)
+    context = relay.tls_context()
+    if relay.implicit_tls:
+        client: smtplib.SMTP = smtplib.SMTP_SSL(relay.host, relay.port, context=context, timeout=30)
     else:
-        client = smtplib.SMTP(host, port, timeout=30)
-    with client:
-        if options.get("starttls") in ("1", "true", "yes"):
+        client = smtplib.SMTP(relay.host, relay.port, timeout=30)
+    try:
+        if relay.starttls:
             client.starttls(context=context)
-        if parts.username:
-            client.login(unquote(parts.username), unquote(parts.password or ""))
+        if relay.username:
+            client.login(relay.username, relay.password)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _send_smtp(url: str, message: EmailMessage, sender: str | None) -> None:
+    with _smtp_client(url) as client:
         client.send_message(message, from_addr=sender)
 
 
 def send_raw(settings: Settings, data: bytes, *, sender: str, recipients: list[str]) -> None:
     """Pass an existing message on unchanged (mail to a list's owner): smarthost or capture."""
     if settings.smarthost:
-        parts = urlsplit(settings.smarthost)
-        host, port = parts.hostname or "localhost", parts.port or 25
-        with smtplib.SMTP(host, port, timeout=30) as client:
+        with _smtp_client(settings.smarthost) as client:
             client.sendmail(sender, recipients, data)
     else:
         envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {', '.join(recipients)}\r\n".encode()

@@ -132,10 +132,12 @@ class Connection:
     @classmethod
     async def open(cls, host: str, port: int, *, helo: str = "localhost", starttls: bool = False,
                    tls_context: ssl.SSLContext | None = None, username: str | None = None,
-                   password: str | None = None, timeout: float = 60.0) -> Connection:
+                   password: str | None = None, timeout: float = 60.0, implicit_tls: bool = False) -> Connection:
         loop = asyncio.get_running_loop()
+        tls = (tls_context or ssl.create_default_context()) if implicit_tls else None
         try:
-            transport, protocol = await asyncio.wait_for(loop.create_connection(_ReplyProtocol, host, port), timeout)
+            transport, protocol = await asyncio.wait_for(loop.create_connection(
+                _ReplyProtocol, host, port, ssl=tls, server_hostname=host if tls else None), timeout)
         except (TimeoutError, OSError) as exc:
             raise SmtpError(f"cannot connect to {host}:{port}: {exc}") from exc
         connection = cls(transport, protocol, timeout)
