@@ -1,6 +1,6 @@
 """Scheduled work of the engine, each a plain function run in the database thread.
 
-``run_periodic`` is called about once a second by the engine; each job keeps its own interval.
+A ``Scheduler``'s ``run_due`` is called about once a second by the engine; each job keeps its own interval.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine.directory.email_change import apply_due_changes
 from engine.outbound import outbox
 from engine.posting.expand import accepted_messages, expand
 
@@ -28,17 +29,13 @@ def expand_accepted() -> int:
 
 def propagate_addresses() -> int:
     """Apply confirmed address changes whose time has come (Mon espace)."""
-    try:
-        from engine.directory.email_change import apply_due_changes
-    except ImportError:  # the member space is not installed in this build
-        return 0
-    return int(apply_due_changes())
+    return apply_due_changes()
 
 
-# (name, interval in seconds, job). Reclaiming runs at least twice per lease (see Scheduler).
+# (name, interval in seconds, job). Expired delivery claims need no job: such rows are due again by
+# themselves (see ``outbox.claim_due``).
 SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("finish-messages", 1.0, outbox.finish_messages),
-    ("reclaim-stale-claims", 15.0, outbox.reclaim_stale),
     ("propagate-addresses", 60.0, propagate_addresses),
 )
 
@@ -46,20 +43,12 @@ SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
 class Scheduler:
     """Runs each job of ``SCHEDULE`` at its interval; one per engine."""
 
-    def __init__(self, lease_seconds: float = 300.0) -> None:
-        self.intervals = {name: interval for name, interval, _ in SCHEDULE}
-        self.intervals["reclaim-stale-claims"] = max(0.5, min(15.0, lease_seconds / 2))
+    def __init__(self) -> None:
         self.last_run: dict[str, float] = {}
 
-    def run_due(self, now: float | None = None) -> int:
-        """Run the jobs that are due; returns how many stale claims came back (0 when none)."""
+    def run_due(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        woke = 0
-        for name, _, job in SCHEDULE:
-            if now - self.last_run.get(name, float("-inf")) < self.intervals[name]:
-                continue
-            self.last_run[name] = now
-            result = job()
-            if name == "reclaim-stale-claims":
-                woke += result
-        return woke
+        for name, interval, job in SCHEDULE:
+            if now - self.last_run.get(name, float("-inf")) >= interval:
+                self.last_run[name] = now
+                job()

@@ -127,12 +127,10 @@ class Engine:
             await self._wait(self._wake_delivery, idle)
 
     async def _jobs_loop(self) -> None:
-        assert self._wake_delivery is not None
-        scheduler = jobs.Scheduler(self.settings.delivery_lease.total_seconds())
+        scheduler = jobs.Scheduler()
         while True:
             try:
-                if await self.run_in_db(scheduler.run_due):
-                    self._wake_delivery.set()
+                await self.run_in_db(scheduler.run_due)
             except Exception:
                 log.exception("scheduled jobs failed")
             await asyncio.sleep(self.poll_seconds)

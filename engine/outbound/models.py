@@ -11,11 +11,10 @@ from engine.posting.models import Message
 
 class DeliveryState:
     QUEUED = "queued"  # due at next_attempt_at
-    CLAIMED = "claimed"  # older engines only: a claim now just moves next_attempt_at to the lease's end
     SENT = "sent"
     DEFERRED = "deferred"  # temporary failure, due again at next_attempt_at
     FAILED = "failed"  # permanent failure or lifetime expired
-    ALL = (QUEUED, CLAIMED, SENT, DEFERRED, FAILED)
+    ALL = (QUEUED, SENT, DEFERRED, FAILED)
 
 
 class Delivery(BaseModel):

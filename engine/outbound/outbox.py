@@ -1,4 +1,4 @@
-"""The durable outbox: claim due deliveries with a lease, record results in batches, take back stale claims.
+"""The durable outbox: claim due deliveries with a lease, record results in batches, finish messages.
 
 On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several engine processes share the work
 without waiting on each other; on SQLite a claim is one ``BEGIN IMMEDIATE`` transaction (SQLite
@@ -18,8 +18,8 @@ from engine.db import database, sql_datetime
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
 
+# Open rows: not yet sent or failed. A claimed row keeps its state (see claim_due).
 DUE_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED)
-OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.DEFERRED, DeliveryState.CLAIMED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +112,11 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
         cursor.executemany(sql, rows)
 
 
-def reclaim_stale(now: datetime | None = None) -> int:
-    """Rows left ``claimed`` by an older engine whose lease ran out become due again; returns how many.
-    (Claims no longer change the state: an expired claim is due again by itself.)"""
-    now = now or clock.now()
-    return int(Delivery.update(state=DeliveryState.QUEUED, claimed_by=None, claimed_until=None, updated_at=now)
-               .where((Delivery.state == DeliveryState.CLAIMED) & (Delivery.claimed_until < now)).execute())
-
-
 def finish_messages(now: datetime | None = None) -> int:
     """Mark ``sending`` posts with no open delivery left as ``done``; returns how many."""
     now = now or clock.now()
     open_rows = Delivery.select(Delivery.id).where(
-        (Delivery.message == Message.id) & Delivery.state.in_(OPEN_STATES))
+        (Delivery.message == Message.id) & Delivery.state.in_(DUE_STATES))
     return int(Message.update(state=MessageState.DONE, finished_at=now)
                .where((Message.state == MessageState.SENDING) & ~pw.fn.EXISTS(open_rows)).execute())
 

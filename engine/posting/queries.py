@@ -60,7 +60,7 @@ def progress(message: Message) -> Progress:
     by_state = counts(message.id)
     return Progress(message.id, message.state, message.recipient_count, by_state[DeliveryState.SENT],
                     by_state[DeliveryState.DEFERRED], by_state[DeliveryState.FAILED],
-                    by_state[DeliveryState.QUEUED] + by_state[DeliveryState.CLAIMED])
+                    by_state[DeliveryState.QUEUED])
 
 
 def progress_of_many(messages: list[Message]) -> dict[int, dict[str, int]]:
