@@ -199,3 +199,23 @@ def test_copies_go_to_the_effective_address_before_and_after_a_change(start_engi
     wait_until(lambda: len([r for r in sink.handler.received if r.message["List-Id"]]) == 4, what="second post")
     last_two = [r.rcpt_tos[0] for r in sink.handler.received if r.message["List-Id"]][-2:]
     assert sorted(last_two) == ["Famille.Martin@example.fr", "elodie@nouvelle-adresse.fr"]
+
+
+def test_without_a_smarthost_copies_land_in_the_capture_as_a_mailbox_stores_them(
+        start_engine, federation: Federation, engine_settings: Settings) -> None:
+    import dataclasses
+
+    from engine.outbound.mail import read_captured
+
+    settings = dataclasses.replace(engine_settings, smarthost="")
+    engine = start_engine(settings)
+    message = post()
+    message.get_body(("plain",)).set_content(".Ligne qui commence par un point\n..et deux\n")
+    send(engine, message)
+    wait_until(lambda: len(read_captured(settings.capture_dir)) == 2, what="two captured copies")
+    copies = {m["Delivered-To"]: m for m in read_captured(settings.capture_dir)}
+    assert sorted(copies) == ["Famille.Martin@example.fr", "elodie.dupre@example.fr"]
+    copy = copies["elodie.dupre@example.fr"]
+    assert copy["Return-Path"].startswith("<comite_directeur.comite-bounces+")
+    text = copy.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith(".Ligne qui commence par un point\n..et deux\n")  # stored, not dot-stuffed
