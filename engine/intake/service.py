@@ -21,7 +21,7 @@ from engine.outbound import mail
 from engine.outbound.models import Delivery
 from engine.posting import moderation
 from engine.posting.models import Message, MessageState
-from engine.posting.policy import Action, Post, decide
+from engine.posting.policy import Action, Post, decide, is_auto_submitted
 
 OK = "250 2.0.0 Message accepted for delivery"
 
@@ -95,7 +95,7 @@ def _unsubscribe(settings: Settings, route: Route, envelope_sender: str, data: b
 
 def _request(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
     headers = _headers(data)
-    if envelope_sender and str(headers.get("Auto-Submitted", "no")).lower().startswith("no"):
+    if envelope_sender and not is_auto_submitted(headers):
         mailing_list = MailingList.get_by_id(route.list_id)
         moderation.send_help(settings, mailing_list, envelope_sender)
     return Outcome(OK)

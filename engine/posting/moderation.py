@@ -17,6 +17,7 @@ from engine.config import Settings
 from engine.directory.models import Member, StaffScope
 from engine.lists.models import ListModerator, MailingList
 from engine.posting.models import Message, MessageState
+from engine.posting.policy import is_auto_submitted
 
 NOTICES_PER_SENDER_PER_DAY = 10
 
@@ -70,7 +71,7 @@ def _may_notify_sender(message: Message) -> bool:
     if not message.envelope_sender or not message.author:
         return False
     headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.raw))
-    if str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower() != "no":
+    if is_auto_submitted(headers):
         return False
     since = clock.now() - timedelta(days=1)
     recent = Message.select().where((Message.author == message.author) & (Message.received_at >= since)

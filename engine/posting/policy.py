@@ -64,9 +64,13 @@ def _bounce(post: Post) -> bool:
     return post.envelope_sender in ("", "<>") or bool(AUTOMATA.match(post.author or ""))
 
 
+def is_auto_submitted(headers: Message) -> bool:
+    """RFC 3834 §5: any Auto-Submitted value but ``no`` marks mail nobody should answer."""
+    return str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower() != "no"
+
+
 def _auto_submitted(post: Post) -> bool:
-    value = str(post.headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower()
-    return value != "no"  # RFC 3834 §5
+    return is_auto_submitted(post.headers)
 
 
 def _bulk(post: Post) -> bool:

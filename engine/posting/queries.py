@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
 
 import peewee as pw
 
 from engine.directory.models import Member, Structure
-from engine.directory.staff import manageable_structures
+from engine.directory.staff import is_federation_admin, manageable_structures
 from engine.lists.models import Domain, MailingList
+from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
 from engine.outbound.outbox import counts
 from engine.posting.models import Message, MessageState
@@ -80,3 +83,36 @@ def problems(message: Message, offset: int = 0, limit: int = 50) -> list[Deliver
     return list(Delivery.select().where((Delivery.message == message)
                                         & Delivery.state.in_([DeliveryState.FAILED, DeliveryState.DEFERRED]))
                 .order_by(Delivery.state, Delivery.address).offset(offset).limit(limit))
+
+
+def manageable_list_addresses(staff: Member) -> set[str]:
+    """Addresses of the lists whose structure the staff member manages (lower case)."""
+    lists = (MailingList.select(MailingList, Domain).join(Domain)
+             .where(MailingList.structure.in_(manageable_structures(staff).select(Structure.id))))
+    return {mailing_list.address.lower() for mailing_list in lists}
+
+
+def _list_of_copy(headers: EmailMessage) -> str:
+    return str(headers.get("X-Loop", "")).strip().lower()  # every list copy names its list there
+
+
+def may_see_captured(staff: Member, headers: EmailMessage) -> bool:
+    """Federation administrators see all captured mail; other staff the copies of their lists."""
+    return is_federation_admin(staff) or _list_of_copy(headers) in manageable_list_addresses(staff)
+
+
+def captured_page(staff: Member, folder: Path, offset: int, limit: int) -> tuple[list[tuple[str, EmailMessage]], bool]:
+    """(key, headers) of the captured messages ``staff`` may see, newest first, and whether more follow."""
+    addresses = None if is_federation_admin(staff) else manageable_list_addresses(staff)
+    rows: list[tuple[str, EmailMessage]] = []
+    for key in mail.captured_keys(folder):
+        headers = mail.read_one_captured(folder, key, headers_only=True)
+        if headers is None or (addresses is not None and _list_of_copy(headers) not in addresses):
+            continue
+        if offset:
+            offset -= 1
+            continue
+        rows.append((key, headers))
+        if len(rows) >= limit:
+            return rows, True
+    return rows, False

@@ -12,7 +12,6 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from engine import tokens
-from engine.directory import staff
 from engine.outbound import mail
 from engine.posting import moderation, queries
 from engine.posting.models import Message, MessageState
@@ -111,22 +110,8 @@ def by_link(token: str):  # type: ignore[no-untyped-def]
 def captured():  # type: ignore[no-untyped-def]
     folder = _settings().capture_dir
     page = _page()
-    keys = mail.captured_keys(folder)
-    admin = staff.is_federation_admin(current_user)
-    addresses = None if admin else _manageable_list_addresses()
-    rows, shown, skipped = [], 0, (page - 1) * PER_PAGE
-    for key in keys:
-        headers = mail.read_one_captured(folder, key, headers_only=True)
-        if headers is None or (addresses is not None and _list_address(headers) not in addresses):
-            continue
-        if skipped:
-            skipped -= 1
-            continue
-        rows.append((key, headers))
-        shown += 1
-        if shown >= PER_PAGE:
-            break
-    return render_template("messages/captured.html", rows=rows, page=page, more=shown >= PER_PAGE,
+    rows, more = queries.captured_page(current_user, folder, (page - 1) * PER_PAGE, PER_PAGE)
+    return render_template("messages/captured.html", rows=rows, page=page, more=more,
                            smarthost=_settings().smarthost, folder=folder)
 
 
@@ -134,25 +119,9 @@ def captured():  # type: ignore[no-untyped-def]
 @staff_required
 def captured_message(key: str):  # type: ignore[no-untyped-def]
     message = mail.read_one_captured(_settings().capture_dir, key)
-    if message is None:
-        abort(404)
-    if not staff.is_federation_admin(current_user) and _list_address(message) not in _manageable_list_addresses():
+    if message is None or not queries.may_see_captured(current_user, message):
         abort(404)
     return render_template("messages/captured_message.html", key=key, message=message, preview=_preview(message))
-
-
-def _list_address(headers) -> str:  # type: ignore[no-untyped-def]
-    return str(headers.get("X-Loop", "")).strip().lower()
-
-
-def _manageable_list_addresses() -> set[str]:
-    from engine.directory.models import Structure
-    from engine.directory.staff import manageable_structures
-    from engine.lists.models import Domain, MailingList
-
-    lists = (MailingList.select(MailingList, Domain).join(Domain)
-             .where(MailingList.structure.in_(manageable_structures(current_user).select(Structure.id))))
-    return {ml.address.lower() for ml in lists}
 
 
 def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
