@@ -25,18 +25,12 @@ def handle(settings: Settings, list_id: int, envelope_sender: str, headers: Mess
     mailing_list = MailingList.get_by_id(list_id)
     for candidate in TOKEN.findall(str(headers.get("Subject", ""))):
         try:
-            target = load_unsubscribe_token(settings, candidate)
+            if load_unsubscribe_token(settings, candidate).list_id != list_id:
+                continue
         except BadToken:
             continue
-        if target.list_id != list_id:
-            continue
-        if target.member_ids:
-            members = list(Member.select().where(Member.id.in_(list(target.member_ids))))
-            for member in members:
-                optouts.leave_as_member(mailing_list, member, source="mailto")
-            return len(members)
-        optouts.leave(mailing_list, email_key=target.email_key, source="mailto")
-        return 1
+        outcome = optouts.unsubscribe_with_token(settings, candidate, "mailto")
+        return len(outcome.members) or 1
     senders = [addr for _, addr in getaddresses(headers.get_all("From", []) + [envelope_sender]) if addr]
     for address in senders:
         members = list(Member.using_address(address))
