@@ -147,8 +147,8 @@ SPECS: tuple[Spec, ...] = (
          "the engine's LMTP intake, for an MTA in front (`off` or host:port)"),
     Spec("smarthost", parse_smarthost, "",
          "where outgoing mail goes: empty for local capture in the instance folder, or "
-         "`smtp://[user:pass@]host:port[?starttls=1][&cafile=PATH]` (AUTH PLAIN with user:pass; "
-         "cafile: a private CA for the relay's certificate)"),
+         "`smtp://[user:pass@]host:port[?starttls=1][&cafile=PATH]` or `smtps://…` (TLS from the start; "
+         "AUTH PLAIN with user:pass; cafile: a private CA for the relay's certificate)"),
     Spec("propagation_delay", parse_duration, "3d",
          "from the confirmation of a new address to its use by the lists (`0`, `15m`, `72h`, `3d`)"),
     Spec("email_change_max_age", parse_duration, "48h",
