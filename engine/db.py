@@ -1,17 +1,26 @@
-"""Database access: one peewee proxy bound at start-up, SQLite tuning, and schema-version checks.
+"""Database access: one peewee proxy bound at start-up, connection pools, SQLite tuning, schema checks.
 
 SQLite is the embedded default (WAL, foreign keys, busy timeout); PostgreSQL is production's.
+The long-running processes (portal, engine) use a pooled database from ``shared()``: a request or the
+engine's database thread checks a connection out and back in, and SQLite's pragmas run once per
+connection, when it is opened. Nothing may stay open across a fork (gunicorn forks its workers): the
+portal closes what it opened at start-up, and a child forgets any connection it inherited.
 The schema's history is the numbered scripts in ``migrations/``, run by ``playhouse.migrations``.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 from playhouse.migrations import Runner
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -39,17 +48,32 @@ class SchemaBehindError(Exception):
     """The database lacks migrations; the message names the command that fixes it."""
 
 
-def make_database(url: str) -> peewee.Database:
-    """Build (not connect) a database from ``sqlite:///PATH`` or ``postgresql://…``."""
+# The classes per backend: plain for one-shot commands and migrations, pooled for the portal and the engine.
+# (A reconnecting mixin for PostgreSQL restarts goes in front of these classes.)
+DATABASE_CLASSES: dict[tuple[str, bool], type[peewee.Database]] = {
+    ("sqlite", False): peewee.SqliteDatabase,
+    ("sqlite", True): PooledSqliteDatabase,
+    ("postgresql", False): peewee.PostgresqlDatabase,
+    ("postgresql", True): PooledPostgresqlDatabase,
+}
+# A sync portal worker holds one connection, the engine one per process; the demo's threaded server more.
+# Connections idle longer than the stale timeout are closed on check-out (servers and firewalls drop them).
+POOL_OPTIONS = {"max_connections": 32, "stale_timeout": 600, "timeout": 10}
+
+
+def make_database(url: str, *, pooled: bool = False) -> peewee.Database:
+    """Build (not connect) a database from ``sqlite:///PATH`` or ``postgresql://…`` (a pool if ``pooled``)."""
     parts = urlsplit(url)
+    extra: dict[str, Any] = dict(POOL_OPTIONS) if pooled else {}
     if parts.scheme == "sqlite":
         path = unquote(url[len("sqlite:///"):])
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
-    if parts.scheme in ("postgres", "postgresql"):
+        # A pool's ``timeout`` is its wait for a free connection; SQLite's own is the busy_timeout pragma.
+        made = DATABASE_CLASSES["sqlite", pooled](path, pragmas=SQLITE_PRAGMAS, **(extra or {"timeout": 10}))
+    elif parts.scheme in ("postgres", "postgresql"):
         options = dict(parse_qsl(parts.query))
-        return peewee.PostgresqlDatabase(
+        made = DATABASE_CLASSES["postgresql", pooled](
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
@@ -57,8 +81,67 @@ def make_database(url: str) -> peewee.Database:
             port=parts.port,
             prefer_psycopg3=True,
             **options,
+            **extra,
         )
-    raise ValueError(f"unsupported database URL: {url}")
+    else:
+        raise ValueError(f"unsupported database URL: {url}")
+    if pooled:
+        _pools.add(made)
+    return made
+
+
+# --- pools across forks and at the end of a database's life ---
+
+_pools: weakref.WeakSet[peewee.Database] = weakref.WeakSet()
+_inherited: list[object] = []  # connections a forked child must neither use nor close (they are the parent's)
+
+
+def _forget_inherited_connections() -> None:
+    """In a child after fork: drop every pooled connection the parent had, without closing it.
+
+    Closing would end the parent's PostgreSQL session (libpq sends Terminate on the shared socket) or
+    touch the parent's SQLite file locks; the child opens its own connections when it needs them.
+    """
+    for pool in list(_pools):
+        assert isinstance(pool, PooledDatabase)
+        _inherited.extend(conn for _ts, _n, conn in pool._connections)
+        _inherited.extend(held.connection for held in pool._in_use.values())
+        state = getattr(pool._state, "conn", None)
+        if state is not None:
+            _inherited.append(state)
+        pool._connections, pool._in_use = [], {}
+        pool._pool_lock = threading.RLock()
+        pool._pool_available = threading.Condition(pool._pool_lock)
+        pool._lock = threading.RLock()
+        pool._state = peewee._ConnectionLocal()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+def open_connections(db: peewee.Database) -> int:
+    """How many connections ``db`` holds open now (idle in its pool and checked out)."""
+    if isinstance(db, PooledDatabase):
+        return len(db._connections) + len(db._in_use)
+    return 0 if db.is_closed() else 1
+
+
+def disconnect(db: peewee.Database) -> None:
+    """Close this thread's connection for good (a pool does not keep it): nothing left open to inherit."""
+    if isinstance(db, PooledDatabase):
+        db.manual_close()
+    elif not db.is_closed():
+        db.close()
+
+
+def release(db: peewee.Database) -> None:
+    """Close every connection ``db`` holds, idle or checked out by any thread (end of a process or test)."""
+    if isinstance(db, PooledDatabase):
+        with db._lock:
+            db._state.reset()  # this thread's connection is closed below with the others
+        db.close_all()
+    elif not db.is_closed():
+        db.close()
 
 
 def bind(db: peewee.Database) -> peewee.Database:
@@ -74,12 +157,14 @@ def sql_datetime(value: datetime) -> datetime | str:
 
 
 def shared(url: str) -> peewee.Database:
-    """The bound database when it is ``url``'s, else a new one, bound. The portal and the engine in
-    one process (the demo) thus share one object: each thread keeps its own connection on it."""
+    """The bound database when it is ``url``'s, else a new pooled one, bound. The portal and the engine in
+    one process (the demo) thus share one pool: each thread checks out its own connection from it."""
     current = database.obj
     if current is not None and getattr(current, "palanquee_url", None) == url:
         return current  # type: ignore[no-any-return]
-    made = make_database(url)
+    if current is not None and getattr(current, "palanquee_url", None) is not None:
+        release(current)  # a pool of another database that nothing uses any more
+    made = make_database(url, pooled=True)
     made.palanquee_url = url  # type: ignore[attr-defined]
     return bind(made)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine import audit
 from engine.bounces import models as bounces
+from engine.directory import labels
 from engine.directory import models as directory
 from engine.lists import models as lists
 from engine.outbound import models as outbound
@@ -11,6 +12,7 @@ from engine.posting import models as posting
 
 ALL_MODELS = [
     *directory.MODELS,
+    *labels.MODELS,
     *audit.MODELS,
     *lists.MODELS,
     *posting.MODELS,

@@ -88,7 +88,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.transport.close()
-            await self.run_in_db(self.database.close)
+            await self.run_in_db(engine_db.disconnect, self.database)
             self.executor.shutdown(wait=True)
 
     def stop(self) -> None:

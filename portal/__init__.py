@@ -46,8 +46,12 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
 
     database = engine_db.shared(settings.database_url)
     if check_schema:
-        with database.connection_context():
+        opened = database.connect(reuse_if_open=True)
+        try:
             engine_db.check_schema(database)
+        finally:
+            if opened:  # nothing left open for a forking server's workers to inherit
+                engine_db.disconnect(database)
     _init_database_hooks(app, database)
 
     csrf.init_app(app)
@@ -71,6 +75,8 @@ def _register_commands(app: Flask) -> None:
 
 
 def _init_database_hooks(app: Flask, database: Any) -> None:
+    """A request checks a connection out of the pool and back in (opened once per worker, not per request)."""
+
     @app.before_request
     def _connect() -> None:
         database.connect(reuse_if_open=True)

@@ -111,5 +111,4 @@ def db(db_url: str) -> Iterator[object]:
     database = engine_db.shared(db_url)
     database.connect(reuse_if_open=True)
     yield database
-    if not database.is_closed():
-        database.close()
+    engine_db.release(database)  # the pool's connections too, whichever thread opened them

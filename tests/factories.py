@@ -102,13 +102,13 @@ def board_list(mem: Member, local_part: str = "cd.provence", name: str = "ComitÃ
 
 
 def close_bound_connection() -> None:
-    """Close this thread's connection of whatever database the models are bound to now.
+    """Close every connection of whatever database the models are bound to now (its pool too).
 
     ``create_app`` and the CLI bind the models to their own database object; queries a test makes outside a
     request open a connection on it that nobody closes, and psycopg warns when it is collected later, in
     some other test. Call this at the end of such tests (a fixture's teardown).
     """
-    from engine.db import database
+    from engine.db import database, release
 
-    if database.obj is not None and not database.obj.is_closed():
-        database.obj.close()
+    if database.obj is not None:
+        release(database.obj)

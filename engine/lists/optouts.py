@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from engine import audit, clock, tokens
 from engine.config import Settings
 from engine.directory.models import Member
+from engine.lists.member_lists import lists_of_member
 from engine.lists.models import MailingList, OptOut, Subscription
-from engine.lists.resolve import reasons_for_member
 
 
 def _existing(mailing_list: MailingList, member: Member | None, email_key: str | None) -> OptOut | None:
@@ -88,15 +88,10 @@ class NotOnList(LookupError):
 
 def _member_list(member: Member, list_id: int) -> tuple[MailingList, bool, bool]:
     """(list, the member is on it by some reason, the member has left it); NotOnList otherwise."""
-    mailing_list = MailingList.get_or_none((MailingList.id == list_id) & MailingList.deleted_at.is_null())
-    if mailing_list is None:
+    found = lists_of_member(member, list_id=list_id)
+    if not found:  # absent, deleted, or neither on it nor opted out of it
         raise NotOnList(list_id)
-    on_list = bool(reasons_for_member(mailing_list, member))
-    left = OptOut.select().where((OptOut.mailing_list == mailing_list) & (
-        (OptOut.member == member.id) | (OptOut.email_key == (member.email_key or "")))).exists()
-    if not on_list and not left:
-        raise NotOnList(list_id)
-    return mailing_list, on_list, left
+    return MailingList.get_by_id(list_id), bool(found[0].reasons), found[0].opt_out is not None
 
 
 def leave_from_espace(member: Member, list_id: int, *, ip: str | None = None) -> MailingList:

@@ -21,15 +21,9 @@ import peewee as pw
 from engine import clock
 from engine.bounces.models import Bounce
 from engine.db import database
-from engine.directory.models import Mandate, Member, Role, Structure
-from engine.lists.models import (
-    CriterionRole,
-    Domain,
-    ListCriterion,
-    MailingList,
-    OptOut,
-    Subscription,
-)
+from engine.directory import labels
+from engine.directory.models import Mandate, Member, Structure
+from engine.lists.models import CriterionRole, ListCriterion, MailingList, OptOut, Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,30 +135,31 @@ def _rows_query(mailing_list: MailingList, day: date, member: Member | None = No
     return query
 
 
+def make_reason(names: labels.Labels, criterion_id: int | None, role_id: int | None,
+                structure_id: int | None) -> Reason:
+    """The reason of one row: static (no criterion), licensee of a club (no role), or role × structure."""
+    if criterion_id is None:
+        return Reason("static", None, None, None, STATIC_FR, STATIC_EN)
+    where = names.structure(structure_id) if structure_id else ""
+    if role_id is None:
+        return Reason("criterion", criterion_id, None, structure_id, f"licencié(e) — {where}", f"licensee — {where}")
+    fr, en = names.role(role_id)
+    return Reason("criterion", criterion_id, role_id, structure_id, f"{fr} — {where}", f"{en} — {where}")
+
+
 class _Labels:
-    """Role and structure names for reasons, loaded once per resolution; one Reason object per kind."""
+    """Reasons for one resolution: the process's cached role and structure names, one Reason object per kind."""
 
     def __init__(self) -> None:
-        self.roles = {r.id: (r.name_fr, r.name_en) for r in Role.select(Role.id, Role.name_fr, Role.name_en)}
-        self.structures = dict(Structure.select(Structure.id, Structure.name).tuples())
+        self.names = labels.current()
         self._reasons: dict[tuple[int | None, int | None, int | None], Reason] = {}
 
     def reason(self, criterion_id: int | None, role_id: int | None, structure_id: int | None) -> Reason:
         key = (criterion_id, role_id, structure_id)
         found = self._reasons.get(key)
         if found is None:
-            found = self._reasons[key] = self._make(criterion_id, role_id, structure_id)
+            found = self._reasons[key] = make_reason(self.names, criterion_id, role_id, structure_id)
         return found
-
-    def _make(self, criterion_id: int | None, role_id: int | None, structure_id: int | None) -> Reason:
-        if criterion_id is None:
-            return Reason("static", None, None, None, STATIC_FR, STATIC_EN)
-        where = self.structures.get(structure_id, "?") if structure_id else ""
-        if role_id is None:
-            return Reason("criterion", criterion_id, None, structure_id,
-                          f"licencié(e) — {where}", f"licensee — {where}")
-        fr, en = self.roles.get(role_id, ("?", "?"))
-        return Reason("criterion", criterion_id, role_id, structure_id, f"{fr} — {where}", f"{en} — {where}")
 
 
 _cursor_numbers = itertools.count()
@@ -252,18 +247,3 @@ def reasons_for_member(mailing_list: MailingList, member: Member, day: date | No
             if reason not in reasons:
                 reasons.append(reason)
     return reasons
-
-
-def lists_of_member(member: Member, day: date | None = None) -> list[tuple[MailingList, list[Reason], OptOut | None]]:
-    """Every live list the member is on (with why) or has left (with the opt-out), by list address."""
-    result = []
-    lists = (MailingList.select(MailingList, Domain).join(Domain)
-             .where(MailingList.deleted_at.is_null()).order_by(MailingList.local_part))
-    for mailing_list in lists:
-        opt_out = OptOut.get_or_none((OptOut.mailing_list == mailing_list) & (
-            (OptOut.member == member.id) | (OptOut.email_key == (member.email_key or ""))))
-        reasons = reasons_for_member(mailing_list, member, day)
-        if reasons or opt_out is not None:
-            result.append((mailing_list, reasons, opt_out))
-    return result
-

@@ -15,7 +15,7 @@ from flask_login import current_user, login_required
 from engine.directory import email_change
 from engine.directory.profile import profile
 from engine.lists import optouts
-from engine.lists.resolve import lists_of_member
+from engine.lists.member_lists import lists_of_member
 from portal.espace.forms import ButtonForm, EmailForm
 from portal.formatting import format_duration
 

@@ -11,7 +11,7 @@ from engine.bounces.models import Bounce
 from engine.directory.models import StructureKind
 from engine.lists import optouts
 from engine.lists.models import Subscription
-from engine.lists.resolve import count_recipients, lists_of_member, reasons_for_member, resolve
+from engine.lists.resolve import count_recipients, reasons_for_member, resolve
 from tests import factories as f
 
 DAY = date(2026, 11, 24)
@@ -157,18 +157,3 @@ def test_batches_are_bounded_and_ordered(fed):
     keys = [r.email_key for b in batches for r in b]
     assert keys == sorted(keys) and len(set(keys)) == 25
     assert all(r.reasons == () for b in batches for r in b)
-
-
-def test_lists_of_member_shows_lists_left_and_why(fed):
-    on = f.mailing_list("on", fed["dom"])
-    left = f.mailing_list("left", fed["dom"])
-    other = f.mailing_list("other", fed["dom"])
-    m = f.member(email="m@x.fr", club=fed["club_a"])
-    f.criterion(on, fed["club_a"], [])
-    f.criterion(left, fed["club_a"], [])
-    f.criterion(other, fed["club_b"], [])
-    optouts.leave(left, member=m, source="espace")
-    result = {ml.local_part: (reasons, opt) for ml, reasons, opt in lists_of_member(m, day=DAY)}
-    assert set(result) == {"on", "left"}
-    assert result["on"][1] is None and result["left"][1].source == "espace"
-    assert result["on"][0][0].label_fr == "licencié(e) — Club A"
