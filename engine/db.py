@@ -69,8 +69,10 @@ def make_database(url: str, *, pooled: bool = False) -> peewee.Database:
         path = unquote(url[len("sqlite:///"):])
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # A pool's ``timeout`` is its wait for a free connection; SQLite's own is the busy_timeout pragma.
-        made = DATABASE_CLASSES["sqlite", pooled](path, pragmas=SQLITE_PRAGMAS, **(extra or {"timeout": 10}))
+        # A pool's ``timeout`` is its wait for a free connection; SQLite's own is the busy_timeout pragma. A pooled
+        # connection moves between threads (one at a time, checked out): sqlite3 must not refuse that.
+        options = {**extra, "check_same_thread": False} if pooled else {"timeout": 10}
+        made = DATABASE_CLASSES["sqlite", pooled](path, pragmas=SQLITE_PRAGMAS, **options)
     elif parts.scheme in ("postgres", "postgresql"):
         options = dict(parse_qsl(parts.query))
         made = DATABASE_CLASSES["postgresql", pooled](

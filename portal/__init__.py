@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from flask import Flask, g, request, session
 from flask_login import current_user
 
 from engine import db as engine_db
 from engine.config import Settings, load_settings
-from engine.directory.models import Member
+from engine.directory.models import Member, member_by_id
+from portal import rendering
 from portal.extensions import babel, csrf, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     login_manager.login_message = None
     login_manager.session_protection = "strong"
     babel.init_app(app, locale_selector=_select_locale, timezone_selector=lambda: str(settings.timezone))
+    rendering.install(app)
 
     _register_blueprints(app)
     _register_template_helpers(app)
@@ -87,13 +90,17 @@ def _init_database_hooks(app: Flask, database: Any) -> None:
             database.close()
 
 
-def _select_locale() -> str:
+_LOCALES = {code: Locale.parse(code) for code in LANGUAGES}  # parsed once: Flask-Babel parses a string per request
+
+
+def _select_locale() -> Locale:
     chosen = request.args.get("lang") or session.get("lang")
     if chosen in LANGUAGES:
-        return str(chosen)
-    if current_user and getattr(current_user, "is_authenticated", False) and current_user.language in LANGUAGES:
-        return str(current_user.language)
-    return request.accept_languages.best_match(LANGUAGES) or "fr"
+        return _LOCALES[chosen]
+    user = current_user._get_current_object()  # one look-up through the proxy, not three
+    if user is not None and getattr(user, "is_authenticated", False) and user.language in LANGUAGES:
+        return _LOCALES[user.language]
+    return _LOCALES[request.accept_languages.best_match(LANGUAGES) or "fr"]
 
 
 @login_manager.user_loader
@@ -102,7 +109,7 @@ def _load_user(user_id: str) -> Member | None:
     member_id, _, version = user_id.partition(":")
     if not member_id.isdigit():
         return None
-    member = Member.get_or_none(Member.id == int(member_id))
+    member = member_by_id(int(member_id))
     if member is None or str(member.auth_version) != version:
         return None
     return member
@@ -145,10 +152,9 @@ def _current_is_staff() -> bool:
     """For the navigation: whether the logged-in member holds a staff scope (cached per request)."""
     from engine.directory import staff
 
-    if not (current_user and getattr(current_user, "is_authenticated", False)):
-        return False
     if "is_staff" not in g:
-        g.is_staff = staff.is_staff(current_user)
+        user = current_user._get_current_object()
+        g.is_staff = bool(user is not None and getattr(user, "is_authenticated", False) and staff.is_staff(user))
     return bool(g.is_staff)
 
 

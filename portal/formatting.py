@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from babel.dates import format_date as babel_format_date
 from flask_babel import get_locale, get_timezone
@@ -18,14 +19,22 @@ def _language() -> str:
 def format_date(value: date | None) -> str:
     if value is None:
         return ""
-    return str(babel_format_date(value, "long", locale="en_GB" if _language() == "en" else "fr_FR"))
+    return _long_date(value, "en_GB" if _language() == "en" else "fr_FR")
+
+
+@lru_cache(maxsize=4096)
+def _long_date(value: date, locale: str) -> str:
+    return str(babel_format_date(value, "long", locale=locale))  # babel costs about 0.1 ms a call: kept
 
 
 def format_datetime(value: datetime | None) -> str:
     """A stored naive-UTC time in the user's time zone, in the user's language."""
     if value is None:
         return ""
-    return moment_words(value, get_timezone(), _language())
+    return _moment(value, get_timezone(), _language())
+
+
+_moment = lru_cache(maxsize=4096)(moment_words)
 
 
 def format_duration(value: timedelta) -> str:

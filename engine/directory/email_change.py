@@ -17,6 +17,7 @@ from engine.db import database
 from engine.directory.models import EmailChange, Member, email_key
 from engine.directory.wording import duration_words
 from engine.lists.models import Subscription
+from engine.prepared import Prepared, slot
 
 
 class InvalidAddress(ValueError):
@@ -55,14 +56,16 @@ def _is_live(change: EmailChange, settings: Settings, now: datetime) -> bool:
     return change.verified_at is not None or change.requested_at + settings.email_change_max_age >= now
 
 
+_OPEN_CHANGES: Prepared[EmailChange] = Prepared(lambda: (
+    EmailChange.select().where((EmailChange.member == slot("member")) & EmailChange.cancelled_at.is_null()
+                               & EmailChange.applied_at.is_null())
+    .order_by(EmailChange.requested_at.desc(), EmailChange.id.desc())))
+
+
 def pending_change(settings: Settings, member: Member) -> EmailChange | None:
     """The member's change in progress: awaiting confirmation (link still valid) or confirmed, not yet applied."""
     now = clock.now()
-    candidates = (EmailChange.select()
-                  .where((EmailChange.member == member.id) & EmailChange.cancelled_at.is_null()
-                         & EmailChange.applied_at.is_null())
-                  .order_by(EmailChange.requested_at.desc(), EmailChange.id.desc()))
-    return next((c for c in candidates if _is_live(c, settings, now)), None)
+    return next((c for c in _OPEN_CHANGES.execute(member=member.id) if _is_live(c, settings, now)), None)
 
 
 def confirm_url(settings: Settings, change: EmailChange) -> str:

@@ -37,13 +37,13 @@ class Labels:
         return self.structures.get(structure_id, "?") if structure_id is not None else "?"
 
 
-_VERSION_SQL = "SELECT version FROM label_version WHERE id = 1"
+VERSION_SQL = "SELECT version FROM label_version WHERE id = 1"  # also a scalar subquery in larger statements
 _lock = threading.Lock()
 _cache: tuple[object, Labels] | None = None  # (the database object it was read from, the labels)
 
 
 def current_version() -> int:
-    row = database.obj.execute_sql(_VERSION_SQL).fetchone()
+    row = database.obj.execute_sql(VERSION_SQL).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -54,11 +54,12 @@ def _load(version: int) -> Labels:
     return Labels(version, roles, structures)
 
 
-def current() -> Labels:
-    """The labels as the database holds them now: one primary-key read, and a reload after a change."""
+def current(version: int | None = None) -> Labels:
+    """The labels as the database holds them now: one primary-key read (none when the caller read ``version``
+    in its own statement), and a reload after a change."""
     global _cache
     db = database.obj
-    version = current_version()
+    version = current_version() if version is None else int(version)
     cached = _cache
     if cached is not None and cached[0] is db and cached[1].version == version:
         return cached[1]

@@ -11,6 +11,7 @@ from datetime import date
 import peewee as pw
 
 from engine.db import BaseModel
+from engine.prepared import Prepared, slot
 
 PATH_SEGMENT = 8  # digits per level: ids up to 99,999,999
 
@@ -140,6 +141,20 @@ class Member(BaseModel):
         if key is None:  # "== None" would match every member without an address
             return cls.select().where(pw.SQL("1 = 0"))
         return cls.select().where(cls.email_key == key)
+
+
+def _member_by_id() -> pw.SelectQuery:
+    holds_scope = pw.fn.EXISTS(StaffScope.select(StaffScope.id).where(StaffScope.member == Member.id))
+    return Member.select(Member, holds_scope.alias("holds_staff_scope")).where(Member.id == slot("id"))
+
+
+_MEMBER_BY_ID: Prepared[Member] = Prepared(_member_by_id)
+
+
+def member_by_id(member_id: int) -> Member | None:
+    """The member with this id, and whether they hold a staff scope (``holds_staff_scope``, which every page's
+    navigation asks): every logged-in request loads one, with a query compiled once."""
+    return _MEMBER_BY_ID.first(id=member_id)
 
 
 class Mandate(BaseModel):

@@ -16,6 +16,7 @@ import peewee as pw
 
 from engine.audit import AuditEvent
 from engine.directory.models import EmailChange, Member, StaffScope, Structure
+from engine.prepared import Prepared, slot
 
 
 class NotAllowed(Exception):
@@ -26,8 +27,17 @@ def scopes(member: Member) -> list[Structure]:
     return list(Structure.select().join(StaffScope).where(StaffScope.member == member).order_by(Structure.path))
 
 
+_ANY_SCOPE: Prepared[tuple[int]] = Prepared(lambda: (
+    StaffScope.select(StaffScope.id).where(StaffScope.member == slot("member")).limit(1).tuples()))
+
+
 def is_staff(member: Member) -> bool:
-    return StaffScope.select().where(StaffScope.member == member).exists()
+    """Whether the member holds a staff scope (every page's navigation asks: known already when the member was
+    loaded by ``member_by_id``, else a query compiled once)."""
+    known = member.__dict__.get("holds_staff_scope")
+    if known is not None:
+        return bool(known)
+    return _ANY_SCOPE.first(member=member.id) is not None
 
 
 def is_federation_admin(member: Member) -> bool:

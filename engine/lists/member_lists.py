@@ -3,7 +3,7 @@
 One SQL statement answers for all lists together, whatever their number: the member's current mandates
 matched against every role criterion, the member's club against every licensee criterion, the static
 subscriptions naming the member or their address, and the opt-outs naming either, each row with what the
-page shows of its list and opt-out. The names in the reasons come from the process's label cache
+page shows of its list and opt-out (and the version of the names of roles and structures). The names in the reasons come from the process's label cache
 (engine/directory/labels.py). ``resolve()`` stays the reference for who a list
 reaches; this answers the same question from the member's side (tests/engine/test_member_lists.py).
 """
@@ -47,7 +47,7 @@ class MemberList(NamedTuple):
     """A live list the member is on (``reasons``) or has left (``opt_out``), or both."""
 
     mailing_list: ListSummary
-    reasons: list[Reason]  # criteria first (by criterion, role, structure), then "subscribed by the administrator"
+    reasons: tuple[Reason, ...]  # criteria first (by criterion, role, structure), then "subscribed by the administrator"
     opt_out: LeftSummary | None  # the member's own opt-out, else one recorded for their address
 
 
@@ -91,7 +91,7 @@ def _statement(param: str, *, email: bool, valid: bool, club: bool, one_list: bo
     only = f" AND ml.id = {p}" if one_list else ""
     return (f"WITH hit (list_id, criterion_id, role_id, structure_id, opt_out_id) AS ({' UNION ALL '.join(branches)}) "
             f"SELECT hit.list_id, hit.criterion_id, hit.role_id, hit.structure_id, hit.opt_out_id, ml.local_part, "
-            f"ml.name, d.name, o.member_id, o.created_at, o.source FROM hit "
+            f"ml.name, d.name, o.member_id, o.created_at, o.source, ({labels.VERSION_SQL}) FROM hit "
             f"JOIN mailing_list ml ON ml.id = hit.list_id JOIN domain d ON d.id = ml.domain_id "
             f"LEFT JOIN opt_out o ON o.id = hit.opt_out_id WHERE ml.deleted_at IS NULL{only}")
 
@@ -123,7 +123,7 @@ def lists_of_member(member: Member, day: date | None = None, *, list_id: int | N
     rows = database.obj.execute_sql(_statement(database.obj.param, **flags), params).fetchall()
     if not rows:
         return []
-    names = labels.current()
+    names = labels.current(rows[0][11])  # the label version came with the rows: no statement of its own
     lists: dict[int, ListSummary] = {}
     reasons: dict[int, dict[tuple[int | None, int | None, int | None], Reason]] = {}
     left: dict[int, LeftSummary] = {}
@@ -138,7 +138,7 @@ def lists_of_member(member: Member, day: date | None = None, *, list_id: int | N
         elif list_id_ not in left or row[8] == member.id:  # the member's own opt-out first (rows by id)
             left[list_id_] = LeftSummary(opt_out_id, row[8], _CREATED(row[9]), row[10])
     ordered = sorted(lists.values(), key=lambda ml: (ml.local_part, ml.domain, ml.id))
-    return [MemberList(ml, list(reasons[ml.id].values()), left.get(ml.id)) for ml in ordered]
+    return [MemberList(ml, tuple(reasons[ml.id].values()), left.get(ml.id)) for ml in ordered]
 
 
 _CREATED = OptOut.created_at.python_value  # SQLite returns the text it stores

@@ -90,3 +90,25 @@ def test_a_forked_worker_opens_its_own_connection_and_leaves_the_parents_alone(s
     assert backend_identity(database) == parent
     assert database.execute_sql("SELECT COUNT(*) FROM member").fetchone()[0] == 0
     database.close()
+
+
+def test_a_connection_returned_by_one_thread_serves_the_next(settings):
+    """The demo's threaded server runs each request in a new thread: the pool hands them the same connection."""
+    import threading
+
+    app = create_app(settings, config={"TESTING": True})
+    database = engine_db.database.obj
+    statuses: list[int] = []
+
+    def visit() -> None:
+        statuses.append(app.test_client().get("/login").status_code)
+        with app.test_request_context():  # a query on the connection the pool hands this thread
+            database.connect()
+            statuses.append(database.execute_sql("SELECT 1").fetchone()[0])
+            database.close()
+
+    for _ in range(3):
+        thread = threading.Thread(target=visit)
+        thread.start()
+        thread.join()
+    assert statuses == [200, 1] * 3 and engine_db.open_connections(database) == 1

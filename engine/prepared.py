@@ -1,0 +1,74 @@
+"""Queries built once and run many times, for the pages every member opens.
+
+Peewee spends more time turning a query into SQL than SQLite spends running it (a member's row by primary
+key: about 0.3 ms of Python against 20 µs in SQLite; PERFORMANCE.md). A ``Prepared`` query is written with
+peewee as usual, with ``slot("name")`` wherever a value changes from call to call; its SQL is compiled once
+per database dialect, and each call only fills in the values and reads the rows through peewee's own row
+conversion (models, joined models, dates from SQLite's text), exactly as the query would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+import peewee as pw
+
+from engine.db import database
+
+Row = TypeVar("Row")
+
+
+class _Slot:
+    __slots__ = ("name", "field")
+
+    def __init__(self, name: str, field: pw.Field | None) -> None:
+        self.name = name
+        self.field = field
+
+
+def slot(name: str, field: pw.Field | None = None) -> pw.Value:
+    """A value given at each call, by name; ``field`` converts it as that column's values are (dates, booleans)."""
+    return pw.Value(_Slot(name, field), converter=False)
+
+
+class Prepared(Generic[Row]):
+    """A SELECT compiled to SQL on first use (per dialect), then run with new values: ``query.all(id=3)``."""
+
+    def __init__(self, build: Callable[[], pw.SelectBase]) -> None:
+        self._build = build
+        self._compiled: dict[type, tuple[pw.SelectBase, str, list[Any]]] = {}
+
+    def _compile(self, db: pw.Database) -> tuple[pw.SelectBase, str, list[Any]]:
+        found = self._compiled.get(type(db))
+        if found is None:
+            query = self._build()
+            sql, params = query.sql()
+            found = self._compiled[type(db)] = (query, sql, params)
+        return found
+
+    def _run(self, values: dict[str, Any]) -> tuple[pw.SelectBase, Any]:
+        db = database.obj
+        query, sql, params = self._compile(db)
+        return query, db.execute_sql(sql, [_fill(param, values) for param in params])
+
+    def execute(self, **values: Any) -> Iterator[Row]:
+        query, cursor = self._run(values)
+        return iter(query._get_cursor_wrapper(cursor))
+
+    def rows(self, **values: Any) -> list[tuple[Any, ...]]:
+        """The driver's rows as they come (no conversion: SQLite gives dates as ISO text)."""
+        return list(self._run(values)[1].fetchall())
+
+    def all(self, **values: Any) -> list[Row]:
+        return list(self.execute(**values))
+
+    def first(self, **values: Any) -> Row | None:
+        return next(self.execute(**values), None)
+
+
+def _fill(param: Any, values: dict[str, Any]) -> Any:
+    if not isinstance(param, _Slot):
+        return param
+    value = values[param.name]
+    return param.field.db_value(value) if param.field is not None else value

@@ -1,0 +1,66 @@
+"""Template helpers that a page calls dozens of times, made cheap: translations and ``url_for``.
+
+Flask-Babel looks the request's translations up again for every string, and Jinja reaches ``_`` through two
+more calls; ``url_for`` asks werkzeug's router to build the same few addresses on every page. Both answers are
+fixed for a request (the translations) or for the application (an address from an endpoint and its values),
+so they are kept: on the request's ``g`` like Flask-Babel keeps the locale, and in a bounded dictionary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, request, url_for
+from flask_babel import get_translations
+from jinja2.nodes import EvalContext
+from jinja2.utils import pass_eval_context
+from markupsafe import Markup
+
+URLS_KEPT = 4096
+
+
+def _translations() -> Any:
+    """The request's translations, looked up once (cached on ``g``, where Flask-Babel caches the locale)."""
+    found = g.get("_palanquee_translations")
+    if found is None:
+        found = g._palanquee_translations = get_translations()
+    return found
+
+
+@pass_eval_context
+def _underscore(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
+    """Jinja's newstyle ``_``: translate, escape the variables when autoescaping, and always apply ``%``."""
+    translated = _translations().ugettext(string)
+    return (Markup(translated) if eval_ctx.autoescape else translated) % variables  # type: ignore[no-any-return]
+
+
+def _url_maker(app: Flask) -> Any:
+    known: dict[tuple[Any, ...], str] = {}
+
+    def cached_url_for(endpoint: str, **values: Any) -> str:
+        """``url_for``, remembered for absolute endpoints built with plain values (not ``_external`` and friends)."""
+        if endpoint.startswith(".") or any(name.startswith("_") for name in values):
+            return url_for(endpoint, **values)
+        key = (request.script_root, endpoint, *sorted(values.items()))
+        found = known.get(key)
+        if found is None:
+            found = url_for(endpoint, **values)
+            if len(known) >= URLS_KEPT:
+                known.clear()
+            known[key] = found
+        return found
+
+    return cached_url_for
+
+
+def install(app: Flask) -> None:
+    """Put the cheap ``_``, ``gettext``, ``ngettext`` and ``url_for`` in the application's Jinja environment."""
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+    )
+    app.jinja_env.globals["_"] = _underscore
+    app.jinja_env.globals["url_for"] = _url_maker(app)
