@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from engine.directory.email_change import apply_due_changes
+from engine.lists import counts
 from engine.outbound import outbox
 from engine.posting.expand import accepted_messages, expand
 
@@ -37,6 +38,7 @@ def propagate_addresses() -> int:
 SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("finish-messages", 1.0, outbox.finish_messages),
     ("propagate-addresses", 60.0, propagate_addresses),
+    ("recount-lists", 5.0, counts.recount_due),  # the lists page's counts (engine/lists/counts.py)
 )
 
 

@@ -6,6 +6,7 @@ from engine import audit
 from engine.bounces import models as bounces
 from engine.directory import labels
 from engine.directory import models as directory
+from engine.lists import counts
 from engine.lists import models as lists
 from engine.outbound import models as outbound
 from engine.posting import models as posting
@@ -15,6 +16,7 @@ ALL_MODELS = [
     *labels.MODELS,
     *audit.MODELS,
     *lists.MODELS,
+    *counts.MODELS,
     *posting.MODELS,
     *outbound.MODELS,
     *bounces.MODELS,

@@ -1,22 +1,27 @@
-"""Template helpers that a page calls dozens of times, made cheap: translations and ``url_for``.
+"""Template helpers that a page calls dozens of times, made cheap: translations, ``url_for``, shared fragments.
 
 Flask-Babel looks the request's translations up again for every string, and Jinja reaches ``_`` through two
 more calls; ``url_for`` asks werkzeug's router to build the same few addresses on every page. Both answers are
 fixed for a request (the translations) or for the application (an address from an endpoint and its values),
 so they are kept: on the request's ``g`` like Flask-Babel keeps the locale, and in a bounded dictionary.
+``fragment`` renders a small template whose output depends only on one hashable item and the language (a row
+of Mes listes: thousands of members share it) once, and keeps the HTML.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from functools import lru_cache
 from typing import Any
 
-from flask import Flask, g, request, url_for
-from flask_babel import get_translations
+from flask import Flask, g, render_template, request, url_for
+from flask_babel import get_locale, get_timezone, get_translations
 from jinja2.nodes import EvalContext
 from jinja2.utils import pass_eval_context
 from markupsafe import Markup
 
 URLS_KEPT = 4096
+FRAGMENTS_KEPT = 16384
 
 
 def _translations() -> Any:
@@ -53,6 +58,20 @@ def _url_maker(app: Flask) -> Any:
     return cached_url_for
 
 
+@lru_cache(maxsize=FRAGMENTS_KEPT)
+def _fragment(template: str, item: Hashable, language: str, where: tuple[str, str]) -> Markup:
+    return Markup(render_template(template, item=item, language=language))
+
+
+def fragment(template: str, item: Hashable) -> Markup:
+    """``template`` rendered with ``item`` and ``language``, kept per item, language, time zone and script root.
+
+    Only for templates that read nothing else: no form, no CSRF token, no user, no flashed message.
+    """
+    where = (str(get_timezone()), request.script_root)
+    return _fragment(template, item, str(get_locale()), where)
+
+
 def install(app: Flask) -> None:
     """Put the cheap ``_``, ``gettext``, ``ngettext`` and ``url_for`` in the application's Jinja environment."""
     app.jinja_env.install_gettext_callables(
@@ -64,3 +83,4 @@ def install(app: Flask) -> None:
     )
     app.jinja_env.globals["_"] = _underscore
     app.jinja_env.globals["url_for"] = _url_maker(app)
+    app.jinja_env.globals["fragment"] = fragment

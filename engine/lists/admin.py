@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import peewee as pw
@@ -18,7 +19,7 @@ from engine import audit, clock
 from engine.config import Settings
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure
-from engine.lists import subscribers
+from engine.lists import counts, subscribers
 from engine.lists.models import (
     Domain,
     ListKind,
@@ -27,7 +28,6 @@ from engine.lists.models import (
     PostingPermission,
     PostPolicy,
 )
-from engine.lists.resolve import count_recipients
 from engine.notices import send_notice
 
 # RFC 5321 allows more, but list addresses are typed by people and parsed by the intake: lower-case
@@ -95,12 +95,14 @@ def usable_domains(member: Member | None) -> list[Domain]:
 @dataclass(frozen=True)
 class ListRow:
     mailing_list: MailingList
-    recipients: int
+    recipients: int | None  # the stored count (engine/lists/counts.py); None until first counted
+    counted_at: datetime | None = None
+    stale: bool = False  # a new count is on its way (the list changed, or the count is old)
 
 
 def lists_page(member: Member | None, *, search: str = "", sort: str = "address", descending: bool = False,
                page: int = 1, per_page: int = 50) -> tuple[list[ListRow], int]:
-    """One page of the lists page (search in address and name) with each list's recipient count now."""
+    """One page of the lists page (search in address and name) with each list's stored recipient count."""
     query = visible_lists(member)
     if search.strip():
         needle = search.strip().lower()
@@ -109,8 +111,9 @@ def lists_page(member: Member | None, *, search: str = "", sort: str = "address"
     total = query.count()
     fields = SORTS.get(sort, SORTS["address"])
     query = query.order_by(*[f.desc() if descending else f.asc() for f in fields])
-    rows = [ListRow(ml, count_recipients(ml)) for ml in query.paginate(max(page, 1), per_page)]
-    return rows, total
+    lists = list(query.paginate(max(page, 1), per_page))
+    found = counts.counts_of(lists)  # stored counts: never one resolve per row
+    return [ListRow(ml, found[ml.id].recipients, found[ml.id].counted_at, found[ml.id].stale) for ml in lists], total
 
 
 # --- domains ---

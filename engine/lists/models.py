@@ -89,7 +89,10 @@ class Subscription(BaseModel):
     source = pw.CharField(max_length=16, default="staff")
 
     class Meta:
-        indexes = ((("mailing_list", "email_key"), True),)
+        indexes = (
+            (("mailing_list", "email_key"), True),
+            (("email_key",), False),  # a member's subscriptions by address, across lists (Mes listes)
+        )
 
 
 class OptOut(BaseModel):
@@ -105,6 +108,7 @@ class OptOut(BaseModel):
         indexes = (
             (("mailing_list", "member"), False),
             (("mailing_list", "email_key"), False),
+            (("email_key",), False),  # a member's opt-outs by address, across lists (Mes listes)
         )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from engine import audit, clock, tokens
 from engine.config import Settings
 from engine.directory.models import Member
+from engine.lists import counts
 from engine.lists.member_lists import lists_of_member
 from engine.lists.models import MailingList, OptOut, Subscription
 
@@ -36,6 +37,7 @@ def leave(mailing_list: MailingList, *, member: Member | None = None, email_key:
         return found
     opt_out = OptOut.create(mailing_list=mailing_list, member=member, email_key=key,
                             created_at=clock.now(), source=source)
+    counts.mark_changed(mailing_list.id)
     audit.record("list.left", mailing_list, actor=actor or member, actor_label="" if (actor or member) else source,
                  structure_id=mailing_list.structure_id, ip=ip, source=source,
                  member_id=member.id if member else None, address=key)
@@ -51,6 +53,7 @@ def rejoin(mailing_list: MailingList, *, member: Member | None = None, email_key
     if found is None:
         return False
     found.delete_instance()
+    counts.mark_changed(mailing_list.id)
     audit.record("list.rejoined", mailing_list, actor=actor or member, structure_id=mailing_list.structure_id,
                  ip=ip, member_id=member.id if member else None, address=email_key)
     return True

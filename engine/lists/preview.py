@@ -8,7 +8,6 @@ expanded message, by address key (one set of that message's keys in memory, the 
 
 from __future__ import annotations
 
-import itertools
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,6 +18,7 @@ from engine import audit
 from engine.db import database
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure, StructureKind, email_key
+from engine.lists import counts
 from engine.lists.admin import AdminError
 from engine.lists.models import CriterionRole, ListCriterion, MailingList
 from engine.lists.resolve import Recipient, count_recipients, resolve
@@ -86,6 +86,7 @@ def replace_criteria(actor: Member | None, ml: MailingList, specs: list[Criterio
                      criteria=[dict(structure=codes.get(s.structure_id), roles=list(s.role_ids),
                                     subtree=s.include_subtree, kind=s.structure_kind,
                                     valid_licence=s.require_valid_licence) for s in specs])
+    counts.recount(ml)  # the lists page shows the new reach at once
     return True
 
 
@@ -159,12 +160,3 @@ def preview(actor: Member | None, ml: MailingList, specs: list[CriterionSpec] | 
         transaction.rollback()
     return result
 
-
-def recipients_page(actor: Member | None, ml: MailingList, *, page: int = 1, per_page: int = 100,
-                    day: date | None = None) -> list[Recipient]:
-    """One page of the list's recipients now, in address order, streamed up to that page only."""
-    staff.require_manage(actor, ml.structure)
-    start = (max(page, 1) - 1) * per_page
-    with closing(resolve(ml, day=day, batch_size=per_page)) as batches:
-        flat = (r for batch in batches for r in batch)
-        return list(itertools.islice(flat, start, start + per_page))

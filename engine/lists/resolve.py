@@ -108,8 +108,10 @@ def _exclusions(mailing_list: MailingList, key: pw.Field, member: pw.Field) -> p
     return member_ok & key.not_in(opted_keys) & key.not_in(disabled)
 
 
-def _rows_query(mailing_list: MailingList, day: date, member: Member | None = None,
-                apply_exclusions: bool = True) -> pw.SelectQuery:
+def _branches(mailing_list: MailingList, day: date, member: Member | None = None, apply_exclusions: bool = True,
+              keys: pw.Expression | None = None) -> list[tuple[pw.SelectQuery, pw.Field]]:
+    """One query per criterion and one for static subscribers, each with its address-key column. ``keys`` is a
+    condition on an address-key column (``Member.email_key``), applied to each branch's own column."""
     criteria = list(ListCriterion.select().where(ListCriterion.mailing_list == mailing_list))
     roles: dict[int, list[int]] = {}
     for link in CriterionRole.select().where(CriterionRole.criterion.in_([c.id for c in criteria])):
@@ -121,14 +123,27 @@ def _rows_query(mailing_list: MailingList, day: date, member: Member | None = No
             branch = branch.where(_exclusions(mailing_list, Member.email_key, Member.id))
         if member is not None:
             branch = branch.where(Member.id == member.id)
-        branches.append(branch)
+        branches.append((branch, Member.email_key))
     static = _static_branch(mailing_list)
     if apply_exclusions:
         static = static.where(_exclusions(mailing_list, Subscription.email_key, Subscription.member))
     if member is not None:
         static = static.where((Subscription.member == member.id) |
                               (Subscription.email_key == (member.email_key or "")))
-    branches.append(static)
+    branches.append((static, Subscription.email_key))
+    if keys is None:
+        return branches
+    return [(branch.where(_on_column(keys, column)), column) for branch, column in branches]
+
+
+def _on_column(condition: pw.Expression, column: pw.Field) -> pw.Expression:
+    """``condition`` written on ``Member.email_key``, applied to ``column`` (the same address key elsewhere)."""
+    return pw.Expression(column, condition.op, condition.rhs)
+
+
+def _rows_query(mailing_list: MailingList, day: date, member: Member | None = None,
+                apply_exclusions: bool = True, keys: pw.Expression | None = None) -> pw.SelectQuery:
+    branches = [branch for branch, _column in _branches(mailing_list, day, member, apply_exclusions, keys)]
     query = branches[0]
     for branch in branches[1:]:
         query = query + branch  # UNION ALL
@@ -196,7 +211,12 @@ def _members(ids: list[int]) -> tuple[int, ...]:
 def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
             with_reasons: bool = True) -> Iterator[list[Recipient]]:
     """Stream the list's recipients now, one per distinct address, in batches ordered by address key."""
-    query = _rows_query(mailing_list, _today(day))
+    return _grouped(_stream(_rows_query(mailing_list, _today(day))), batch_size, with_reasons)
+
+
+def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
+             with_reasons: bool) -> Iterator[list[Recipient]]:
+    """Rows ordered by address key, grouped into one ``Recipient`` per key, in batches."""
     labels = _Labels() if with_reasons else None
     known = labels._reasons if labels is not None else {}
     batch: list[Recipient] = []
@@ -204,7 +224,7 @@ def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: i
     current_key: str | None = None
     address, members, reasons = "", [], []  # type: ignore[var-annotated]
     # The hot loop of every expansion: one pass over rows ordered by address key, locals only.
-    for rows in _stream(query):
+    for rows in chunks:
         for key, email, member_id, criterion_id, role_id, structure_id in rows:
             if key != current_key:
                 if current_key is not None:
@@ -226,6 +246,25 @@ def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: i
         append(Recipient(address, current_key, _members(members), tuple(reasons)))
     if batch:
         yield batch
+
+
+def page_of(mailing_list: MailingList, *, after: str | None = None, before: str | None = None, size: int = 100,
+            day: date | None = None) -> tuple[list[Recipient], bool]:
+    """The ``size`` recipients just after the address key ``after`` (or just before ``before``), and whether
+    more follow in that direction. Keyset paging: each branch yields its next ``size + 1`` distinct keys from
+    the address-key index, so a page costs the same at the start or the end of a 100,000-address list."""
+    today = _today(day)
+    bound = Member.email_key < before if before is not None else Member.email_key > (after or "")
+    found: set[str] = set()
+    for branch, column in _branches(mailing_list, today, keys=bound):
+        order = column.desc() if before is not None else column.asc()
+        found.update(key for (key,) in branch.select(column).distinct().order_by(order).limit(size + 1).tuples())
+    keys = sorted(found, reverse=before is not None)[:size + 1]
+    more, keys = len(keys) > size, sorted(keys[:size])
+    if not keys:
+        return [], False
+    rows = _stream(_rows_query(mailing_list, today, keys=Member.email_key.in_(keys)))
+    return [r for batch in _grouped(rows, size, with_reasons=True) for r in batch], more
 
 
 def count_recipients(mailing_list: MailingList, day: date | None = None) -> int:

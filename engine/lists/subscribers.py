@@ -20,6 +20,7 @@ from engine import audit, clock
 from engine.db import batched
 from engine.directory import staff
 from engine.directory.models import Member, email_key
+from engine.lists import counts
 from engine.lists.models import MailingList, OptOut, Subscription
 
 BATCH = 500
@@ -149,7 +150,9 @@ def replace_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip:
     with MailingList._meta.database.atomic():
         _insert(ml, to_add)
         _delete(ml, to_remove)
-        return _finish(actor, ml, "list.subscribers_replaced", change, ip, wanted, audit_empty)
+        change = _finish(actor, ml, "list.subscribers_replaced", change, ip, wanted, audit_empty)
+    counts.recount(ml)  # after the commit: the count does not hold the write lock
+    return change
 
 
 def add_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: str | None = None) -> SubscriberChange:
@@ -164,7 +167,9 @@ def add_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: str
             _insert(ml, {k: wanted[k] for k in keys if k not in present})
             change.added += len(keys) - len(present)
             change.kept += len(present)
-        return _finish(actor, ml, "list.subscribers_added", change, ip, wanted)
+        change = _finish(actor, ml, "list.subscribers_added", change, ip, wanted)
+    counts.recount(ml)
+    return change
 
 
 def remove_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: str | None = None) -> SubscriberChange:
@@ -178,6 +183,7 @@ def remove_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: 
                 (Subscription.mailing_list == ml) & Subscription.email_key.in_(keys)).execute()
         audit.record("list.subscribers_removed", ml, actor=actor, structure_id=ml.structure_id, ip=ip,
                      removed=change.removed, bad_lines=len(bad))
+    counts.recount(ml)
     return change
 
 
@@ -214,7 +220,7 @@ def opt_outs_csv(ml: MailingList, *, source: str = "", search: str = "") -> Iter
         member = opt.member if opt.member_id else None
         writer.writerow((opt.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                          member.email if member else opt.email_key, member.licence_number if member else "",
-                         _csv_safe(member.last_name) if member else "", _csv_safe(member.first_name) if member else "",
+                         csv_safe(member.last_name) if member else "", csv_safe(member.first_name) if member else "",
                          opt.source))
         if buffer.tell() > 64_000:
             yield buffer.getvalue()
@@ -223,6 +229,6 @@ def opt_outs_csv(ml: MailingList, *, source: str = "", search: str = "") -> Iter
     yield buffer.getvalue()
 
 
-def _csv_safe(value: str) -> str:
+def csv_safe(value: str) -> str:
     """Neutralise spreadsheet formulas (a name starting with =, +, - or @ is shown, not run)."""
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value

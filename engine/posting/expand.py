@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from engine import clock
 from engine.db import database, sql_datetime
+from engine.lists import counts
 from engine.lists.models import MailingList
 from engine.lists.resolve import resolve
 from engine.outbound.models import DeliveryState
@@ -56,6 +57,7 @@ def expand(message_id: int) -> int | None:
         Message.update(state=state, recipient_count=count, finished_at=None if count else now).where(
             Message.id == message_id).execute()
         MailingList.update(last_posted_at=now).where(MailingList.id == message.mailing_list_id).execute()
+        counts.record(message.mailing_list_id, count, now)  # the lists page's count, for free
     return count
 
 

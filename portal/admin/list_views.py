@@ -9,9 +9,8 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from engine.directory.models import Role, Structure
-from engine.lists import admin, preview, subscribers
+from engine.lists import admin, preview, recipients, subscribers
 from engine.lists.admin import AdminError
-from engine.lists.resolve import count_recipients
 from portal.access import client_ip, current_list, staff_required
 from portal.admin import texts
 from portal.admin.forms import BulkSubscribersForm, CriteriaForm, PostingForm, SettingsForm, SubscribersForm
@@ -211,6 +210,15 @@ def list_optouts_csv(list_id: int):  # type: ignore[no-untyped-def]
 @staff_required
 def list_recipients(list_id: int):  # type: ignore[no-untyped-def]
     ml = current_list(list_id)
-    rows = preview.recipients_page(current_user, ml, page=page_number(), per_page=PAGE)
-    return render_template("admin/list_recipients.html", ml=ml, rows=rows, total=count_recipients(ml),
-                           page=page_number(), per_page=PAGE, tab="recipients")
+    after, before = request.args.get("after", "")[:254] or None, request.args.get("before", "")[:254] or None
+    shown = recipients.recipients_page(current_user, ml, after=after, before=None if after else before, per_page=PAGE)
+    return render_template("admin/list_recipients.html", ml=ml, shown=shown, tab="recipients")
+
+
+@bp.get("/lists/<int:list_id>/recipients.csv")
+@staff_required
+def list_recipients_csv(list_id: int):  # type: ignore[no-untyped-def]
+    ml = current_list(list_id)
+    body = stream_with_context(recipients.recipients_csv(current_user, ml, language=_current_locale()[:2]))
+    return Response(body, mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="destinataires-{ml.local_part}.csv"'})

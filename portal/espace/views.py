@@ -6,19 +6,16 @@ public confirmation and cancel pages act for the member their signed token names
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
-from flask_babel import get_locale, get_timezone
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from markupsafe import Markup
 
 from engine.directory import email_change
 from engine.directory.profile import profile
 from engine.lists import optouts
-from engine.lists.member_lists import MemberList, lists_of_member
+from engine.lists.member_lists import lists_of_member
 from portal.espace.forms import ButtonForm, EmailForm
 from portal.formatting import format_duration
 
@@ -35,6 +32,7 @@ SOURCES = {
 LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409, "cancelled": 409, "applied": 409, "other_member": 403}
 
 
+@bp.app_template_global()
 def source_label(source: str) -> str:
     return str(SOURCES.get(source, source))
 
@@ -43,24 +41,12 @@ def _me():  # type: ignore[no-untyped-def]
     return current_user if current_user.is_authenticated else None
 
 
-ROWS_KEPT = 8192
-
-
-@lru_cache(maxsize=ROWS_KEPT)
-def _list_row(entry: MemberList, language: str, where: tuple[str, str]) -> Markup:
-    """A row of Mes listes, rendered once per entry, language, time zone and script root (``where``): thousands
-    of members share each row (its list, its reasons); the CSRF token is outside the rows."""
-    return Markup(render_template("espace/_list_row.html", entry=entry, language=language,
-                                  source_label=source_label))
-
-
 @bp.get("/")
 @login_required
 def index():  # type: ignore[no-untyped-def]
     me = current_user._get_current_object()  # the member itself: each access through the proxy costs a look-up
-    language, where = str(get_locale()), (str(get_timezone()), request.script_root)
     return render_template("espace/index.html", profile=profile(g.settings, me), lists=lists_of_member(me),
-                           language=language, list_row=lambda entry: _list_row(entry, language, where))
+                           language=str(get_locale()))
 
 
 @bp.route("/adresse", methods=["GET", "POST"])

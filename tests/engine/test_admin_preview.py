@@ -93,11 +93,3 @@ def test_difference_since_the_last_message(fed):
     assert diff is not None and diff.since == sent
     assert (diff.added, diff.removed) == (1, 1)
     assert diff.added_sample == ["pb@example.org"] and diff.removed_sample == ["gone@example.org"]
-
-
-def test_recipients_page_streams_only_up_to_the_page(fed):
-    ml = fed["ml"]
-    pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (), True)])  # every licensee of the clubs
-    assert [r.address for r in pv.recipients_page(None, ml, page=2, per_page=2, day=DAY)] == [
-        "sa@example.org", "staff@example.org"]
-    assert pv.recipients_page(None, ml, page=3, per_page=2, day=DAY) == []
