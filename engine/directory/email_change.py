@@ -123,10 +123,10 @@ def _load(settings: Settings, purpose: str, token: str, max_age: timedelta) -> E
 def _check_open(change: EmailChange, member: Member | None) -> None:
     if member is not None and member.id != change.member_id:
         raise ChangeLinkError("other_member", change)  # logged in as someone else: act for nobody
-    if change.applied_at is not None:
-        raise ChangeLinkError("applied", change)
     if change.cancelled_at is not None:
         raise ChangeLinkError("cancelled", change)
+    if change.applied_at is not None and change.source == "member":
+        raise ChangeLinkError("applied", change)  # an imposed change is applied at once: its link restores
 
 
 def change_to_confirm(settings: Settings, token: str, member: Member | None = None) -> EmailChange:
@@ -167,9 +167,14 @@ def change_to_cancel(settings: Settings, token: str, member: Member | None = Non
 
 def cancel_with_token(settings: Settings, token: str, *, member: Member | None = None,
                       ip: str | None = None) -> EmailChange:
-    """"This was not me": cancel the change from the old address, and sign the member out everywhere."""
+    """"This was not me": cancel the change from the old address, and sign the member out everywhere.
+
+    A change imposed by staff or the import (already applied) is undone: the old address is restored.
+    """
     change = change_to_cancel(settings, token, member)
-    if not _cancel(change, clock.now(), actor=None, how="old-address", ip=ip):
+    undone = _restore(change, clock.now(), ip) if change.source != "member" else \
+        _cancel(change, clock.now(), actor=None, how="old-address", ip=ip)
+    if not undone:
         raise ChangeLinkError("applied", change)
     Member.update(auth_version=Member.auth_version + 1).where(Member.id == change.member_id).execute()
     return EmailChange.get_by_id(change.id)
@@ -191,6 +196,25 @@ def _cancel(change: EmailChange, now: datetime, *, actor: Member | None, how: st
         audit.record("email_change.cancelled", change, actor=actor, actor_label="" if actor else how, ip=ip,
                      how=how, new=change.new_email)
     return bool(done)
+
+
+def _restore(change: EmailChange, now: datetime, ip: str | None) -> bool:
+    """Undo an imposed change while the member still has its address; the restored address counts as set by
+    the member, so that the next import keeps it (docs/import.md)."""
+    with database.atomic():
+        member = Member.get_by_id(change.member_id)
+        if member.email_key != email_key(change.new_email or None):
+            return False  # changed again since: nothing to restore
+        done = (EmailChange.update(cancelled_at=now)
+                .where((EmailChange.id == change.id) & EmailChange.cancelled_at.is_null()).execute())
+        if not done:
+            return False
+        member.set_email(change.old_email)
+        member.email_set_by_member_at = now
+        member.save(only=[Member.email, Member.email_key, Member.email_set_by_member_at])
+        audit.record("email_change.restored", change, actor_label="old-address", ip=ip, how=change.source,
+                     restored=change.old_email, removed=change.new_email)
+    return True
 
 
 def apply_due_changes(now: datetime | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 import peewee as pw
+from email_validator import EmailNotValidError, validate_email
 
 from engine.db import BaseModel
 
@@ -18,6 +19,18 @@ PATH_SEGMENT = 8  # digits per level: ids up to 99,999,999
 def email_key(address: str | None) -> str | None:
     """The comparison key of an address: stored as typed, compared case-insensitively."""
     return address.strip().lower() if address and address.strip() else None
+
+
+def valid_address(text: str) -> str | None:
+    """The address as typed when it is a syntactically valid e-mail address (no DNS look-up), else None."""
+    value = text.strip()
+    if not value or len(value) > 254 or any(ch.isspace() for ch in value):
+        return None
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return value
 
 
 class StructureKind:
@@ -177,6 +190,9 @@ class EmailChange(BaseModel):
     cancelled_at = pw.DateTimeField(null=True)
     applied_at = pw.DateTimeField(null=True)
     requested_ip = pw.CharField(max_length=64, null=True)
+    # "member" (Mon espace: confirmed by the new address), or "staff" / "import": imposed and applied at once,
+    # the old address told with a link that restores it. An empty new_email: the address was removed.
+    source = pw.CharField(max_length=16, default="member")
 
 
 class StaffScope(BaseModel):

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import peewee as pw
-from email_validator import EmailNotValidError, validate_email
 
 from engine import audit, clock
 from engine.db import batched
 from engine.directory import staff
-from engine.directory.models import Member, email_key
+from engine.directory.models import Member, email_key, valid_address  # noqa: F401 (kept importable here)
 from engine.lists.models import MailingList, OptOut, Subscription
 
 BATCH = 500
@@ -41,18 +40,6 @@ class SubscriberChange:
     duplicates: int = 0
     bad: list[BadLine] = field(default_factory=list)
     opted_out: list[str] = field(default_factory=list)  # valid lines whose address left the list
-
-
-def valid_address(text: str) -> str | None:
-    """The address as typed when it is a syntactically valid e-mail address (no DNS look-up), else None."""
-    value = text.strip()
-    if not value or len(value) > 254 or any(ch.isspace() for ch in value):
-        return None
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return None
-    return value
 
 
 def parse_lines(text: str) -> tuple[dict[str, str], list[BadLine]]:
