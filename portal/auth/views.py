@@ -72,7 +72,8 @@ def login():  # type: ignore[no-untyped-def]
             flash(_("Plusieurs licenciés utilisent cette adresse : saisissez votre numéro de licence."), "info")
             form.identifier.data = ""
         elif result.status is LoginStatus.THROTTLED:
-            flash(_("Trop de tentatives de connexion. Réessayez dans quelques minutes."), "error")
+            flash(_("Trop de tentatives de connexion depuis votre connexion. Réessayez dans quelques minutes, "
+                    "ou choisissez un nouveau mot de passe avec « Mot de passe oublié »."), "error")
             status = 429
         else:
             flash(_("Identifiant ou mot de passe incorrect."), "error")
@@ -125,13 +126,15 @@ def reset_password(token: str):  # type: ignore[no-untyped-def]
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
-            passwords.set_password_with_token(g.settings, token, form.password.data, ip=request.remote_addr)
+            member = passwords.set_password_with_token(g.settings, token, form.password.data, ip=request.remote_addr)
         except passwords.ResetLinkError as exc:
             return render_template("auth/link_error.html", reason=exc.reason), LINK_STATUS[exc.reason]
         except passwords.WeakPassword:
             abort(400)  # the form's own length check stops this first
-        end_session()
-        flash(_("Votre mot de passe est enregistré. Connectez-vous avec votre numéro de licence."), "info")
-        return redirect(url_for("auth.login"))
+        # The link proved who this is: log in now, whatever the login limits say (issue 11, finding 7).
+        start_session(member, remember=False)
+        flash(_("Votre mot de passe est enregistré. Votre numéro de licence est %(licence)s.",
+                licence=member.licence_number), "info")
+        return redirect(url_for("espace.index"))
     return render_template("auth/new_password.html", form=form, activation=member.password_hash is None,
                            licence_number=member.licence_number)

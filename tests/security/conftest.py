@@ -56,3 +56,19 @@ def federal(app: Flask) -> FlaskClient:
 @pytest.fixture
 def member_client(app: Flask) -> FlaskClient:
     return logged_in(app, demo.MEMBER_LICENCE)
+
+
+@pytest.fixture
+def live_url(app: Flask) -> Iterator[str]:
+    """The same portal served by werkzeug's threaded server on a free loopback port (real concurrent requests)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+    server.server_close()

@@ -96,8 +96,7 @@ def test_finding1_an_imposed_change_is_told_to_the_old_address_which_restores_it
     reset_path = link_in(mails_to(app, ATTACKER)[-1], "/mot-de-passe/")
     attacker.post(reset_path, data={"password": "pirate-pirate-1", "confirm": "pirate-pirate-1",
                                     "csrf_token": token_of(attacker, reset_path)})
-    log_in(attacker, ATTACKER, "pirate-pirate-1")
-    assert attacker.get("/espace/").status_code == 200
+    assert attacker.get("/espace/").status_code == 200  # the reset link logged the attacker in
     # ... the owner follows the notice's link: the old address is back and the attacker is out
     owner = app.test_client()
     restore = link_in(notice, "/espace/adresse/annuler/")
