@@ -165,6 +165,10 @@ SPECS: tuple[Spec, ...] = (
          "address told when a list is created with “notify the administrator” and no owner"),
     Spec("secure_cookies", parse_bool, "0",
          "send cookies with the Secure flag (turn on behind HTTPS)"),
+    Spec("session_max_age", parse_duration, "12h",
+         "a login without “rester connecté(e)” ends after this long, on the server (logging out ends it at once)"),
+    Spec("remember_max_age", parse_duration, "30d",
+         "a “rester connecté(e)” login ends after this long, on the server"),
     Spec("delivery_connections", parse_positive_int, "8",
          "SMTP connections each engine keeps open to the smarthost (pipelined, reused)"),
     Spec("delivery_batch", parse_positive_int, "500", "deliveries a worker claims at a time"),
@@ -203,6 +207,8 @@ class Settings:
     default_language: str
     admin_email: str
     secure_cookies: bool
+    session_max_age: timedelta
+    remember_max_age: timedelta
     delivery_connections: int
     delivery_batch: int
     delivery_processes: int

@@ -219,4 +219,19 @@ class RateEvent(BaseModel):
         indexes = ((("key", "at"), False),)
 
 
-MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent]
+class AuthSession(BaseModel):
+    """One login: the portal's session cookie names it by a random key (stored here hashed). Logging out ends
+    it; it also ends at ``expires_at``, or when the member's ``auth_version`` moves (password set, "this was
+    not me"). engine/directory/sessions.py."""
+
+    key_hash = pw.CharField(max_length=64, unique=True)
+    member = pw.ForeignKeyField(Member, backref="sessions", on_delete="CASCADE")
+    auth_version = pw.IntegerField()
+    remember = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+    ended_at = pw.DateTimeField(null=True)
+    ip = pw.CharField(max_length=64, null=True)
+
+
+MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent, AuthSession]

@@ -6,7 +6,6 @@ passwords.py; these views validate a form, call one engine function, and render 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
@@ -14,19 +13,12 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
-from engine.directory import accounts, passwords
+from engine.directory import accounts, passwords, sessions
 from engine.directory.accounts import LoginStatus
 from engine.directory.models import Member
 from portal.auth.forms import LoginForm, NewPasswordForm, ResetRequestForm
 
 bp = Blueprint("auth", __name__)
-
-REMEMBER_FOR = timedelta(days=30)
-
-
-@bp.record_once
-def _defaults(state) -> None:  # type: ignore[no-untyped-def]
-    state.app.config.setdefault("REMEMBER_COOKIE_DURATION", REMEMBER_FOR)
 
 
 def is_local(target: str | None) -> bool:
@@ -40,18 +32,28 @@ def is_local(target: str | None) -> bool:
 
 
 def start_session(member: Member, remember: bool) -> None:
-    """A fresh session for the member (nothing from before the login survives but the chosen language)."""
+    """A fresh session for the member (nothing from before the login survives but the chosen language).
+
+    The cookie names a server-side session (``engine.directory.sessions``), not the member: logging out
+    ends it for every copy of the cookie (issue 11, finding 8).
+    """
     language = session.get("lang")
     session.clear()
     login_user(member, remember=remember, fresh=True)
+    session["_user_id"] = sessions.open_session(g.settings, member, remember=remember, ip=request.remote_addr)
     if language:
         session["lang"] = language
 
 
 def end_session() -> None:
+    """Log out: the server-side session ends, and the browser is told to drop the remember cookie."""
     language = session.get("lang")
+    sessions.end_session(session.get("_user_id"))
     logout_user()
+    forget_cookie = session.get("_remember") == "clear"
     session.clear()
+    if forget_cookie:
+        session["_remember"] = "clear"
     if language:
         session["lang"] = language
 
