@@ -102,7 +102,7 @@ def login(identifier: str, password: str, ip: str | None = None) -> LoginResult:
         if member is not None:
             audit.record("login.failed", member, actor_label="anonymous", ip=ip)
         return LoginResult(LoginStatus.FAILED)
-    assert member is not None  # verify_password refuses a missing hash
+    assert member is not None and member.password_hash is not None  # verify_password refuses a missing hash
     throttle.forget(tried)
     throttle.clear(throttle.LOGIN_PAIR.key(account, ip or "unknown"))
     if needs_rehash(member.password_hash):

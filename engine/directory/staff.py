@@ -36,7 +36,7 @@ def is_federation_admin(member: Member) -> bool:
         (StaffScope.member == member) & Structure.parent.is_null()).exists()
 
 
-def within_scopes(member: Member, path: pw.Field) -> pw.Expression:
+def within_scopes(member: Member, path: pw.Field) -> pw.ColumnBase:
     """Condition on a structure path column: inside one of the member's scopes (false for non-staff)."""
     parts = []
     for scope in scopes(member):
@@ -47,7 +47,7 @@ def within_scopes(member: Member, path: pw.Field) -> pw.Expression:
     return functools.reduce(operator.or_, parts)
 
 
-def manageable_structures(member: Member) -> pw.ModelSelect:
+def manageable_structures(member: Member) -> pw.ModelSelect[Structure]:
     """Every structure within one of the member's staff scopes (empty for non-staff)."""
     return Structure.select().where(within_scopes(member, Structure.path))
 
@@ -99,9 +99,9 @@ class Authority:
 def authority(actor: Member | None) -> Authority:
     if actor is None:
         return Authority(True, False, frozenset(), {})
-    structures = frozenset(s for (s,) in manageable_structures(actor).select(Structure.id).tuples())
+    structures = frozenset(s for (s,) in manageable_structures(actor).select(Structure.id).tuples().iterator())
     rights: dict[int, set[int]] = {}
-    for member_id, structure_id in StaffScope.select(StaffScope.member, StaffScope.structure).tuples():
+    for member_id, structure_id in StaffScope.select(StaffScope.member, StaffScope.structure).tuples().iterator():
         rights.setdefault(member_id, set()).add(structure_id)
     return Authority(False, is_federation_admin(actor), structures,
                      {member_id: frozenset(ids) for member_id, ids in rights.items()})
@@ -144,7 +144,7 @@ def _visible_to(member: Member) -> pw.Expression:
     return AuditEvent.structure_id.in_(mine) | unplaced
 
 
-def audit_events(member: Member, filters: AuditFilter | None = None) -> pw.ModelSelect:
+def audit_events(member: Member, filters: AuditFilter | None = None) -> pw.ModelSelect[AuditEvent]:
     """The audit events ``member`` may read, newest first, narrowed by ``filters``."""
     filters = filters or AuditFilter()
     query = AuditEvent.select(AuditEvent, Member).join(Member, pw.JOIN.LEFT_OUTER, on=(AuditEvent.actor == Member.id))

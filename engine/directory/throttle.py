@@ -84,8 +84,8 @@ def _over(checks: Sequence[Check], now: datetime, allowance: int) -> bool:
         return False
     recent = functools.reduce(operator.or_, [(RateEvent.key == key) & (RateEvent.at > now - limit.window)
                                              for limit, key in checks])
-    counts = dict(RateEvent.select(RateEvent.key, pw.fn.COUNT(RateEvent.id)).where(recent)
-                  .group_by(RateEvent.key).tuples())
+    counts: dict[str, int] = dict(RateEvent.select(RateEvent.key, pw.fn.COUNT(RateEvent.id)).where(recent)
+                                  .group_by(RateEvent.key).tuples().iterator())
     return any(counts.get(key, 0) > limit.limit - 1 + allowance for limit, key in checks)
 
 

@@ -6,6 +6,7 @@ passwords.py; these views validate a form, call one engine function, and render 
 
 from __future__ import annotations
 
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
@@ -21,7 +22,7 @@ from portal.auth.forms import LoginForm, NewPasswordForm, ResetRequestForm
 bp = Blueprint("auth", __name__)
 
 
-def is_local(target: str | None) -> bool:
+def is_local(target: str | None) -> TypeGuard[str]:
     """Only redirect to paths of this site: no scheme, no host, no "//evil", no backslash or control tricks."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return False
