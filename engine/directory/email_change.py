@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from engine import audit, clock, notices, tokens
 from engine.config import Settings
 from engine.db import database
+from engine.directory import throttle
 from engine.directory.models import EmailChange, Member, email_key
 from engine.directory.wording import duration_words
 from engine.lists.models import Subscription
@@ -25,6 +26,10 @@ class InvalidAddress(ValueError):
 
 class SameAddress(ValueError):
     """The new address is the one already in use."""
+
+
+class TooManyRequests(Exception):
+    """A limit on confirmation mails is reached (per member, per new address, per client address, per day)."""
 
 
 class ChangeLinkError(Exception):
@@ -80,10 +85,17 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
     """Record a requested address and mail the confirmation link (new address) and the notice (old address).
 
     Nothing changes for the lists until the link is confirmed. A new request replaces one in progress.
+    ``TooManyRequests`` past a limit: the pencil must not become a way to mail anyone, at will (issue 11,
+    finding 11; DELIVERABILITY.md §9.4).
     """
     new = normalise_address(raw_address)
     if email_key(new) == member.email_key:
         raise SameAddress(new)
+    if not throttle.attempt([
+            (throttle.ADDRESS_CHANGE_MEMBER, throttle.ADDRESS_CHANGE_MEMBER.key(member.id)),
+            (throttle.ADDRESS_CHANGE_TARGET, throttle.ADDRESS_CHANGE_TARGET.key(email_key(new))),
+            (throttle.ADDRESS_CHANGE_ADDRESS, throttle.ADDRESS_CHANGE_ADDRESS.key(ip or "unknown"))]).allowed:
+        raise TooManyRequests(new)
     now = clock.now()
     with database.atomic():
         previous = pending_change(settings, member)
