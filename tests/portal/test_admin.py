@@ -135,7 +135,7 @@ def test_every_form_refuses_a_post_without_csrf_token(federal):
     for path, data in posts.items():
         response = federal.post(path, data=data)
         assert response.status_code == 400, path
-        assert "CSRF" in response.get_data(as_text=True), path
+        assert "Le formulaire a expiré" in response.get_data(as_text=True), path
     assert AuditEvent.select().count() == before
     assert the_list("invites.ag2026").deleted_at is None and Domain.get_by_id(domain.id).lists_enabled is False
 
