@@ -125,11 +125,11 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
 
 
 @functools.lru_cache(maxsize=8)
-def _serializer_for(secret_key: str) -> URLSafeSerializer:
+def _serializer_for(secret_key: str) -> _PlainURLSafeSerializer:
     return _PlainURLSafeSerializer(secret_key, salt=Purpose.UNSUBSCRIBE)
 
 
-def _unsubscribe_serializer(settings: Settings) -> URLSafeSerializer:
+def _unsubscribe_serializer(settings: Settings) -> _PlainURLSafeSerializer:
     return _serializer_for(settings.secret_key)
 
 
@@ -188,4 +188,4 @@ def unsubscribe_form_token_ok(settings: Settings, action: str, link_token: str, 
         payload = loads(settings, Purpose.UNSUBSCRIBE_FORM, value, UNSUBSCRIBE_FORM_MAX_AGE)
     except BadToken:
         return False
-    return payload == [action, _link_digest(link_token)]
+    return bool(payload == [action, _link_digest(link_token)])

@@ -159,8 +159,8 @@ def retry_after_words(seconds: int) -> str:
     from portal.formatting import format_datetime, format_duration
 
     rounded = timedelta(minutes=max(1, -(-seconds // 60)))
-    return _("Réessayez dans %(delay)s, à partir de %(time)s.", delay=format_duration(rounded),
-             time=format_datetime(clock.now() + rounded))
+    return str(_("Réessayez dans %(delay)s, à partir de %(time)s.", delay=format_duration(rounded),
+                 time=format_datetime(clock.now() + rounded)))
 
 
 _MINIMAL = """<!doctype html>

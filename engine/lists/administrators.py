@@ -57,7 +57,7 @@ def notify_created(settings: Settings, ml: MailingList, actor: Member | None, su
         send_notice(settings, "list_created", person.address, language=person.language or settings.default_language,
                     mailing_list=ml, owner=owner, creator=actor, subscriber_count=subscriber_count,
                     structure=ml.structure, domain_enabled=ml.domain.lists_enabled,
-                    admin_url=f"{settings.base_url}/admin/lists/{ml.get_id()}")
+                    admin_url=f"{settings.base_url}/admin/lists/{ml.id}")
     return told
 
 

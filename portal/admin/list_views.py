@@ -13,6 +13,7 @@ from wtforms import SelectChoice
 from engine.directory.models import Role, Structure
 from engine.lists import admin, preview, subscribers
 from engine.lists.admin import AdminError
+from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients
 from portal.access import client_ip, current_list, staff_required
 from portal.admin import picker, texts
@@ -66,7 +67,7 @@ def list_subscribers(list_id: int):  # type: ignore[no-untyped-def]
     return _subscribers_page(ml, form, large)
 
 
-def subscribers_page_keeping(ml: admin.MailingList, change: subscribers.SubscriberChange):  # type: ignore[no-untyped-def]
+def subscribers_page_keeping(ml: MailingList, change: subscribers.SubscriberChange):  # type: ignore[no-untyped-def]
     """The subscribers page after a save with bad lines (also right after a list's creation): the refused lines
     first in the field, marked, then what was saved; each error names its line as it is shown now."""
     large = subscribers.subscriber_count(ml) > subscribers.TEXTAREA_LIMIT
@@ -78,7 +79,7 @@ def subscribers_page_keeping(ml: admin.MailingList, change: subscribers.Subscrib
     return _subscribers_page(ml, form, large)
 
 
-def _subscribers_page(ml: admin.MailingList, form: SubscribersForm | BulkSubscribersForm, large: bool):  # type: ignore[no-untyped-def]
+def _subscribers_page(ml: MailingList, form: SubscribersForm | BulkSubscribersForm, large: bool):  # type: ignore[no-untyped-def]
     search = request.args.get("q", "")[:100]
     rows, total = subscribers.subscribers_page(ml, page=page_number(), per_page=PAGE, search=search)
     return render_template("admin/list_subscribers.html", ml=ml, form=form, large=large,
@@ -112,7 +113,7 @@ def _language() -> str:
     return "en" if str(get_locale()).startswith("en") else "fr"
 
 
-def _criteria_form(ml: admin.MailingList, roles: list[Role]) -> CriteriaForm:
+def _criteria_form(ml: MailingList, roles: list[Role]) -> CriteriaForm:
     form = CriteriaForm()
     if request.method == "GET":
         specs = preview.current_specs(ml)
@@ -202,7 +203,7 @@ def list_posting(list_id: int):  # type: ignore[no-untyped-def]
                            role_groups=role_groups(roles))
 
 
-def _save_posting(ml: admin.MailingList, form: PostingForm, structure: Structure) -> bool:
+def _save_posting(ml: MailingList, form: PostingForm, structure: Structure) -> bool:
     rules = admin.PostingRules(form.policy.data, form.hold.data == "hold", tuple(form.roles.data or ()),
                                structure.id, form.addresses.data or "", form.moderators.data or "")
     try:

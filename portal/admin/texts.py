@@ -53,8 +53,8 @@ def role_group(kind: str) -> str:
 def domain_choice(domain: Domain) -> str:
     """An option of the domain selector, with the domain's state: a list is born refusing mail on a domain off."""
     if domain.lists_enabled:
-        return _("%(domain)s (listes activées)", domain=domain.name)
-    return _("%(domain)s (listes désactivées : la liste refuserait le courrier)", domain=domain.name)
+        return str(_("%(domain)s (listes activées)", domain=domain.name))
+    return str(_("%(domain)s (listes désactivées : la liste refuserait le courrier)", domain=domain.name))
 
 
 def administrators(told: tuple[Administrator, ...] | list[Administrator]) -> str:
@@ -71,9 +71,9 @@ def administrators(told: tuple[Administrator, ...] | list[Administrator]) -> str
 
 def bad_line(line: BadLine) -> str:
     if line.reason == "unknown_licence":
-        return _("ligne %(number)s : « %(content)s » : numéro de licence inconnu", number=line.number,
-                 content=line.content)
-    return _("ligne %(number)s : « %(content)s » : adresse invalide", number=line.number, content=line.content)
+        return str(_("ligne %(number)s : « %(content)s » : numéro de licence inconnu", number=line.number,
+                     content=line.content))
+    return str(_("ligne %(number)s : « %(content)s » : adresse invalide", number=line.number, content=line.content))
 
 
 _IMPORT: dict[str, Callable[[BadRow], str]] = {

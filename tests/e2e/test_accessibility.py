@@ -28,7 +28,7 @@ def federation(settings, db):
     demo.build(settings, members=300)
     ml = MailingList.get(MailingList.local_part == "comite_directeur.comite")
     Message.create(mailing_list=ml, author="inconnu@example.org", envelope_sender="inconnu@example.org",
-                   subject="Sortie du dimanche", raw=b"From: inconnu@example.org\r\nSubject: Sortie\r\n\r\nBonjour\r\n",
+                   subject="Sortie du dimanche", content=b"From: inconnu@example.org\r\nSubject: Sortie\r\n\r\nBonjour\r\n",
                    size=60, state=MessageState.HELD, reason="sender not allowed to post: held for moderation",
                    received_at=clock.now())
     return settings
