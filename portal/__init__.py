@@ -12,6 +12,7 @@ from flask_login import current_user
 from engine import db as engine_db
 from engine.config import Settings, load_settings
 from engine.directory.models import Member
+from portal import errors
 from portal.extensions import babel, csrf, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     babel.init_app(app, locale_selector=_select_locale, timezone_selector=lambda: str(settings.timezone))
 
     _register_blueprints(app)
+    errors.register(app)
     _register_template_helpers(app)
     _register_commands(app)
     return app
