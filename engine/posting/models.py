@@ -36,6 +36,7 @@ class Message(BaseModel):
     decided_by = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
     recipient_count = pw.IntegerField(default=0)
     finished_at = pw.DateTimeField(null=True)
+    authentication = pw.TextField(default="")  # inbound Authentication-Results value (posting/authentication.py)
 
     class Meta:
         indexes = ((("state", "received_at"), False),)

@@ -70,7 +70,8 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
     env = {**os.environ, "PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": engine_settings.secret_key,
            "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
            "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "2s", "PALANQUEE_DELIVERY_BATCH": "10",
-           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url}
+           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url,
+           "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
 
     def start() -> subprocess.Popen[bytes]:
         log = open(engine_settings.instance.parent / "engine.log", "ab")  # noqa: SIM115 (closed with the process)
