@@ -14,6 +14,7 @@ import click
 from engine import db as engine_db
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
+from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
 def open_database(settings: Settings, *, check: bool = True):  # type: ignore[no-untyped-def]
@@ -124,4 +125,4 @@ def engine_command(delivery_only: bool) -> None:
 
 
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command]
+                                        engine_command, *DELIVERABILITY_COMMANDS]
