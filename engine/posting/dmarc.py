@@ -9,17 +9,19 @@ Policies are looked up through the engine's resolver and cached for their TTL.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import Message
 from email.utils import getaddresses
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from engine import resolver
+from engine import clock, resolver
 
 if TYPE_CHECKING:
     from engine.posting.render import ListInfo
@@ -70,6 +72,7 @@ def aligned(domain: str, author_domain: str, mode: str = "r") -> bool:
     return bool(domain) and organizational_domain(domain) == organizational_domain(author_domain)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _TAG = re.compile(r"^\s*([a-zA-Z]+)\s*=\s*(.*?)\s*$")
 
 
@@ -85,7 +88,7 @@ def parse_record(text: str) -> dict[str, str] | None:
     return tags
 
 
-_cache: dict[str, tuple[float, Policy]] = {}
+_cache: dict[str, tuple[datetime, Policy]] = {}
 _lock = threading.Lock()
 
 
@@ -103,7 +106,7 @@ def _record_at(domain: str) -> tuple[dict[str, str] | None, int]:
 def lookup(author_domain: str) -> Policy:
     """The policy that applies to ``author_domain`` (its own record, else its organizational domain's ``sp=``)."""
     domain = author_domain.lower().rstrip(".")
-    now = time.monotonic()
+    now = clock.now()
     with _lock:
         cached = _cache.get(domain)
     if cached is not None and cached[0] > now:
@@ -123,14 +126,25 @@ def lookup(author_domain: str) -> Policy:
     except resolver.TemporaryDnsError:
         policy, ttl = Policy("", "temperror"), 60
     with _lock:
-        _cache[domain] = (now + max(ttl, 1), policy)
+        _cache[domain] = (now + timedelta(seconds=max(ttl, 1)), policy)
     return policy
 
 
+def raw_from(headers: Message) -> list[str]:
+    """The From values as received: the email package's parsed headers raise on an encoded CR/LF."""
+    return [str(value) for name, value in headers.raw_items() if name.lower() == "from"]
+
+
 def author_address(headers: Message) -> tuple[str, str]:
-    """(display name, address) of the first From mailbox; ("", "") when there is none."""
-    found = [(name, address) for name, address in getaddresses(headers.get_all("From", [])) if address]
-    return found[0] if found else ("", "")
+    """(display name, address) of the first From mailbox, the name decoded (RFC 2047) and stripped of
+    control characters; ("", "") when there is none."""
+    found = [(name, address) for name, address in getaddresses(raw_from(headers)) if address]
+    if not found:
+        return "", ""
+    name, address = found[0]
+    with contextlib.suppress(ValueError, LookupError):  # a broken encoded word is shown as it came
+        name = str(make_header(decode_header(name)))
+    return _CONTROL.sub(" ", name).strip(), address
 
 
 def should_rewrite(mode: str, author: str) -> bool:
@@ -142,25 +156,22 @@ def should_rewrite(mode: str, author: str) -> bool:
     return lookup(author.rpartition("@")[2]).p in ("quarantine", "reject", "temperror")
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
 def rewrite_from(message: Message, info: ListInfo) -> None:
     """From: "Name via List" <list address>; the author goes to Reply-To (or Cc) and X-Original-From."""
-    original = [str(value) for value in message.get_all("From", [])]
-    name, address = author_address(message)
+    name, address = author_address(message)  # control characters removed: an encoded CR/LF breaks no header
     if not address:
         return
-    shown = _CONTROL.sub(" ", name).strip() or address  # an encoded CR/LF must not become a header break
+    shown = name or address
     list_name = _CONTROL.sub(" ", info.name).strip()
     del message["From"]
     message["From"] = Address(display_name=f"{shown} via {list_name}", addr_spec=info.address)
     del message["X-Original-From"]
-    message["X-Original-From"] = original[0]
-    author = Address(display_name=_CONTROL.sub(" ", name).strip(), addr_spec=address)
-    replies_to_list = any(info.address.lower() in str(v).lower() for v in message.get_all("Reply-To", []))
+    author = Address(display_name=name, addr_spec=address)
+    message["X-Original-From"] = str(author)
+    replies_to_list = any(info.address.lower() in str(v).lower() for k, v in message.raw_items()
+                          if k.lower() == "reply-to")
     if info.author_in_cc or replies_to_list:
-        cc = [str(value) for value in message.get_all("Cc", [])]
+        cc = [str(value) for k, value in message.raw_items() if k.lower() == "cc"]
         if not any(address.lower() in value.lower() for value in cc):
             del message["Cc"]
             message["Cc"] = ", ".join([*cc, str(author)])
