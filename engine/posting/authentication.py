@@ -128,12 +128,10 @@ def _verify_dkim(raw: bytes) -> tuple[tuple[str, str], ...]:
 
 
 def _verify_spf(envelope_sender: str, client: Client | None) -> tuple[str, str]:
-    import spf
-
+    spf = resolver.pyspf()
     if client is None or not client.ip:
         return "none", ""
     domain = envelope_sender.rpartition("@")[2].lower() if "@" in envelope_sender else client.helo.lower()
-    spf.DNSLookup = resolver.spf_lookup  # pyspf's DNS hook: the engine's one resolver
     try:
         result, _explanation = spf.check2(i=client.ip, s=envelope_sender or f"postmaster@{domain}",
                                           h=client.helo or domain, timeout=10)

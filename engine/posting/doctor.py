@@ -53,9 +53,7 @@ def check_spf(domain: str, sending_ips: tuple[str, ...]) -> Finding:
     if not sending_ips:
         return Finding("SPF", True, f"record found ({records[0]}); set PALANQUEE_SENDING_IPS to check it "
                        "allows the addresses mail leaves from")
-    import spf
-
-    spf.DNSLookup = resolver.spf_lookup
+    spf = resolver.pyspf()
     refused = []
     for ip in sending_ips:
         result, explanation = spf.check2(i=ip, s=f"postmaster@{domain}", h=domain, timeout=10)
