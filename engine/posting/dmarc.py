@@ -103,13 +103,14 @@ def _record_at(domain: str) -> tuple[dict[str, str] | None, int]:
     return (records[0] if len(records) == 1 else None), answer.ttl  # §6.6.3: several records count as none
 
 
-def lookup(author_domain: str) -> Policy:
-    """The policy that applies to ``author_domain`` (its own record, else its organizational domain's ``sp=``)."""
+def lookup(author_domain: str, *, fresh: bool = False) -> Policy:
+    """The policy that applies to ``author_domain`` (its own record, else its organizational domain's ``sp=``);
+    ``fresh`` skips the cache (``palanquee doctor`` checks what is published now)."""
     domain = author_domain.lower().rstrip(".")
     now = clock.now()
     with _lock:
         cached = _cache.get(domain)
-    if cached is not None and cached[0] > now:
+    if cached is not None and cached[0] > now and not fresh:
         return cached[1]
     try:
         tags, ttl = _record_at(domain)

@@ -98,7 +98,7 @@ def check_dkim(domain: str, settings: Settings) -> list[Finding]:
 
 
 def check_dmarc(domain: str) -> Finding:
-    policy = dmarc.lookup(domain)
+    policy = dmarc.lookup(domain, fresh=True)
     if policy.p == "temperror":
         return Finding("DMARC", False, f"DNS did not answer for _dmarc.{domain}; try again later")
     if not policy.published:
