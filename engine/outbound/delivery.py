@@ -41,7 +41,7 @@ class PreparedMessage:
             announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
             rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
             author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
-        self.prepared: Prepared = prepare(bytes(message.raw), self.info)
+        self.prepared: Prepared = prepare(bytes(message.content), self.info)
         self.signer = signing.for_message(settings, message, self.prepared)  # DKIM and ARC: the copy's last step
         self.received_at: datetime = message.received_at
         self.settings = settings

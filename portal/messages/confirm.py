@@ -30,4 +30,4 @@ def by_link(token: str):  # type: ignore[no-untyped-def]
             confirmation.confirm(settings, message)
         return redirect(url_for("post_confirm.by_link", token=token))
     return render_template("messages/confirm_post.html", invalid=False, message=message, token=token,
-                           preview=_preview(bytes(message.raw)))
+                           preview=_preview(bytes(message.content)))

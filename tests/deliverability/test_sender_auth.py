@@ -128,7 +128,7 @@ def test_a_confirmation_link_names_one_message_and_one_address(verifying_setting
                                                                db) -> None:
     from engine import clock, tokens
 
-    message = Message.create(mailing_list=federation.board_list, author="elodie.dupre@example.fr", raw=b"x", size=1,
+    message = Message.create(mailing_list=federation.board_list, author="elodie.dupre@example.fr", content=b"x", size=1,
                              state=MessageState.HELD, received_at=clock.now())
     token = confirmation.confirmation_url(verifying_settings, message).rsplit("/", 1)[1]
     assert confirmation.load(verifying_settings, token).id == message.id
