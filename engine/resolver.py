@@ -138,7 +138,7 @@ def pyspf() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", SyntaxWarning)
-        import spf
+        import spf  # type: ignore[import-untyped]
     spf.DNSLookup = spf_lookup
     return spf
 

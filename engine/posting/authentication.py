@@ -78,7 +78,7 @@ def check(source: str, authserv_id: str, raw: bytes, headers: Message, envelope_
 
 def from_header(headers: Message, authserv_id: str, from_domain: str) -> Outcome:
     """The topmost Authentication-Results of ``authserv_id``; nothing trusted found: all ``none``."""
-    import authres
+    import authres  # type: ignore[import-untyped]
 
     for value in headers.get_all("Authentication-Results", []):
         try:
@@ -111,7 +111,7 @@ def verify(raw: bytes, envelope_sender: str, client: Client | None, from_domain:
 
 
 def _verify_dkim(raw: bytes) -> tuple[tuple[str, str], ...]:
-    import dkim
+    import dkim  # type: ignore[import-untyped]
 
     results: list[tuple[str, str]] = []
     count = sum(1 for line in raw.split(b"\n\r\n", 1)[0].split(b"\n") if line.lower().startswith(b"dkim-signature:"))

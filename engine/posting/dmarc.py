@@ -165,7 +165,7 @@ def rewrite_from(message: Message, info: ListInfo) -> None:
     shown = name or address
     list_name = _CONTROL.sub(" ", info.name).strip()
     del message["From"]
-    message["From"] = Address(display_name=f"{shown} via {list_name}", addr_spec=info.address)
+    message["From"] = str(Address(display_name=f"{shown} via {list_name}", addr_spec=info.address))
     del message["X-Original-From"]
     author = Address(display_name=name, addr_spec=address)
     message["X-Original-From"] = str(author)
@@ -177,4 +177,4 @@ def rewrite_from(message: Message, info: ListInfo) -> None:
             del message["Cc"]
             message["Cc"] = ", ".join([*cc, str(author)])
     elif "Reply-To" not in message:  # an author's own Reply-To is theirs to choose
-        message["Reply-To"] = author
+        message["Reply-To"] = str(author)

@@ -113,5 +113,5 @@ def signing_keys(domain: str) -> list[SigningKey]:
     chosen: dict[str, DkimKey] = {}
     for row in rows:
         chosen.setdefault(row.algorithm, row)
-    return [SigningKey(row.domain, row.selector, row.algorithm, load_private_key(row.private_key))
-            for algorithm in Algorithm.ALL if (row := chosen.get(algorithm)) is not None]
+    found = [chosen[algorithm] for algorithm in Algorithm.ALL if algorithm in chosen]
+    return [SigningKey(key.domain, key.selector, key.algorithm, load_private_key(key.private_key)) for key in found]
