@@ -64,15 +64,14 @@ class Sealer:
         stamp = str(now if now is not None else int(time.time()))
         aar = f"ARC-Authentication-Results: i={instance}; {self.results}\r\n".encode()
         names = header_names(fields) + ["dkim-signature"] * sum(name == b"dkim-signature" for name, _ in fields)
-        ams = sign_field("ARC-Message-Signature", [
+        ams = sign_field("ARC-Message-Signature", (
             ("i", str(instance)), ("a", "rsa-sha256"), ("c", "relaxed/relaxed"), ("d", self.key.domain),
-            ("s", self.key.selector), ("t", stamp), ("h", ":".join(names)), ("bh", body_hash.decode("ascii")),
-        ], select(fields, names), self.key.key)
+            ("s", self.key.selector), ("h", ":".join(names))),
+            [("t", stamp), ("bh", body_hash.decode("ascii"))], select(fields, names), self.key.key)
         previous = b"" if self.chain.validation == "fail" else b"".join(
             found[name] for _, found in sorted(self.chain.sets.items()) for name in ARC_NAMES)
         sealed = previous + canonical_field(aar)[1] + canonical_field(ams)[1]
-        seal = sign_field("ARC-Seal", [
+        seal = sign_field("ARC-Seal", (
             ("i", str(instance)), ("cv", self.chain.validation), ("a", "rsa-sha256"), ("d", self.key.domain),
-            ("s", self.key.selector), ("t", stamp),
-        ], sealed, self.key.key)
+            ("s", self.key.selector)), [("t", stamp)], sealed, self.key.key)
         return seal + ams + aar

@@ -10,6 +10,7 @@ the rest, and the RSA operation (the real cost: about 0.8 ms) made. dkimpy verif
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import time
@@ -111,8 +112,7 @@ def sign_bytes(key: PrivateKey, data: bytes) -> bytes:
 
 
 def fold_tags(name: str, tags: Sequence[tuple[str, str]]) -> bytes:
-    """``Name: t=v; …;`` folded below 78 columns (between tags and after colons of ``h=``), ending with an
-    empty ``b=`` on its own line: the form hashed while signing, to which the value is then appended."""
+    """``Name: t=v; …;`` folded below 78 columns (between tags and after the colons of ``h=``)."""
     tokens: list[tuple[str, str]] = []
     for tag, value in tags:
         if tag == "h":  # RFC 6376 §3.5: FWS is allowed around the colons of h=
@@ -127,8 +127,14 @@ def fold_tags(name: str, tags: Sequence[tuple[str, str]]) -> bytes:
             lines.append(" " + token)
         else:
             lines[-1] += separator + token
-    lines.append(" b=")
     return "\r\n".join(lines).encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_part(name: str, fixed: tuple[tuple[str, str], ...]) -> tuple[bytes, bytes]:
+    """The folded tags that are the same for every copy of a message, and their relaxed form."""
+    raw = fold_tags(name, fixed)
+    return raw, canonical_field(raw)[1][:-2]
 
 
 def fold_b64(signature: bytes) -> bytes:
@@ -140,24 +146,35 @@ def header_names(fields: Sequence[tuple[bytes, bytes]], signed: Sequence[str] = 
                  oversigned: Sequence[str] = OVERSIGNED) -> list[str]:
     """The ``h=`` list: each signed field present, then each over-signed name once more (RFC 6376 §5.4.2:
     a name listed more often than it occurs stands for an absent field, which must stay absent)."""
-    present = [name.decode("ascii", "replace") for name, _ in fields]
-    return [name for name in present if name in signed] + list(oversigned)
+    return list(_names(tuple(name for name, _ in fields), tuple(signed), tuple(oversigned)))
+
+
+@functools.lru_cache(maxsize=256)
+def _names(present: tuple[bytes, ...], signed: tuple[str, ...], oversigned: tuple[str, ...]) -> tuple[str, ...]:
+    names = [name.decode("ascii", "replace") for name in present]
+    return tuple([name for name in names if name in signed] + list(oversigned))
 
 
 def select(fields: Sequence[tuple[bytes, bytes]], names: Sequence[str]) -> bytes:
     """The canonical fields named in ``h=``, each the last not yet used (RFC 6376 §5.4.2)."""
+    return b"".join(fields[index][1] for index in _plan(tuple(name for name, _ in fields), tuple(names)))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(present: tuple[bytes, ...], names: tuple[str, ...]) -> tuple[int, ...]:
+    """Which fields ``names`` select: every copy of a message has the same field names, so this runs once."""
     used: dict[str, int] = {}
-    chosen: list[bytes] = []
+    chosen: list[int] = []
     for name in names:
-        index = used.get(name, len(fields))
+        index = used.get(name, len(present))
         key = name.encode("ascii")
         while index > 0:
             index -= 1
-            if fields[index][0] == key:
-                chosen.append(fields[index][1])
+            if present[index] == key:
+                chosen.append(index)
                 break
         used[name] = index
-    return b"".join(chosen)
+    return tuple(chosen)
 
 
 @dataclass(frozen=True)
@@ -169,16 +186,22 @@ class Signature:
     def sign(self, fields: Sequence[tuple[bytes, bytes]], names: Sequence[str], body_hash: bytes,
              *, now: int | None = None) -> bytes:
         """A complete ``DKIM-Signature`` field (CRLF-terminated) over ``fields`` (canonical, top to bottom)."""
-        tags = [("v", "1"), ("a", self.key.algorithm), ("c", "relaxed/relaxed"), ("d", self.key.domain),
-                ("s", self.key.selector), ("t", str(now if now is not None else int(time.time()))),
-                ("h", ":".join(names)), ("bh", body_hash.decode("ascii"))]
-        return sign_field("DKIM-Signature", tags, select(fields, names), self.key.key)
+        fixed = (("v", "1"), ("a", self.key.algorithm), ("c", "relaxed/relaxed"), ("d", self.key.domain),
+                 ("s", self.key.selector), ("h", ":".join(names)))
+        stamp = str(now if now is not None else int(time.time()))
+        return sign_field("DKIM-Signature", fixed, [("t", stamp), ("bh", body_hash.decode("ascii"))],
+                          select(fields, names), self.key.key)
 
 
-def sign_field(name: str, tags: Sequence[tuple[str, str]], signed: bytes, key: PrivateKey) -> bytes:
-    """A signature header field: ``signed`` (canonical fields) then the field itself without its ``b=`` value."""
-    unsigned = fold_tags(name, tags)
-    own = canonical_field(unsigned)[1][:-2]  # hashed without its CRLF (RFC 6376 §3.7)
+def sign_field(name: str, fixed: tuple[tuple[str, str], ...], varying: Sequence[tuple[str, str]], signed: bytes,
+               key: PrivateKey) -> bytes:
+    """A signature header field: ``fixed`` tags (folded once per message), then ``varying`` ones and ``b=``.
+    The signature covers ``signed`` (canonical fields) then the field itself with ``b=`` empty and without
+    its CRLF (RFC 6376 §3.7): the relaxed form of the raw text, which is built beside it."""
+    raw, canonical = _fixed_part(name, fixed)
+    tail = " ".join(f"{tag}={value};" for tag, value in varying).encode("ascii")
+    unsigned = raw + b"\r\n " + tail + b"\r\n b=" if tail else raw + b"\r\n b="
+    own = canonical + b" " + tail + b" b=" if tail else canonical + b" b="
     return unsigned + fold_b64(sign_bytes(key, signed + own)) + b"\r\n"
 
 
