@@ -17,6 +17,7 @@ from engine import db as engine_db
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
 from engine.post import post_command
+from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
 def open_database(settings: Settings, *, check: bool = True) -> peewee.Database:
@@ -127,4 +128,5 @@ def engine_command(delivery_only: bool) -> None:
 
 
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command, post_command]
+                                        engine_command, post_command,
+                                        *DELIVERABILITY_COMMANDS]

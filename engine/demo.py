@@ -323,7 +323,9 @@ def _lists(builder: _Builder, fed: Structure, regions: list[Structure]) -> None:
                                 created_at=now, **options)
         return ml
 
-    cd = make("comite_directeur.comite", "Comité directeur — Comité régional Provence", on, provence)
+    # An unsigned post (swaks from this machine) is confirmed by a link mailed to its author (the capture).
+    cd = make("comite_directeur.comite", "Comité directeur — Comité régional Provence", on, provence,
+              sender_check="confirm")
     _criterion(cd, provence, board_roles, roles)
     presidents = make("presidents.clubs13", "Présidents des clubs des Bouches-du-Rhône", on, codep13)
     _criterion(presidents, codep13, ["president"], roles, subtree=True, kind=StructureKind.CLUB)

@@ -106,11 +106,13 @@ def _register_blueprints(app: Flask) -> None:
     from portal.auth.views import bp as auth_bp
     from portal.espace.views import bp as espace_bp
     from portal.main import bp as main_bp
+    from portal.messages.confirm import bp as post_confirm_bp
     from portal.messages.views import bp as messages_bp
     from portal.messages.views import moderation_bp
     from portal.unsubscribe.views import bp as unsubscribe_bp
 
-    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp):
+    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp,
+                      post_confirm_bp):
         app.register_blueprint(blueprint)
 
 
