@@ -227,6 +227,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("authserv_id", parse_text, "",
          "authserv-id of the MTA in front whose Authentication-Results are trusted (RFC 8601); also names the "
          "engine in ARC-Authentication-Results (default: the list domain)"),
+    Spec("dns_resolver", choice("system", "none"), "system",
+         "`system`: DNS lookups (DMARC, SPF, DKIM keys, doctor) through the system's resolvers; `none`: no lookup "
+         "ever leaves the machine and every name has no record (the demo's default)"),
     Spec("sending_ips", parse_ip_list, "",
          "public IP addresses list mail leaves from (comma-separated), which `palanquee doctor` expects in SPF"),
 )
@@ -269,6 +272,7 @@ class Settings:
     dkim_signing: str = "engine"
     inbound_authentication: str = "verify"
     authserv_id: str = ""
+    dns_resolver: str = "system"
     sending_ips: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from engine import demo
-from engine.directory.models import Member, Role, Structure
-from engine.lists import admin, preview, subscribers
+from engine.directory.models import Member, Structure
+from engine.lists import admin, subscribers
 from engine.lists.models import Domain, ListKind, MailingList
 from engine.lists.resolve import count_recipients, resolve
 from engine.outbound.mail import read_captured
