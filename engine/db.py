@@ -13,14 +13,17 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 from playhouse.migrations import Runner
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -39,6 +42,13 @@ SQLITE_PRAGMAS = {
 
 
 class BaseModel(peewee.Model):
+    # Declared rather than implicit so that the type checker knows ``Model.id`` (a field) and
+    # ``instance.id`` (an int); peewee copies it into every model, as it would the implicit one.
+    id = peewee.AutoField()
+
+    if TYPE_CHECKING:
+        DoesNotExist: ClassVar[type[peewee.DoesNotExist]]
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -71,10 +81,10 @@ def make_database(url: str, *, pooled: bool = False) -> peewee.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # A pool's ``timeout`` is its wait for a free connection; SQLite's own is the busy_timeout pragma. A pooled
         # connection moves between threads (one at a time, checked out): sqlite3 must not refuse that.
-        options = {**extra, "check_same_thread": False} if pooled else {"timeout": 10}
-        made = DATABASE_CLASSES["sqlite", pooled](path, pragmas=SQLITE_PRAGMAS, **options)
+        sqlite_options = {**extra, "check_same_thread": False} if pooled else {"timeout": 10}
+        made = DATABASE_CLASSES["sqlite", pooled](path, pragmas=SQLITE_PRAGMAS, **sqlite_options)
     elif parts.scheme in ("postgres", "postgresql"):
-        options = dict(parse_qsl(parts.query))
+        options: dict[str, Any] = dict(parse_qsl(parts.query))  # libpq parameters: sslmode=…
         made = DATABASE_CLASSES["postgresql", pooled](
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
@@ -181,7 +191,8 @@ def pending_migrations(db: peewee.Database) -> list[str]:
 
 def upgrade(db: peewee.Database, target: str | None = None) -> list[str]:
     """Apply pending migrations (up to ``target``); returns their names."""
-    return runner(db).up(target)
+    applied: list[str] = runner(db).up(target)
+    return applied
 
 
 def check_schema(db: peewee.Database) -> None:
@@ -194,9 +205,9 @@ def check_schema(db: peewee.Database) -> None:
         )
 
 
-def batched(iterable, size: int):  # type: ignore[no-untyped-def]
+def batched(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     """Yield lists of at most ``size`` items (insert and update in batches)."""
-    batch = []
+    batch: list[T] = []
     for item in iterable:
         batch.append(item)
         if len(batch) >= size:

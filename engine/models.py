@@ -9,6 +9,7 @@ from engine.directory import models as directory
 from engine.lists import counts
 from engine.lists import models as lists
 from engine.outbound import models as outbound
+from engine.posting import keys as dkim_keys
 from engine.posting import models as posting
 
 ALL_MODELS = [
@@ -20,4 +21,5 @@ ALL_MODELS = [
     *posting.MODELS,
     *outbound.MODELS,
     *bounces.MODELS,
+    *dkim_keys.MODELS,
 ]

@@ -35,11 +35,11 @@ def slot(name: str, field: pw.Field | None = None) -> pw.Value:
 class Prepared(Generic[Row]):
     """A SELECT compiled to SQL on first use (per dialect), then run with new values: ``query.all(id=3)``."""
 
-    def __init__(self, build: Callable[[], pw.SelectBase]) -> None:
-        self._build = build
-        self._compiled: dict[type, tuple[pw.SelectBase, str, list[Any]]] = {}
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build  # returns a peewee SELECT (model, joined models, tuples…)
+        self._compiled: dict[type, tuple[Any, str, list[Any]]] = {}
 
-    def _compile(self, db: pw.Database) -> tuple[pw.SelectBase, str, list[Any]]:
+    def _compile(self, db: pw.Database) -> tuple[Any, str, list[Any]]:
         found = self._compiled.get(type(db))
         if found is None:
             query = self._build()
@@ -47,14 +47,15 @@ class Prepared(Generic[Row]):
             found = self._compiled[type(db)] = (query, sql, params)
         return found
 
-    def _run(self, values: dict[str, Any]) -> tuple[pw.SelectBase, Any]:
+    def _run(self, values: dict[str, Any]) -> tuple[Any, Any]:
         db = database.obj
         query, sql, params = self._compile(db)
         return query, db.execute_sql(sql, [_fill(param, values) for param in params])
 
     def execute(self, **values: Any) -> Iterator[Row]:
         query, cursor = self._run(values)
-        return iter(query._get_cursor_wrapper(cursor))
+        rows: Iterator[Row] = iter(query._get_cursor_wrapper(cursor))  # peewee's own row conversion
+        return rows
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """The driver's rows as they come (no conversion: SQLite gives dates as ISO text)."""

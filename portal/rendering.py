@@ -36,7 +36,7 @@ def _translations() -> Any:
 def _underscore(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
     """Jinja's newstyle ``_``: translate, escape the variables when autoescaping, and always apply ``%``."""
     translated = _translations().ugettext(string)
-    return (Markup(translated) if eval_ctx.autoescape else translated) % variables  # type: ignore[no-any-return]
+    return (Markup(translated) if eval_ctx.autoescape else translated) % variables
 
 
 def _url_maker(app: Flask) -> Any:
@@ -74,7 +74,8 @@ def fragment(template: str, item: Hashable) -> Markup:
 
 def install(app: Flask) -> None:
     """Put the cheap ``_``, ``gettext``, ``ngettext`` and ``url_for`` in the application's Jinja environment."""
-    app.jinja_env.install_gettext_callables(
+    # install_gettext_callables is added to the environment by Jinja's i18n extension (Flask-Babel loads it)
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
         gettext=lambda s: _translations().ugettext(s),
         ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
         newstyle=True,

@@ -7,11 +7,12 @@ structure below it" is one indexed range scan that sorts the same way under any 
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import peewee as pw
+from email_validator import EmailNotValidError, validate_email
 
 from engine.db import BaseModel
-from engine.prepared import Prepared, slot
 
 PATH_SEGMENT = 8  # digits per level: ids up to 99,999,999
 
@@ -19,6 +20,18 @@ PATH_SEGMENT = 8  # digits per level: ids up to 99,999,999
 def email_key(address: str | None) -> str | None:
     """The comparison key of an address: stored as typed, compared case-insensitively."""
     return address.strip().lower() if address and address.strip() else None
+
+
+def valid_address(text: str) -> str | None:
+    """The address as typed when it is a syntactically valid e-mail address (no DNS look-up), else None."""
+    value = text.strip()
+    if not value or len(value) > 254 or any(ch.isspace() for ch in value):
+        return None
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return value
 
 
 class StructureKind:
@@ -35,10 +48,14 @@ class Structure(BaseModel):
     code = pw.CharField(max_length=32, unique=True)
     name = pw.CharField(max_length=200)
     kind = pw.CharField(max_length=16, index=True)
-    parent = pw.ForeignKeyField("self", null=True, backref="children", on_delete="RESTRICT")
+    parent: pw.ForeignKeyField[Structure | None] = pw.ForeignKeyField(
+        "self", null=True, backref="children", on_delete="RESTRICT")
     path = pw.CharField(max_length=255, index=True, default="")
     depth = pw.SmallIntegerField(default=0)
     department = pw.CharField(max_length=3, null=True)  # département code for CODEPs and clubs
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        parent_id: pw.ForeignKeyField[int | None]
 
     @staticmethod
     def segment(structure_id: int) -> str:
@@ -53,12 +70,12 @@ class Structure(BaseModel):
         high = low[:-PATH_SEGMENT] + str(last).zfill(PATH_SEGMENT)
         return low, high
 
-    def subtree(self) -> pw.ModelSelect:
+    def subtree(self) -> pw.ModelSelect[Structure]:
         """This structure and every structure below it, in one indexed query."""
         low, high = self.subtree_bounds()
         return Structure.select().where((Structure.path >= low) & (Structure.path < high))
 
-    def ancestors(self) -> pw.ModelSelect:
+    def ancestors(self) -> pw.ModelSelect[Structure]:
         """This structure and every structure above it, root first."""
         paths = [self.path[: i + PATH_SEGMENT] for i in range(0, len(self.path), PATH_SEGMENT)]
         return Structure.select().where(Structure.path.in_(paths)).order_by(Structure.depth)
@@ -75,7 +92,7 @@ class Structure(BaseModel):
         return node
 
     def set_path(self) -> None:
-        parent_path = self.parent.path if self.parent_id else ""
+        parent_path = self.parent.path if self.parent is not None else ""
         self.path = parent_path + self.segment(self.id)
         self.depth = len(self.path) // PATH_SEGMENT - 1
 
@@ -111,6 +128,9 @@ class Member(BaseModel):
     language = pw.CharField(max_length=5, null=True)
     created_at = pw.DateTimeField()
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        club_id: pw.ForeignKeyField[int | None]
+
     # flask-login protocol (kept here so the portal needs no wrapper class)
     is_active = True
     is_anonymous = False
@@ -119,7 +139,7 @@ class Member(BaseModel):
     def is_authenticated(self) -> bool:
         return True
 
-    def get_id(self) -> str:  # type: ignore[override]
+    def get_id(self) -> str:
         """Session identity; changing ``auth_version`` invalidates every session of this member."""
         return f"{self.id}:{self.auth_version}"
 
@@ -135,26 +155,12 @@ class Member(BaseModel):
         return self.licence_valid_until is not None and self.licence_valid_until >= day
 
     @classmethod
-    def using_address(cls, address: str) -> pw.ModelSelect:
+    def using_address(cls, address: str) -> pw.ModelSelect[Member]:
         """Members whose effective address is ``address``, compared case-insensitively (indexed)."""
         key = email_key(address)
         if key is None:  # "== None" would match every member without an address
             return cls.select().where(pw.SQL("1 = 0"))
         return cls.select().where(cls.email_key == key)
-
-
-def _member_by_id() -> pw.SelectQuery:
-    holds_scope = pw.fn.EXISTS(StaffScope.select(StaffScope.id).where(StaffScope.member == Member.id))
-    return Member.select(Member, holds_scope.alias("holds_staff_scope")).where(Member.id == slot("id"))
-
-
-_MEMBER_BY_ID: Prepared[Member] = Prepared(_member_by_id)
-
-
-def member_by_id(member_id: int) -> Member | None:
-    """The member with this id, and whether they hold a staff scope (``holds_staff_scope``, which every page's
-    navigation asks): every logged-in request loads one, with a query compiled once."""
-    return _MEMBER_BY_ID.first(id=member_id)
 
 
 class Mandate(BaseModel):
@@ -166,6 +172,11 @@ class Mandate(BaseModel):
     starts_on = pw.DateField()
     ends_on = pw.DateField(null=True)
     source = pw.CharField(max_length=16, default="import")
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        member_id: pw.ForeignKeyField[int]
+        role_id: pw.ForeignKeyField[int]
+        structure_id: pw.ForeignKeyField[int]
 
     class Meta:
         indexes = (
@@ -192,6 +203,12 @@ class EmailChange(BaseModel):
     cancelled_at = pw.DateTimeField(null=True)
     applied_at = pw.DateTimeField(null=True)
     requested_ip = pw.CharField(max_length=64, null=True)
+    # "member" (Mon espace: confirmed by the new address), or "staff" / "import": imposed and applied at once,
+    # the old address told with a link that restores it. An empty new_email: the address was removed.
+    source = pw.CharField(max_length=16, default="member")
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        member_id: pw.ForeignKeyField[int]
 
 
 class StaffScope(BaseModel):
@@ -200,6 +217,10 @@ class StaffScope(BaseModel):
     member = pw.ForeignKeyField(Member, backref="staff_scopes", on_delete="CASCADE")
     structure = pw.ForeignKeyField(Structure, backref="staff_scopes", on_delete="CASCADE")
     granted_at = pw.DateTimeField()
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        member_id: pw.ForeignKeyField[int]
+        structure_id: pw.ForeignKeyField[int]
 
     class Meta:
         indexes = ((("member", "structure"), True),)
@@ -218,4 +239,19 @@ class RateEvent(BaseModel):
         indexes = ((("key", "at"), False),)
 
 
-MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent]
+class AuthSession(BaseModel):
+    """One login: the portal's session cookie names it by a random key (stored here hashed). Logging out ends
+    it; it also ends at ``expires_at``, or when the member's ``auth_version`` moves (password set, "this was
+    not me"). engine/directory/sessions.py."""
+
+    key_hash = pw.CharField(max_length=64, unique=True)
+    member = pw.ForeignKeyField(Member, backref="sessions", on_delete="CASCADE")
+    auth_version = pw.IntegerField()
+    remember = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+    ended_at = pw.DateTimeField(null=True)
+    ip = pw.CharField(max_length=64, null=True)
+
+
+MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent, AuthSession]

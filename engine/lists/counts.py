@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import peewee as pw
 
@@ -38,6 +39,9 @@ class ListCount(BaseModel):
     counted_at = pw.DateTimeField(null=True)  # when the counted state was read (the count's start)
     changed_at = pw.DateTimeField(null=True)  # the latest change that may have moved the count
     claimed_until = pw.DateTimeField(null=True)  # an engine is counting it
+
+    if TYPE_CHECKING:  # the id peewee adds beside the foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def counts_of(lists: list[MailingList], *, budget: float = PAGE_BUDGET) -> dict[
     """The stored count of each list (one query); lists never counted are counted here within ``budget``."""
     now = clock.now()
     stored = {row.mailing_list_id: row for row in ListCount.select().where(
-        ListCount.mailing_list.in_([ml.id for ml in lists]))} if lists else {}
+        ListCount.mailing_list.in_([ml.id for ml in lists])).iterator()} if lists else {}
     found: dict[int, Count] = {}
     started = time.process_time()
     for ml in lists:
@@ -108,7 +112,7 @@ def _due(now: datetime, limit: int) -> list[int]:
     query = (ListCount.select(ListCount.mailing_list).join(MailingList)
              .where(stale & free & MailingList.deleted_at.is_null())
              .order_by(ListCount.counted_at.is_null(False), ListCount.counted_at).limit(limit))
-    return [list_id for (list_id,) in query.tuples()]
+    return [list_id for (list_id,) in query.tuples().iterator()]
 
 
 def _claim(list_id: int, now: datetime) -> bool:

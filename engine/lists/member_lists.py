@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 from engine.db import database
 from engine.directory import labels
 from engine.directory.models import Member
-from engine.lists.models import OptOut
 from engine.lists.resolve import Reason, _today, make_reason
 
 
@@ -136,12 +135,14 @@ def lists_of_member(member: Member, day: date | None = None, *, list_id: int | N
             if key not in reasons[list_id_]:
                 reasons[list_id_][key] = make_reason(names, criterion_id, role_id, structure_id)
         elif list_id_ not in left or row[8] == member.id:  # the member's own opt-out first (rows by id)
-            left[list_id_] = LeftSummary(opt_out_id, row[8], _CREATED(row[9]), row[10])
+            left[list_id_] = LeftSummary(opt_out_id, row[8], _created(row[9]), row[10])
     ordered = sorted(lists.values(), key=lambda ml: (ml.local_part, ml.domain, ml.id))
     return [MemberList(ml, tuple(reasons[ml.id].values()), left.get(ml.id)) for ml in ordered]
 
 
-_CREATED = OptOut.created_at.python_value  # SQLite returns the text it stores
+def _created(value: Any) -> datetime:
+    """SQLite returns the text peewee stored (``isoformat(" ")``); PostgreSQL a datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _order(row: tuple[Any, ...]) -> tuple[int, int, int, int]:

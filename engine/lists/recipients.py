@@ -8,18 +8,16 @@ memory.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
+from engine import exports
 from engine.directory import staff
 from engine.directory.models import Member
 from engine.lists import counts
 from engine.lists.models import MailingList
 from engine.lists.resolve import Recipient, page_of, resolve
-from engine.lists.subscribers import csv_safe
 
 
 @dataclass(frozen=True)
@@ -48,22 +46,18 @@ CSV_HEADER = ("adresse", "numeros_licence", "noms", "raisons")
 
 def recipients_csv(actor: Member | None, ml: MailingList, *, language: str = "fr",
                    day: date | None = None) -> Iterator[str]:
-    """Every recipient now, one CSV line per address (semicolon-separated), streamed in batches."""
+    """Every recipient now, one CSV line per address (``engine.exports``: every cell neutralised), streamed."""
     staff.require_manage(actor, ml.structure)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
+    return exports.csv_rows(CSV_HEADER, _recipient_rows(ml, language, day))
+
+
+def _recipient_rows(ml: MailingList, language: str, day: date | None) -> Iterator[tuple[str, ...]]:
     for batch in resolve(ml, day=day, batch_size=1000):
         ids = {i for r in batch for i in r.member_ids}
         people = {i: (n, f"{first} {last}") for i, n, first, last in Member.select(
             Member.id, Member.licence_number, Member.first_name, Member.last_name)
-            .where(Member.id.in_(list(ids))).tuples()} if ids else {}
+            .where(Member.id.in_(list(ids))).tuples().iterator()} if ids else {}
         for r in batch:
             known = [people[i] for i in r.member_ids if i in people]
-            writer.writerow((r.address, " ".join(n for n, _ in known), csv_safe(", ".join(name for _, name in known)),
-                             " ; ".join(reason.label(language) for reason in r.reasons)))
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
+            yield (r.address, " ".join(n for n, _ in known), ", ".join(name for _, name in known),
+                   " ; ".join(reason.label(language) for reason in r.reasons))

@@ -10,10 +10,10 @@ licensees of the clubs in its scope.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 import peewee as pw
@@ -74,6 +74,7 @@ def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) 
     where = in_scope & Member.email_key.is_null(False)
     if criterion.require_valid_licence:
         where &= Member.licence_valid_until >= day
+    query: pw.ModelSelect[Any]
     if role_ids:
         query = (Mandate.select(Member.email_key, Member.email, Member.id.alias("member_id"),
                                 pw.Value(criterion.id).alias("criterion_id"),
@@ -109,14 +110,14 @@ def _exclusions(mailing_list: MailingList, key: pw.Field, member: pw.Field) -> p
 
 
 def _branches(mailing_list: MailingList, day: date, member: Member | None = None, apply_exclusions: bool = True,
-              keys: pw.Expression | None = None) -> list[tuple[pw.SelectQuery, pw.Field]]:
+              keys: pw.Expression | None = None) -> list[tuple[pw.SelectQuery, pw.Field[Any]]]:
     """One query per criterion and one for static subscribers, each with its address-key column. ``keys`` is a
     condition on an address-key column (``Member.email_key``), applied to each branch's own column."""
     criteria = list(ListCriterion.select().where(ListCriterion.mailing_list == mailing_list))
     roles: dict[int, list[int]] = {}
     for link in CriterionRole.select().where(CriterionRole.criterion.in_([c.id for c in criteria])):
         roles.setdefault(link.criterion_id, []).append(link.role_id)
-    branches = []
+    branches: list[tuple[pw.SelectQuery, pw.Field[Any]]] = []
     for criterion in criteria:
         branch = _criterion_branch(criterion, roles.get(criterion.id, []), day)
         if apply_exclusions:
@@ -209,20 +210,22 @@ def _members(ids: list[int]) -> tuple[int, ...]:
 
 
 def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
-            with_reasons: bool = True) -> Iterator[list[Recipient]]:
+            with_reasons: bool = True) -> Generator[list[Recipient], None, None]:
     """Stream the list's recipients now, one per distinct address, in batches ordered by address key."""
     return _grouped(_stream(_rows_query(mailing_list, _today(day))), batch_size, with_reasons)
 
 
 def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
-             with_reasons: bool) -> Iterator[list[Recipient]]:
+             with_reasons: bool) -> Generator[list[Recipient], None, None]:
     """Rows ordered by address key, grouped into one ``Recipient`` per key, in batches."""
     labels = _Labels() if with_reasons else None
     known = labels._reasons if labels is not None else {}
     batch: list[Recipient] = []
     append = batch.append
     current_key: str | None = None
-    address, members, reasons = "", [], []  # type: ignore[var-annotated]
+    address: str = ""
+    members: list[int] = []
+    reasons: list[Reason] = []
     # The hot loop of every expansion: one pass over rows ordered by address key, locals only.
     for rows in chunks:
         for key, email, member_id, criterion_id, role_id, structure_id in rows:
@@ -258,7 +261,8 @@ def page_of(mailing_list: MailingList, *, after: str | None = None, before: str 
     found: set[str] = set()
     for branch, column in _branches(mailing_list, today, keys=bound):
         order = column.desc() if before is not None else column.asc()
-        found.update(key for (key,) in branch.select(column).distinct().order_by(order).limit(size + 1).tuples())
+        first_keys = cast(pw.ModelSelect, branch).select(column).distinct().order_by(order).limit(size + 1)
+        found.update(key for (key,) in first_keys.tuples().iterator())
     keys = sorted(found, reverse=before is not None)[:size + 1]
     more, keys = len(keys) > size, sorted(keys[:size])
     if not keys:

@@ -8,18 +8,16 @@ merged case-insensitively. Opt-outs are never touched here: a subscriber who lef
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import peewee as pw
-from email_validator import EmailNotValidError, validate_email
 
-from engine import audit, clock
+from engine import audit, clock, exports
 from engine.db import batched
 from engine.directory import staff
 from engine.directory.models import Member, email_key
+from engine.directory.models import valid_address as valid_address  # its home is the directory; kept importable here
 from engine.lists import counts
 from engine.lists.models import MailingList, OptOut, Subscription
 
@@ -42,18 +40,6 @@ class SubscriberChange:
     duplicates: int = 0
     bad: list[BadLine] = field(default_factory=list)
     opted_out: list[str] = field(default_factory=list)  # valid lines whose address left the list
-
-
-def valid_address(text: str) -> str | None:
-    """The address as typed when it is a syntactically valid e-mail address (no DNS look-up), else None."""
-    value = text.strip()
-    if not value or len(value) > 254 or any(ch.isspace() for ch in value):
-        return None
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return None
-    return value
 
 
 def parse_lines(text: str) -> tuple[dict[str, str], list[BadLine]]:
@@ -87,7 +73,7 @@ def subscribers_text(ml: MailingList) -> str:
     return "\n".join(address for (address,) in rows)
 
 
-def subscribers_page(ml: MailingList, *, page: int = 1, per_page: int = 100, search: str = "") -> tuple[list, int]:
+def subscribers_page(ml: MailingList, *, page: int = 1, per_page: int = 100, search: str = "") -> tuple[list[Subscription], int]:
     query = Subscription.select().where(Subscription.mailing_list == ml)
     if search.strip():
         query = query.where(Subscription.email_key.contains(search.strip().lower()))
@@ -104,7 +90,7 @@ def _insert(ml: MailingList, wanted: dict[str, str]) -> None:
     for keys in batched(list(wanted), BATCH):
         owners: dict[str, int] = {}
         for member_id, key in (Member.select(Member.id, Member.email_key).where(Member.email_key.in_(keys))
-                               .order_by(Member.id).tuples()):
+                               .order_by(Member.id).tuples().iterator()):
             owners.setdefault(key, member_id)  # a family address: linked to its first member
         Subscription.insert_many([dict(mailing_list=ml.id, email=wanted[k], email_key=k, member=owners.get(k),
                                        created_at=now, source="staff") for k in keys]).execute()
@@ -121,7 +107,7 @@ def _opted_out(ml: MailingList, keys: list[str]) -> list[str]:
         by_key = OptOut.select(OptOut.email_key).where((OptOut.mailing_list == ml) & OptOut.email_key.in_(chunk))
         by_member = (OptOut.select(Member.email_key).join(Member, on=(OptOut.member == Member.id))
                      .where((OptOut.mailing_list == ml) & Member.email_key.in_(chunk)))
-        found += [k for (k,) in by_key.tuples()] + [k for (k,) in by_member.tuples()]
+        found += [k for (k,) in by_key.tuples().iterator()] + [k for (k,) in by_member.tuples().iterator()]
     return sorted(set(found))
 
 
@@ -163,7 +149,7 @@ def add_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: str
     with MailingList._meta.database.atomic():
         for keys in batched(list(wanted), BATCH):
             present = {k for (k,) in Subscription.select(Subscription.email_key).where(
-                (Subscription.mailing_list == ml) & Subscription.email_key.in_(keys)).tuples()}
+                (Subscription.mailing_list == ml) & Subscription.email_key.in_(keys)).tuples().iterator()}
             _insert(ml, {k: wanted[k] for k in keys if k not in present})
             change.added += len(keys) - len(present)
             change.kept += len(present)
@@ -189,7 +175,7 @@ def remove_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: 
 
 # --- opt-outs, as staff see them ---
 
-def opt_outs(ml: MailingList, *, source: str = "", search: str = "") -> pw.ModelSelect:
+def opt_outs(ml: MailingList, *, source: str = "", search: str = "") -> pw.ModelSelect[OptOut]:
     """The list's opt-outs, newest first, with the member when there is one; filtered by source and text."""
     query = (OptOut.select(OptOut, Member).join(Member, pw.JOIN.LEFT_OUTER, on=(OptOut.member == Member.id))
              .where(OptOut.mailing_list == ml))
@@ -205,30 +191,20 @@ def opt_outs(ml: MailingList, *, source: str = "", search: str = "") -> pw.Model
 
 def opt_out_sources(ml: MailingList) -> list[str]:
     return [s for (s,) in OptOut.select(OptOut.source).where(OptOut.mailing_list == ml).distinct()
-            .order_by(OptOut.source).tuples()]
+            .order_by(OptOut.source).tuples().iterator()]
 
 
 CSV_HEADER = ("date_utc", "adresse", "numero_licence", "nom", "prenom", "source")
 
 
 def opt_outs_csv(ml: MailingList, *, source: str = "", search: str = "") -> Iterator[str]:
-    """The filtered opt-outs as CSV text (semicolon-separated, like the federation's exports), streamed."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for opt in opt_outs(ml, source=source, search=search).iterator():
-        member = opt.member if opt.member_id else None
-        writer.writerow((opt.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                         member.email if member else opt.email_key, member.licence_number if member else "",
-                         csv_safe(member.last_name) if member else "", csv_safe(member.first_name) if member else "",
-                         opt.source))
-        if buffer.tell() > 64_000:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    """The filtered opt-outs as CSV text (semicolon-separated, like the federation's exports), streamed; every
+    cell neutralised against spreadsheet formulas (``engine.exports``)."""
+    def rows() -> Iterator[tuple[str, ...]]:
+        for opt in opt_outs(ml, source=source, search=search).iterator():
+            member = opt.member if opt.member_id else None
+            yield (opt.created_at.strftime("%Y-%m-%d %H:%M:%S"), (member.email if member else opt.email_key) or "",
+                   member.licence_number if member else "", member.last_name if member else "",
+                   member.first_name if member else "", opt.source)
 
-
-def csv_safe(value: str) -> str:
-    """Neutralise spreadsheet formulas (a name starting with =, +, - or @ is shown, not run)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+    return exports.csv_rows(CSV_HEADER, rows())
