@@ -97,6 +97,7 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
     now = now or clock.now()
     stamp = sql_datetime(now)
     rows = []
+    tally: dict[int, list[int]] = {}  # message id → [sent, failed] in this batch
     for result in results:
         item = claimed[result.delivery_id]
         attempts = item.attempts + 1
@@ -106,6 +107,8 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
             due = now + backoff(attempts, first, longest)
             if due > received[item.message_id] + lifetime:
                 state, reply = DeliveryState.FAILED, f"{reply} (gave up after {lifetime})"
+        if state != DeliveryState.DEFERRED:
+            tally.setdefault(item.message_id, [0, 0])[state == DeliveryState.FAILED] += 1
         rows.append((state, attempts, stamp if due == now else sql_datetime(due), reply, stamp, result.delivery_id))
     if not rows:
         return
@@ -113,18 +116,27 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
     sql = (f"UPDATE delivery SET state = {param}, attempts = {param}, next_attempt_at = {param}, "
            f"last_reply = {param}, updated_at = {param}, claimed_until = NULL, claimed_by = NULL "
            f"WHERE id = {param}")
+    counters = (f"UPDATE message SET sent_count = sent_count + {param}, failed_count = failed_count + {param} "
+                f"WHERE id = {param}")
     with database.atomic():
         cursor = database.obj.cursor()
         cursor.executemany(sql, rows)
+        cursor.executemany(counters, [(sent, failed, message_id) for message_id, (sent, failed) in tally.items()])
 
 
 def finish_messages(now: datetime | None = None) -> int:
-    """Mark ``sending`` posts with no open delivery left as ``done``; returns how many."""
+    """Mark ``sending`` posts with no open delivery left as ``done``, their sent and failed copies counted exactly
+    once (the running counters of ``record`` could drift if a result were ever recorded twice); returns how many."""
     now = now or clock.now()
     open_rows = Delivery.select(Delivery.id).where(
         (Delivery.message == Message.id) & Delivery.state.in_(DUE_STATES))
-    return int(Message.update(state=MessageState.DONE, finished_at=now)
+    return int(Message.update(state=MessageState.DONE, finished_at=now, sent_count=_copies(DeliveryState.SENT),
+                              failed_count=_copies(DeliveryState.FAILED))
                .where((Message.state == MessageState.SENDING) & ~pw.fn.EXISTS(open_rows)).execute())
+
+
+def _copies(state: str) -> pw.SelectQuery:
+    return Delivery.select(pw.fn.COUNT(Delivery.id)).where((Delivery.message == Message.id) & (Delivery.state == state))
 
 
 def next_due_at() -> datetime | None:

@@ -37,6 +37,10 @@ class Message(BaseModel):
     decided_at = pw.DateTimeField(null=True)
     decided_by = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
     recipient_count = pw.IntegerField(default=0)
+    # Copies sent and failed so far, added by each batch of results (outbound/outbox.py) and recounted exactly
+    # when the message is done: its progress never counts 100,000 delivery rows.
+    sent_count = pw.IntegerField(default=0)
+    failed_count = pw.IntegerField(default=0)
     finished_at = pw.DateTimeField(null=True)
     authentication = pw.TextField(default="")  # inbound Authentication-Results value (posting/authentication.py)
 

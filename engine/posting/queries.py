@@ -13,7 +13,6 @@ from engine.directory.staff import is_federation_admin, manageable_structures
 from engine.lists.models import Domain, MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
-from engine.outbound.outbox import counts
 from engine.posting.models import Message, MessageState
 
 IN_PROGRESS = (MessageState.ACCEPTED, MessageState.EXPANDING, MessageState.SENDING)
@@ -60,22 +59,30 @@ def may_see(staff: Member, message: Message) -> bool:
 
 
 def progress(message: Message) -> Progress:
-    by_state = counts(message.id)
-    return Progress(message.id, message.state, message.recipient_count, by_state[DeliveryState.SENT],
-                    by_state[DeliveryState.DEFERRED], by_state[DeliveryState.FAILED],
-                    by_state[DeliveryState.QUEUED])
+    """Where a message's delivery stands: sent and failed from its counters, deferred from the (message, state)
+    index (the copies waiting for a retry, usually few), queued the rest. Never a count of every delivery row."""
+    deferred = _deferred([message.id]).get(message.id, 0)
+    return Progress(message.id, message.state, message.recipient_count, message.sent_count, deferred,
+                    message.failed_count, _queued(message, deferred))
+
+
+def _queued(message: Message, deferred: int) -> int:
+    return max(message.recipient_count - message.sent_count - message.failed_count - deferred, 0)
+
+
+def _deferred(message_ids: list[int]) -> dict[int, int]:
+    query = (Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
+             .where(Delivery.message.in_(message_ids) & (Delivery.state == DeliveryState.DEFERRED))
+             .group_by(Delivery.message).tuples().iterator())
+    return dict(query)
 
 
 def progress_of_many(messages: list[Message]) -> dict[int, dict[str, int]]:
-    """Delivery counts by state for several messages in one query."""
-    found: dict[int, dict[str, int]] = {m.id: dict.fromkeys(DeliveryState.ALL, 0) for m in messages}
-    if not found:
-        return found
-    query = (Delivery.select(Delivery.message, Delivery.state, pw.fn.COUNT(Delivery.id))
-             .where(Delivery.message.in_(list(found))).group_by(Delivery.message, Delivery.state).tuples().iterator())
-    for message_id, state, number in query:
-        found[message_id][state] = number
-    return found
+    """Delivery counts by state for several messages: their counters, and one query for the deferred copies."""
+    deferred = _deferred([m.id for m in messages]) if messages else {}
+    return {m.id: {DeliveryState.SENT: m.sent_count, DeliveryState.FAILED: m.failed_count,
+                   DeliveryState.DEFERRED: deferred.get(m.id, 0),
+                   DeliveryState.QUEUED: _queued(m, deferred.get(m.id, 0))} for m in messages}
 
 
 def problems(message: Message, offset: int = 0, limit: int = 50) -> list[Delivery]:

@@ -45,6 +45,9 @@ def world(settings, db):  # type: ignore[no-untyped-def]
                                   ("c@example.org", DeliveryState.QUEUED, "")):
         Delivery.create(message=messages["sending"], address=address, state=state, last_reply=reply,
                         next_attempt_at=now, updated_at=now)
+    # the counters the engine keeps as it records results (engine/outbound/outbox.py)
+    Message.update(sent_count=1, failed_count=1).where(Message.id == messages["sending"].id).execute()
+    messages["sending"] = Message.get_by_id(messages["sending"].id)
     app = create_app(dataclasses.replace(settings, smarthost=""), config={"TESTING": True})
     return {"app": app, "staff": staff, "plain": plain, **messages}
 
