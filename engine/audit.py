@@ -13,7 +13,7 @@ from engine.directory.models import Member
 
 
 class AuditEvent(BaseModel):
-    at = pw.DateTimeField(index=True)
+    at = pw.DateTimeField()
     actor = pw.ForeignKeyField(Member, null=True, backref="audit_events", on_delete="SET NULL")
     actor_label = pw.CharField(max_length=64, default="")  # "system", "import", a recipient token
     action = pw.CharField(max_length=64, index=True)  # e.g. "email_change.requested"
@@ -27,7 +27,10 @@ class AuditEvent(BaseModel):
         actor_id: pw.ForeignKeyField[int | None]
 
     class Meta:
-        indexes = ((("object_type", "object_id"), False),)
+        indexes = (
+            (("object_type", "object_id"), False),
+            (("at", "id"), False),  # the journal, newest first, a page at a time (keyset on at and id)
+        )
 
     @property
     def details(self) -> dict[str, Any]:

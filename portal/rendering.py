@@ -47,7 +47,10 @@ def _url_maker(app: Flask) -> Any:
         if endpoint.startswith(".") or any(name.startswith("_") for name in values):
             return url_for(endpoint, **values)
         key = (request.script_root, endpoint, *sorted(values.items()))
-        found = known.get(key)
+        try:
+            found = known.get(key)
+        except TypeError:  # a value that cannot be a key (a list): built each time
+            return url_for(endpoint, **values)
         if found is None:
             found = url_for(endpoint, **values)
             if len(known) >= URLS_KEPT:

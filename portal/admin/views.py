@@ -7,6 +7,7 @@ Views validate a form, call one engine function, then render or redirect. The en
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -225,10 +226,19 @@ def audit_log():  # type: ignore[no-untyped-def]
                                     object_id=int(object_id) if object_id.isdigit() else None,
                                     actor=(form.actor.data or "").strip(), since=form.since.data,
                                     until=form.until.data)
-    query = staff.audit_events(current_user, filters)
-    events = list(query.paginate(page_number(), PER_PAGE))
-    return render_template("admin/audit.html", form=form, events=events, page=page_number(), per_page=PER_PAGE,
-                           has_more=len(events) == PER_PAGE)
+    before = _audit_position(request.args.get("before", ""))
+    events, following = staff.audit_page(current_user, filters, before=before, size=PER_PAGE)
+    older = f"{following[0].isoformat()}~{following[1]}" if following else None
+    return render_template("admin/audit.html", form=form, events=events, older=older, first=before is not None)
+
+
+def _audit_position(text: str) -> tuple[datetime, int] | None:
+    """The ``before`` of the journal's "older" link: an event's time and id (anything else: the first page)."""
+    moment, _, event_id = text[:64].partition("~")
+    try:
+        return (datetime.fromisoformat(moment), int(event_id)) if event_id.isdigit() else None
+    except ValueError:
+        return None
 
 
 from portal.admin import list_views  # noqa: E402,F401  (one list's pages register on this blueprint)

@@ -82,3 +82,27 @@ def test_the_lists_page_shows_stored_counts_and_marks_changed_ones(app):
     page = federal.get("/admin/").get_data(as_text=True)
     assert re.search(rf'licencies.provence@.*?<td class="number"><span title="[^"]+">≈ </span>{before}</td>',
                      page, re.S)
+
+
+def test_the_journal_walks_back_by_its_older_link(app):
+    from engine.audit import AuditEvent
+
+    federal = logged_in(app, demo.ADMIN_LICENCE)
+    total = AuditEvent.select().count()
+    for i in range(120 - total):
+        AuditEvent.create(at=clock_now(), action="bench.event", object_type="member", object_id=i + 1)
+    seen, path = [], "/admin/audit?action=bench"
+    while path:
+        page = federal.get(path).get_data(as_text=True)
+        seen += re.findall(r"<td>member #(\d+)</td>", page)
+        found = re.search(r'rel="next" href="([^"]+)"', page)
+        path = found.group(1).replace("&amp;", "&") if found else None
+        assert path is None or "action=bench" in path  # the filters stay with the position
+    assert sorted(map(int, seen)) == list(range(1, 121 - total)) and len(seen) == len(set(seen))
+    assert federal.get("/admin/audit?before=nonsense").status_code == 200  # a bad position: the first page
+
+
+def clock_now():  # type: ignore[no-untyped-def]
+    from engine import clock
+
+    return clock.now()
