@@ -256,19 +256,23 @@ def page_of(mailing_list: MailingList, *, after: str | None = None, before: str 
     """The ``size`` recipients just after the address key ``after`` (or just before ``before``), and whether
     more follow in that direction. Keyset paging: each branch yields its next ``size + 1`` distinct keys from
     the address-key index, so a page costs the same at the start or the end of a 100,000-address list."""
-    today = _today(day)
-    bound = Member.email_key < before if before is not None else Member.email_key > (after or "")
+    branches = _branches(mailing_list, _today(day))  # the list's criteria read once for both statements
     found: set[str] = set()
-    for branch, column in _branches(mailing_list, today, keys=bound):
+    for branch, column in branches:
+        bound = column < before if before is not None else column > (after or "")
         order = column.desc() if before is not None else column.asc()
-        first_keys = cast(pw.ModelSelect, branch).select(column).distinct().order_by(order).limit(size + 1)
-        found.update(key for (key,) in first_keys.tuples().iterator())
+        first_keys = cast(pw.ModelSelect, branch).where(bound).select(column).distinct().order_by(order)
+        found.update(key for (key,) in first_keys.limit(size + 1).tuples().iterator())
     keys = sorted(found, reverse=before is not None)[:size + 1]
     more, keys = len(keys) > size, sorted(keys[:size])
     if not keys:
         return [], False
-    rows = _stream(_rows_query(mailing_list, today, keys=Member.email_key.in_(keys)))
-    return [r for batch in _grouped(rows, size, with_reasons=True) for r in batch], more
+    # the page's keys are contiguous in address order: a range, not a list of a hundred values
+    ranges = [branch.where((column >= keys[0]) & (column <= keys[-1])) for branch, column in branches]
+    query = ranges[0]
+    for branch in ranges[1:]:
+        query = query + branch  # UNION ALL
+    return [r for batch in _grouped(_stream(query), size, with_reasons=True) for r in batch], more
 
 
 def count_recipients(mailing_list: MailingList, day: date | None = None) -> int:
