@@ -1,14 +1,14 @@
 """Criteria of role-based lists: editing them, and previewing who a list reaches before saving.
 
-The preview never re-implements membership: it writes the proposed criteria inside a savepoint, asks
-``resolve()`` and ``count_recipients()``, and rolls the savepoint back. The difference from the list "as it
-was at its last message" compares the current recipients with the delivery rows of the list's latest
-expanded message, by address key (one set of that message's keys in memory, the current ones streamed).
+The preview never re-implements membership: it writes the proposed criteria inside a savepoint, asks the list's
+own query (its first addresses by key with ``page_of``, its distinct address keys with ``recipient_keys``) and
+rolls the savepoint back. The difference from the list "as it was at its last message" compares those keys
+with the delivery rows of the list's latest expanded message (one set of that message's keys in memory, the
+current ones streamed), and the same pass counts them: one pass over the list, not three.
 """
 
 from __future__ import annotations
 
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -21,7 +21,7 @@ from engine.directory.models import Member, Role, Structure, StructureKind, emai
 from engine.lists import counts
 from engine.lists.admin import AdminError
 from engine.lists.models import CriterionRole, ListCriterion, MailingList
-from engine.lists.resolve import Recipient, count_recipients, resolve
+from engine.lists.resolve import Recipient, count_recipients, page_of, recipient_keys
 from engine.outbound.models import Delivery
 from engine.posting.models import Message
 
@@ -120,33 +120,35 @@ def last_expanded_message(ml: MailingList) -> Message | None:
     return found
 
 
-def diff_since_last_message(ml: MailingList, day: date | None = None, sample: int = 10) -> Diff | None:
+def diff_since_last_message(ml: MailingList, day: date | None = None, sample: int = 10) -> tuple[int, Diff | None]:
+    """(how many the list reaches now, the difference from its last expanded message if any), in one pass over
+    the current address keys: that message's keys are held in one set, the current ones streamed."""
     message = last_expanded_message(ml)
     if message is None:
-        return None
+        return count_recipients(ml, day=day), None
     before = {email_key(a) for (a,) in Delivery.select(Delivery.address).where(Delivery.message == message)
               .tuples().iterator()}
-    added = 0
+    now = added = 0
     added_sample: list[str] = []
-    for batch in resolve(ml, day=day, batch_size=2000, with_reasons=False):
-        for recipient in batch:
-            if recipient.email_key in before:
-                before.discard(recipient.email_key)
-            else:
-                added += 1
-                if len(added_sample) < sample:
-                    added_sample.append(recipient.address)
+    for key in recipient_keys(ml, day):
+        now += 1
+        if key in before:
+            before.discard(key)
+        else:
+            added += 1
+            if len(added_sample) < sample:
+                added_sample.append(key)
     removed = sorted(k for k in before if k)
-    return Diff(message.received_at, added, len(removed), added_sample, removed[:sample])
+    return now, Diff(message.received_at, added, len(removed), sorted(added_sample), removed[:sample])
 
 
 def _compute(ml: MailingList, day: date | None, sample_size: int) -> Preview:
-    with closing(resolve(ml, day=day, batch_size=sample_size)) as batches:
-        sample = next(batches, [])
+    sample, _more = page_of(ml, size=sample_size, day=day)  # the first addresses, from the address-key index
     ids = {i for r in sample for i in r.member_ids}
     names = {m.id: m.full_name for m in Member.select(Member.id, Member.first_name, Member.last_name)
              .where(Member.id.in_(list(ids)))} if ids else {}
-    return Preview(count_recipients(ml, day=day), sample, names, diff_since_last_message(ml, day))
+    count, diff = diff_since_last_message(ml, day)
+    return Preview(count, sample, names, diff)
 
 
 def preview(actor: Member | None, ml: MailingList, specs: list[CriterionSpec] | None = None, *,

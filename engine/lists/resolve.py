@@ -183,7 +183,10 @@ _cursor_numbers = itertools.count()
 
 def _stream(query: pw.SelectQuery, chunk: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
     """Chunks of rows of ``query`` ordered by address key, never all at once (server-side on PostgreSQL)."""
-    sql, params = query.order_by(pw.SQL("1")).sql()
+    return _stream_sql(*query.order_by(pw.SQL("1")).sql(), chunk=chunk)
+
+
+def _stream_sql(sql: str, params: Any, chunk: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
     db = database.obj
     if isinstance(db, pw.PostgresqlDatabase):
         with db.atomic():
@@ -273,6 +276,14 @@ def page_of(mailing_list: MailingList, *, after: str | None = None, before: str 
     for branch in ranges[1:]:
         query = query + branch  # UNION ALL
     return [r for batch in _grouped(_stream(query), size, with_reasons=True) for r in batch], more
+
+
+def recipient_keys(mailing_list: MailingList, day: date | None = None) -> Iterator[str]:
+    """The address key of every recipient now, once each, in no order: the list's reach without the Python
+    grouping of ``resolve()`` (the criteria preview compares it with the last message's)."""
+    sql, params = _rows_query(mailing_list, _today(day)).sql()
+    for rows in _stream_sql(f"SELECT DISTINCT email_key FROM ({sql}) AS rows_", params):
+        yield from (key for (key,) in rows)
 
 
 def count_recipients(mailing_list: MailingList, day: date | None = None) -> int:
