@@ -46,7 +46,8 @@ class Progress:
 def visible_messages(staff: Member) -> pw.ModelSelect[Message]:
     """Messages of the lists whose structure the staff member manages, newest first."""
     structures = manageable_structures(staff).select(Structure.id)
-    return (Message.select(Message, MailingList, Domain).join(MailingList).join(Domain)
+    listed = [field for field in Message._meta.sorted_fields if field is not Message.content]  # not the mail itself
+    return (Message.select(*listed, MailingList, Domain).join(MailingList).join(Domain)
             .where(MailingList.structure.in_(structures)).order_by(Message.received_at.desc(), Message.id.desc()))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from engine import tokens
@@ -20,6 +21,20 @@ from portal.access import staff_required
 
 bp = Blueprint("messages", __name__, url_prefix="/admin/messages")
 moderation_bp = Blueprint("moderation", __name__)
+
+# The words for message and delivery states (messages/_macros.html's state_label): translated one at a time, not
+# a dictionary of twelve built for every row of the page.
+STATE_LABELS = {
+    "received": _l("reçu"), "held": _l("en attente de modération"), "accepted": _l("accepté"),
+    "expanding": _l("calcul des destinataires"), "sending": _l("envoi en cours"), "done": _l("envoyé"),
+    "rejected": _l("refusé"), "discarded": _l("écarté (boucle, rebond ou réponse automatique)"),
+    "queued": _l("en file"), "sent": _l("remis"), "deferred": _l("différé"), "failed": _l("échec"),
+}
+
+
+@bp.app_template_global()
+def state_label_text(state: str) -> str:
+    return str(STATE_LABELS.get(state, state))
 PER_PAGE = 50
 
 
