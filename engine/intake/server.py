@@ -17,6 +17,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from engine.config import Settings
 from engine.intake import routes, service
+from engine.notices import HeaderInjection
+from engine.posting import render
 
 log = logging.getLogger("palanquee.intake")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -51,7 +53,8 @@ class IntakeHandler:
         replies: list[str] = []
         for route in getattr(envelope, "routes", []):
             try:
-                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data)
+                problem = await self._render_problem(route, data)
+                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, problem)
             except Exception:
                 log.exception("storing a message for %s", route.address)
                 replies.append("451 4.3.0 Could not store the message, try again later")
@@ -68,6 +71,24 @@ class IntakeHandler:
             return accepted[0]
         temporary = [reply for reply in replies if reply.startswith("4")]
         return temporary[0] if temporary else replies[0]
+
+
+    async def _render_problem(self, route: routes.Route, data: bytes) -> str | None:
+        """The reply refusing a post that delivery could never render, or None: the intake runs the
+        very preparation delivery runs (outside the database thread), so a poison post never gets in."""
+        if route.companion != routes.Companion.POST:
+            return None
+        info = await self.run_in_db(service.list_info, route.list_id)
+        try:
+            await asyncio.to_thread(render.check, data, info)
+        except render.Unrenderable as exc:
+            return f"554 5.6.0 The message cannot be sent to the list: {exc.reason}"
+        except HeaderInjection:  # the list's name or subject prefix: its staff can correct it
+            return "451 4.3.5 The list's settings cannot be used in a message header; its staff must correct them"
+        except Exception as exc:  # noqa: BLE001 - refused with its kind; the traceback goes to the log
+            log.exception("rendering a post for %s", route.address)
+            return f"554 5.6.0 The message cannot be prepared for the list ({type(exc).__name__})"
+        return None
 
 
 def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable[[], SMTP]:

@@ -19,9 +19,12 @@ from engine.intake.routes import Companion, Route
 from engine.lists.models import MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery
-from engine.posting import moderation
+from engine.posting import moderation, render
+from engine.posting.headers import readable
+from engine.posting.headers import text as header_text
 from engine.posting.models import Message, MessageState
 from engine.posting.policy import Action, Post, decide, is_auto_submitted
+from engine.posting.render import ListInfo
 
 OK = "250 2.0.0 Message accepted for delivery"
 
@@ -37,10 +40,20 @@ def _headers(data: bytes):  # type: ignore[no-untyped-def]
     return BytesHeaderParser(policy=email_policy.default).parsebytes(data)
 
 
-def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it."""
+def list_info(list_id: int) -> ListInfo:
+    """What rendering needs of the list (for the intake's check, run outside the database thread)."""
+    return render.list_info(MailingList.get_by_id(list_id))
+
+
+def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
+            render_problem: str | None = None) -> Outcome:
+    """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it.
+
+    ``render_problem`` is the refusal of a post delivery could not render (``server`` checks it).
+    """
+    if route.companion == Companion.POST:
+        return _post(settings, route, envelope_sender, data, render_problem)
     handlers = {
-        Companion.POST: _post,
         Companion.BOUNCES: _bounce,
         Companion.UNSUBSCRIBE: _unsubscribe,
         Companion.REQUEST: _request,
@@ -49,20 +62,22 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes)
     return handlers[route.companion](settings, route, envelope_sender, data)
 
 
-def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
+def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, render_problem: str | None) -> Outcome:
     mailing_list = MailingList.get_by_id(route.list_id)
     headers = _headers(data)
     post = Post(mailing_list, envelope_sender, headers)
     decision = decide(post)
     if decision.action == Action.REFUSE:
         return Outcome(decision.reply)
+    if render_problem is not None and decision.action != Action.DISCARD:
+        return Outcome(render_problem)  # never stored: it could never be sent
     state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
     with database.atomic():
         message = Message.create(
-            mailing_list=mailing_list, message_id=str(headers.get("Message-ID", ""))[:255] or None,
-            envelope_sender=envelope_sender[:254], author=post.author[:254],
-            subject=" ".join(str(headers.get("Subject", "")).split())[:255], raw=data, size=len(data), state=state,
+            mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
+            envelope_sender=readable(envelope_sender)[:254], author=post.author[:254],
+            subject=header_text(headers, "Subject")[:255], raw=data, size=len(data), state=state,
             reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
     if state == MessageState.HELD:
         moderation.request(settings, message)

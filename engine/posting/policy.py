@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import getaddresses
 
 from engine import clock
 from engine.directory.models import Mandate, Member, Structure
 from engine.lists.models import ListModerator, MailingList, PostingPermission, PostPolicy, Subscription
 from engine.lists.resolve import LOCAL_TIME, reasons_for_member
+from engine.posting import headers as inbound
 
 
 class Action:
@@ -43,8 +43,8 @@ class Post:
 
     @property
     def author(self) -> str:
-        """The From address (the first one), lower-cased; empty when there is none."""
-        found = [addr for _, addr in getaddresses(self.headers.get_all("From", [])) if addr]
+        """The first usable From address, lower-cased; empty when there is none."""
+        found = inbound.addresses(self.headers, "From")
         return found[0].lower() if found else ""
 
 
@@ -53,8 +53,8 @@ AUTOMATA = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|listserv|maj
 
 def _loop(post: Post) -> bool:
     address = post.mailing_list.address.lower()
-    loops = [v.strip().lower() for v in post.headers.get_all("X-Loop", [])]
-    list_ids = " ".join(post.headers.get_all("List-Id", [])).lower()
+    loops = [v.strip().lower() for v in inbound.texts(post.headers, "X-Loop")]
+    list_ids = " ".join(inbound.texts(post.headers, "List-Id")).lower()
     label = f"<{post.mailing_list.local_part}.{post.mailing_list.domain.name}>".lower()
     return address in loops or label in list_ids
 
@@ -64,9 +64,9 @@ def _bounce(post: Post) -> bool:
     return post.envelope_sender in ("", "<>") or bool(AUTOMATA.match(post.author or ""))
 
 
-def is_auto_submitted(headers: Message) -> bool:
+def is_auto_submitted(message: Message) -> bool:
     """RFC 3834 §5: any Auto-Submitted value but ``no`` marks mail nobody should answer."""
-    return str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower() != "no"
+    return inbound.text(message, "Auto-Submitted", "no").split(";")[0].strip().lower() != "no"
 
 
 def _auto_submitted(post: Post) -> bool:
@@ -74,12 +74,11 @@ def _auto_submitted(post: Post) -> bool:
 
 
 def _bulk(post: Post) -> bool:
-    return str(post.headers.get("Precedence", "")).strip().lower() in ("bulk", "junk", "list")
+    return inbound.text(post.headers, "Precedence").lower() in ("bulk", "junk", "list")
 
 
 def _malformed(post: Post) -> bool:
-    froms = post.headers.get_all("From", [])
-    return len(froms) != 1 or not post.author
+    return len(inbound.raw_values(post.headers, "From")) != 1 or not post.author
 
 
 def _may_post(post: Post) -> bool:
