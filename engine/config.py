@@ -157,6 +157,9 @@ SPECS: tuple[Spec, ...] = (
          "how long a password reset or account activation link stays valid"),
     Spec("max_message_size", parse_positive_int, "26214400",
          "largest message the intake accepts, in bytes (answered with 552 at DATA)"),
+    Spec("max_recipients", parse_positive_int, "100",
+         "recipients the intake accepts in one SMTP or LMTP transaction; past it RCPT is answered 452 "
+         "(RFC 5321 §4.5.3.1.8: at least 100)"),
     Spec("season_start", parse_month_day, "09-15",
          "first day (MM-DD) of the licence season; a season is named by the year it starts in"),
     Spec("timezone", parse_timezone, "Europe/Paris", "time zone of dates shown to people"),
@@ -198,6 +201,7 @@ class Settings:
     email_change_max_age: timedelta
     password_reset_max_age: timedelta
     max_message_size: int
+    max_recipients: int
     season_start: tuple[int, int]
     timezone: ZoneInfo
     default_language: str

@@ -32,6 +32,8 @@ class IntakeHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:  # RFC 5321 §4.5.3.1.10
+            return "452 4.5.3 Too many recipients in this transaction, send the rest in another"
         try:
             route = await self.run_in_db(routes.route, address, self.verp_key)
         except routes.Refused as refused:
@@ -51,17 +53,14 @@ class IntakeHandler:
         sender = envelope.mail_from or ""
         sender = "" if sender == "<>" else sender
         replies: list[str] = []
+        # One post per distinct list (and companion) however often it was named: RCPT repeated six
+        # times must not make six posts. LMTP still answers once per accepted RCPT (RFC 2033 §4.2).
+        done: dict[tuple[int, str, int | None], str] = {}
         for route in getattr(envelope, "routes", []):
-            try:
-                problem = await self._render_problem(route, data)
-                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, problem)
-            except Exception:
-                log.exception("storing a message for %s", route.address)
-                replies.append("451 4.3.0 Could not store the message, try again later")
-                continue
-            if outcome.accepted:
-                self.on_accepted()
-            replies.append(outcome.reply)
+            key = (route.list_id, route.companion, route.delivery_id)
+            if key not in done:
+                done[key] = await self._receive(route, sender, data)
+            replies.append(done[key])
         if not replies:
             return "554 5.5.1 No valid recipients"
         if self.lmtp:
@@ -72,6 +71,17 @@ class IntakeHandler:
         temporary = [reply for reply in replies if reply.startswith("4")]
         return temporary[0] if temporary else replies[0]
 
+
+    async def _receive(self, route: routes.Route, sender: str, data: bytes) -> str:
+        try:
+            problem = await self._render_problem(route, data)
+            outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, problem)
+        except Exception:
+            log.exception("storing a message for %s", route.address)
+            return "451 4.3.0 Could not store the message, try again later"
+        if outcome.accepted:
+            self.on_accepted()
+        return outcome.reply
 
     async def _render_problem(self, route: routes.Route, data: bytes) -> str | None:
         """The reply refusing a post that delivery could never render, or None: the intake runs the
