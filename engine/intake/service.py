@@ -16,6 +16,7 @@ from engine.bounces.models import Bounce
 from engine.config import Settings
 from engine.db import database
 from engine.intake.routes import Companion, Route
+from engine.lists import mailto_unsubscribe
 from engine.lists.models import MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery
@@ -23,7 +24,7 @@ from engine.posting import moderation, render
 from engine.posting.headers import readable
 from engine.posting.headers import text as header_text
 from engine.posting.models import Message, MessageState
-from engine.posting.policy import Action, Post, decide, is_auto_submitted
+from engine.posting.policy import Action, Post, decide, is_auto_submitted, looks_automated
 from engine.posting.render import ListInfo
 
 OK = "250 2.0.0 Message accepted for delivery"
@@ -101,10 +102,11 @@ def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes)
 
 
 def _unsubscribe(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """The mailto of List-Unsubscribe: the subject carries the personal token; else the sender leaves."""
-    from engine.lists import mailto_unsubscribe
-
-    mailto_unsubscribe.handle(settings, route.list_id, envelope_sender, _headers(data))
+    """The mailto of List-Unsubscribe: a valid token in the subject unsubscribes; without one, the
+    addresses concerned get a confirmation link (never an automaton: RFC 3834)."""
+    headers = _headers(data)
+    mailto_unsubscribe.handle(settings, route.list_id, envelope_sender, headers,
+                              may_reply=not looks_automated(envelope_sender, headers))
     return Outcome(OK)
 
 

@@ -69,6 +69,27 @@ def is_auto_submitted(message: Message) -> bool:
     return inbound.text(message, "Auto-Submitted", "no").split(";")[0].strip().lower() != "no"
 
 
+# RFC 3834 §2: addresses of list software and mailer daemons, which no automatic response should reach.
+AUTOMATED_LOCAL_PARTS = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|do-not-reply|donotreply|owner-.*"
+                                   r"|.*-request|.*-bounces?(\+.*)?|.*-owner|listserv|majordomo|mailman|sympa)@", re.I)
+# RFC 3834 §2 again: mail from a list, or marked bulk, gets no automatic response either.
+LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "X-Loop")
+
+
+def looks_automated(envelope_sender: str, message: Message) -> bool:
+    """Whether an automatic response (help, confirmation, notice) must not be sent for ``message``
+    (RFC 3834 §2): null return path, Auto-Submitted, Precedence bulk/junk/list, list headers, Microsoft's
+    X-Auto-Response-Suppress, or a sender or author address of list software or a mailer daemon."""
+    if envelope_sender in ("", "<>") or is_auto_submitted(message):
+        return True
+    if inbound.text(message, "Precedence").lower() in ("bulk", "junk", "list"):
+        return True
+    if any(inbound.raw_values(message, name) for name in (*LIST_HEADERS, "X-Auto-Response-Suppress")):
+        return True
+    senders = [envelope_sender, *inbound.addresses(message, "From")]
+    return any(AUTOMATED_LOCAL_PARTS.match(address) for address in senders)
+
+
 def _auto_submitted(post: Post) -> bool:
     return is_auto_submitted(post.headers)
 

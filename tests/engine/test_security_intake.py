@@ -4,14 +4,19 @@ or LMTP against a running engine (the test names give the finding's number)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import smtplib
 from email import policy as email_policy
+from email.message import EmailMessage
+
+import pytest
 
 from engine.config import Settings
+from engine.lists.models import OptOut
 from engine.outbound.models import Delivery
 from engine.posting.models import Message
 from tests.engine.conftest import Federation, wait_until
-from tests.engine.test_engine_e2e import post
+from tests.engine.test_engine_e2e import post, send
 from tests.support.sink import Sink
 
 LIST = "comite_directeur.comite@listes.example.fr"
@@ -66,3 +71,73 @@ def test_finding_3_recipients_past_the_maximum_get_452(start_engine, federation:
             client.rset()
             assert client.mail("elodie.dupre@example.fr")[0] == 250
             assert client.rcpt(LIST)[0] == 250  # a new transaction starts from zero
+
+
+# --- finding 4: anyone can unsubscribe anyone by mail ---
+
+UNSUBSCRIBE = "comite_directeur.comite-unsubscribe@listes.example.fr"
+
+
+def _leave_mail(author: str, subject: str = "unsubscribe", **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = author, UNSUBSCRIBE, subject
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("please remove me\n")
+    return message
+
+
+def test_finding_4_mailto_without_token_only_mails_a_link_to_the_address_and_the_link_unsubscribes(
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings) -> None:
+    from portal import create_app
+
+    engine = start_engine()
+    # The attack: a forged From, an envelope of the attacker's own.
+    send(engine, _leave_mail("Élodie Dupré <elodie.dupre@example.fr>"), sender="attacker@evil.example",
+         recipients=[UNSUBSCRIBE])
+    assert OptOut.select().count() == 0
+    [confirmation] = sink.handler.received
+    assert confirmation.rcpt_tos == ["elodie.dupre@example.fr"]  # never the attacker
+    assert confirmation.mail_from == "comite_directeur.comite-bounces@listes.example.fr"
+    assert confirmation.message["Auto-Submitted"] == "auto-generated"
+    [link] = re.findall(r"https://listes\.example\.fr/u/\S+", confirmation.message.get_content())
+    client = create_app(engine_settings, config={"TESTING": True}).test_client()
+    assert client.get(link.removeprefix(engine_settings.base_url)).status_code == 200
+    assert OptOut.select().count() == 0  # opening the link changes nothing
+    client.post(link.removeprefix(engine_settings.base_url), data="List-Unsubscribe=One-Click",
+                content_type="application/x-www-form-urlencoded")
+    assert [o.member_id for o in OptOut.select()] == [federation.board[0].id]
+    from engine.db import database
+
+    database.obj.close()  # the app bound the models to its own database object
+
+
+@pytest.mark.parametrize("author", [
+    "paul.durand@example.fr",  # a member who is not on the list
+    "stranger@example.org",  # nobody
+    "=HYPERLINK(\"https://evil.example\")@evil.example",  # a spreadsheet formula
+    "not an address",
+])
+def test_finding_4_mailto_for_an_address_not_on_the_list_stores_and_sends_nothing(
+        start_engine, federation: Federation, sink: Sink, author: str) -> None:
+    from engine.audit import AuditEvent
+
+    engine = start_engine()
+    events = AuditEvent.select().count()
+    send(engine, _leave_mail(author), sender="stranger@example.org", recipients=[UNSUBSCRIBE])
+    assert OptOut.select().count() == 0 and AuditEvent.select().count() == events
+    assert sink.handler.received == []
+
+
+def test_finding_4_confirmations_are_limited_per_address_and_never_sent_to_automata(
+        start_engine, federation: Federation, sink: Sink) -> None:
+    from engine.lists import mailto_unsubscribe
+
+    engine = start_engine()
+    send(engine, _leave_mail("elodie.dupre@example.fr", Auto_Submitted="auto-replied"), recipients=[UNSUBSCRIBE])
+    send(engine, _leave_mail("elodie.dupre@example.fr"), sender="", recipients=[UNSUBSCRIBE])
+    assert sink.handler.received == []
+    for _ in range(mailto_unsubscribe.CONFIRMATIONS_PER_ADDRESS_PER_DAY + 3):
+        send(engine, _leave_mail("elodie.dupre@example.fr"), sender="attacker@evil.example", recipients=[UNSUBSCRIBE])
+    assert len(sink.handler.received) == mailto_unsubscribe.CONFIRMATIONS_PER_ADDRESS_PER_DAY
+    assert OptOut.select().count() == 0
