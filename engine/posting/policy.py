@@ -7,13 +7,14 @@ forged sender), discard (kept for staff to see, never distributed: bounces and a
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 
 from engine import clock
-from engine.directory.models import Mandate, Member, Structure
+from engine.directory.models import EmailChange, Mandate, Member, Structure
 from engine.lists.models import ListModerator, MailingList, PostingPermission, PostPolicy, Subscription
 from engine.lists.resolve import LOCAL_TIME, reasons_for_member
 from engine.posting import headers as inbound
@@ -46,6 +47,11 @@ class Post:
         """The first usable From address, lower-cased; empty when there is none."""
         found = inbound.addresses(self.headers, "From")
         return found[0].lower() if found else ""
+
+    @functools.cached_property
+    def may_post(self) -> bool:
+        """The list's posting policy applied to the From address (computed once per post)."""
+        return _may_post(self)
 
 
 AUTOMATA = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|listserv|majordomo|mailman|sympa)@", re.I)
@@ -102,6 +108,32 @@ def _malformed(post: Post) -> bool:
     return len(inbound.raw_values(post.headers, "From")) != 1 or not post.author
 
 
+def _from_not_backed_by_envelope(post: Post) -> bool:
+    """The From address is what allows the post (a member, a role holder, a moderator…), but the
+    envelope sender is none of that person's known addresses: the From may be forged. Lists open to
+    anyone are not concerned; DKIM/DMARC authentication will sit beside this rule."""
+    if post.mailing_list.post_policy == PostPolicy.ANYONE or not post.may_post:
+        return False
+    return post.envelope_sender.strip().lower() not in known_addresses(post.author)
+
+
+def known_addresses(address: str) -> set[str]:
+    """``address`` and every address of the members who use it: current, confirmed pending or previous
+    ones (address changes not cancelled), and their static subscriptions."""
+    known = {address.lower()} if address else set()
+    members = members_using(address)
+    if not members:
+        return known
+    known |= {member.email_key for member in members if member.email_key}
+    changes = EmailChange.select(EmailChange.old_email, EmailChange.new_email).where(
+        EmailChange.member.in_(members) & EmailChange.verified_at.is_null(False) & EmailChange.cancelled_at.is_null())
+    for change in changes:
+        known |= {value.strip().lower() for value in (change.old_email, change.new_email) if value}
+    subscriptions = Subscription.select(Subscription.email_key).where(Subscription.member.in_(members))
+    known |= {subscription.email_key for subscription in subscriptions}
+    return known
+
+
 def _may_post(post: Post) -> bool:
     """The list's posting policy, applied to the From address."""
     mailing_list, author = post.mailing_list, post.author
@@ -129,6 +161,9 @@ RULES: tuple[Rule, ...] = (
     ("bounce", _bounce, Action.DISCARD, "bounce or message from an automaton sent to the list address"),
     ("auto-submitted", _auto_submitted, Action.DISCARD, "automatic reply (RFC 3834 Auto-Submitted)"),
     ("bulk", _bulk, Action.DISCARD, "bulk or list mail (Precedence) sent to the list address"),
+    ("envelope", _from_not_backed_by_envelope, Action.HOLD,
+     "the From address may post, but the envelope sender is not one of its known addresses "
+     "(a forged From?): held for moderation"),
 )
 
 
@@ -136,7 +171,7 @@ def decide(post: Post) -> Decision:
     for name, matches, action, reply in RULES:
         if matches(post):
             return Decision(action, name, reply)
-    if _may_post(post):
+    if post.may_post:
         return Decision(Action.ACCEPT, "posting", "")
     if post.mailing_list.hold_unauthorised:
         return Decision(Action.HOLD, "posting", "sender not allowed to post: held for moderation")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import smtplib
+from datetime import timedelta
 from email import policy as email_policy
 from email.message import EmailMessage
 
@@ -15,6 +16,7 @@ from engine.config import Settings
 from engine.lists.models import OptOut
 from engine.outbound.models import Delivery
 from engine.posting.models import Message
+from tests import factories
 from tests.engine.conftest import Federation, wait_until
 from tests.engine.test_engine_e2e import post, send
 from tests.support.sink import Sink
@@ -141,3 +143,55 @@ def test_finding_4_confirmations_are_limited_per_address_and_never_sent_to_autom
         send(engine, _leave_mail("elodie.dupre@example.fr"), sender="attacker@evil.example", recipients=[UNSUBSCRIBE])
     assert len(sink.handler.received) == mailto_unsubscribe.CONFIRMATIONS_PER_ADDRESS_PER_DAY
     assert OptOut.select().count() == 0
+
+
+# --- finding 5: a forged From passes the members rule ---
+
+def _set_policy(federation: Federation, policy: str) -> None:
+    from engine.lists.models import ListModerator, PostingPermission
+
+    federation.board_list.post_policy = policy
+    federation.board_list.save()
+    if policy == "roles":
+        PostingPermission.create(mailing_list=federation.board_list, role=factories.role("membre_cd"),
+                                 structure=federation.region)
+    if policy == "moderators":
+        ListModerator.create(mailing_list=federation.board_list, member=federation.board[0])
+
+
+@pytest.mark.parametrize("policy", ["members", "roles", "moderators"])
+def test_finding_5_a_members_from_with_an_outside_envelope_is_held(start_engine, federation: Federation,
+                                                                   sink: Sink, policy: str) -> None:
+    _set_policy(federation, policy)
+    engine = start_engine()
+    send(engine, post(author="Élodie Dupré <elodie.dupre@example.fr>"), sender="attacker@evil.example")
+    held = Message.get()
+    assert held.state == "held" and "envelope sender" in held.reason
+    assert not any(r.message["List-Id"] for r in sink.handler.received)  # nothing reached the board
+
+
+def test_finding_5_the_members_known_addresses_are_accepted_as_envelope(start_engine, federation: Federation,
+                                                                         sink: Sink) -> None:
+    from engine import clock
+    from engine.directory.models import EmailChange
+    from engine.lists.models import Subscription
+
+    federation.board_list.post_policy = "members"
+    federation.board_list.save()
+    elodie = federation.board[0]
+    now = clock.now()
+    EmailChange.create(member=elodie, old_email="elodie@ancien.example", new_email=elodie.email,
+                       requested_at=now, verified_at=now, effective_at=now, applied_at=now)
+    EmailChange.create(member=elodie, old_email=elodie.email, new_email="elodie@nouveau.example",
+                       requested_at=now, verified_at=now, effective_at=now + timedelta(days=3))  # not yet in use
+    EmailChange.create(member=elodie, old_email=elodie.email, new_email="elodie@annule.example",
+                       requested_at=now, verified_at=now, cancelled_at=now)
+    Subscription.create(mailing_list=factories.mailing_list("autre", federation.domain), email="elodie@club.example",
+                        email_key="elodie@club.example", member=elodie, created_at=now)
+    engine = start_engine()
+    for sender in ("ELODIE.DUPRE@example.fr", "elodie@ancien.example", "elodie@nouveau.example",
+                   "elodie@club.example", "elodie@annule.example"):
+        send(engine, post(author="elodie.dupre@example.fr", subject=sender), sender=sender)
+    states = {m.subject: m.state for m in Message.select()}
+    assert states.pop("elodie@annule.example") == "held"  # a cancelled change proves nothing
+    assert "held" not in states.values() and len(states) == 4
