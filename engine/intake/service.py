@@ -7,6 +7,7 @@ only after the commit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
@@ -28,6 +29,7 @@ from engine.posting.policy import Action, Post, decide, is_auto_submitted, looks
 from engine.posting.render import ListInfo
 
 OK = "250 2.0.0 Message accepted for delivery"
+log = logging.getLogger("palanquee.intake")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,10 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, r
             subject=header_text(headers, "Subject")[:255], raw=data, size=len(data), state=state,
             reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
     if state == MessageState.HELD:
-        moderation.request(settings, message)
+        try:
+            moderation.request(settings, message)
+        except Exception:  # committed: the reply is 250 whatever happens now (a 4xx would duplicate it)
+            log.exception("moderation request for held message %s", message.id)
     return Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
 
 

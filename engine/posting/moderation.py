@@ -8,18 +8,21 @@ automaton (RFC 3834) or has already had ten notices today.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
+from typing import Any
 
 from engine import audit, clock, notices, tokens
 from engine.config import Settings
 from engine.directory.models import Member, StaffScope
 from engine.lists.models import ListModerator, MailingList
 from engine.posting.models import Message, MessageState
-from engine.posting.policy import is_auto_submitted
+from engine.posting.policy import looks_automated
 
 NOTICES_PER_SENDER_PER_DAY = 10
+log = logging.getLogger("palanquee.moderation")
 
 
 class NotHeld(Exception):
@@ -71,7 +74,7 @@ def _may_notify_sender(message: Message) -> bool:
     if not message.envelope_sender or not message.author:
         return False
     headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.raw))
-    if is_auto_submitted(headers):
+    if looks_automated(message.envelope_sender, headers):  # RFC 3834 §2
         return False
     since = clock.now() - timedelta(days=1)
     recent = Message.select().where((Message.author == message.author) & (Message.received_at >= since)
@@ -80,17 +83,30 @@ def _may_notify_sender(message: Message) -> bool:
 
 
 def request(settings: Settings, message: Message) -> None:
-    """Mail the moderators a request with the link, and tell the sender the post waits."""
+    """Mail the moderators a request with the link, and tell the sender the post waits.
+
+    Runs after the post is committed: nothing here may fail the intake's reply (a 4xx would make the
+    client send the post again and again). Each notice is built from what can always be built and
+    sent on its own; one that cannot be sent is logged, the others still go.
+    """
     mailing_list = message.mailing_list
-    url = moderation_url(settings, message)
-    for address in moderator_addresses(settings, mailing_list):
-        notices.send_notice(settings, "moderation_request", address, mailing_list=mailing_list,
-                            message=message, url=url)
-    if _may_notify_sender(message):
-        notices.send_notice(settings, "moderation_pending", message.author, mailing_list=mailing_list,
-                            message=message)
     audit.record("message.held", mailing_list, structure_id=mailing_list.structure_id,
                  message_id=message.id, author=message.author, reason=message.reason)
+    url = moderation_url(settings, message)
+    sender = notices.list_sender(mailing_list)
+    for address in moderator_addresses(settings, mailing_list):
+        _notify(settings, "moderation_request", address, mailing_list=mailing_list, message=message, url=url,
+                sender=sender)
+    if _may_notify_sender(message):
+        _notify(settings, "moderation_pending", message.author, mailing_list=mailing_list, message=message,
+                sender=sender)
+
+
+def _notify(settings: Settings, template: str, to: str, **context: Any) -> None:
+    try:
+        notices.send_notice(settings, template, to, **context)
+    except Exception:  # noqa: BLE001 - logged; the post is stored and shown to staff either way
+        log.exception("could not send the %s notice to %r", template, to)
 
 
 def _decide(message: Message, state: str, actor: Member | None) -> Message:
@@ -116,9 +132,9 @@ def reject(settings: Settings, message: Message, actor: Member | None, reason: s
         Message.update(reason=reason[:2000]).where(Message.id == message.id).execute()
     audit.record("message.rejected", message.mailing_list, actor=actor,
                  structure_id=message.mailing_list.structure_id, message_id=message.id)
-    if _may_notify_sender(message):
-        notices.send_notice(settings, "moderation_rejected", message.author, mailing_list=message.mailing_list,
-                            message=message, reason=reason)
+    if _may_notify_sender(message):  # the decision is recorded: a notice that cannot go is only logged
+        _notify(settings, "moderation_rejected", message.author, mailing_list=message.mailing_list,
+                message=message, reason=reason, sender=notices.list_sender(message.mailing_list))
     return message
 
 

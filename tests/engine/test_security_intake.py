@@ -195,3 +195,30 @@ def test_finding_5_the_members_known_addresses_are_accepted_as_envelope(start_en
     states = {m.subject: m.state for m in Message.select()}
     assert states.pop("elodie@annule.example") == "held"  # a cancelled change proves nothing
     assert "held" not in states.values() and len(states) == 4
+
+
+# --- finding 10: a 4xx after the commit duplicates held posts ---
+
+@pytest.mark.parametrize("author", [
+    b"Dupont, Jean <jean.dupont@example.org>",  # an unquoted comma: the old code read "dupont" as the author
+    "Éloïse <éloïse@exemple.fr>".encode(),  # a UTF-8 address the notice cannot be written to
+])
+def test_finding_10_a_held_post_is_answered_250_once_whatever_its_notices_do(
+        start_engine, federation: Federation, sink: Sink, author: bytes) -> None:
+    engine = start_engine()
+    raw = (b"From: " + author + b"\r\nTo: " + LIST.encode() + b"\r\nSubject: hors liste\r\n\r\nbonjour\r\n")
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        assert client.sendmail("someone@example.org", [LIST], raw, mail_options=["SMTPUTF8"]) == {}
+    [held] = Message.select()
+    assert held.state == "held"
+    assert [r.rcpt_tos for r in sink.handler.received][:1] == [["webmaster@example.fr"]]  # the moderators heard
+
+
+def test_finding_10_a_held_post_is_answered_250_when_no_notice_can_be_sent(
+        start_engine, federation: Federation, engine_settings: Settings) -> None:
+    from tests.support.postgres import free_port
+
+    engine = start_engine(dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{free_port()}"))
+    assert send(engine, post(author="paul.durand@example.fr"), sender="paul.durand@example.fr") == {}
+    assert [m.state for m in Message.select()] == ["held"]
