@@ -74,15 +74,16 @@ def list_sender(mailing_list: MailingList) -> str:
     return f"{mailing_list.local_part}-bounces@{mailing_list.domain.name}"
 
 
-def within_daily_limit(key: str, limit: int) -> bool:
-    """Whether one more event under ``key`` stays within ``limit`` in the last 24 hours; if so it is
-    counted (``RateEvent``: every engine and portal process shares the counts)."""
+def within_daily_limit(limits: dict[str, int]) -> bool:
+    """Whether one more event under each key stays within its limit over the last 24 hours; if so, it
+    is counted under every key (``RateEvent``: every engine and portal process shares the counts)."""
     now = clock.now()
     RateEvent.delete().where(RateEvent.key.startswith(DAILY_PREFIX) & (RateEvent.at < now - DAY)).execute()
-    stored = DAILY_PREFIX + key[:300 - len(DAILY_PREFIX)]
-    if RateEvent.select().where((RateEvent.key == stored) & (RateEvent.at > now - DAY)).count() >= limit:
-        return False
-    RateEvent.create(key=stored, at=now)
+    keys = {DAILY_PREFIX + key[:300 - len(DAILY_PREFIX)]: limit for key, limit in limits.items()}
+    for key, limit in keys.items():
+        if RateEvent.select().where((RateEvent.key == key) & (RateEvent.at > now - DAY)).count() >= limit:
+            return False
+    RateEvent.insert_many([{"key": key, "at": now} for key in keys]).execute()
     return True
 
 

@@ -38,7 +38,7 @@ class Route:
     address: str
     list_id: int
     companion: str
-    delivery_id: int | None = None  # for -bounces+TOKEN
+    delivery_id: int | None = None  # for -bounces+TOKEN (None for -bounces alone: a notice's bounce)
 
 
 class Refused(Exception):
@@ -67,7 +67,7 @@ def _candidates(local: str) -> list[tuple[str, str, str | None]]:
     for suffix, companion, takes_token in SUFFIXES:
         if takes_token and plus and base.endswith(suffix):
             readings.append((base[: -len(suffix)], companion, token))
-        elif not takes_token and not plus and local.endswith(suffix):
+        elif not plus and local.endswith(suffix):  # -bounces alone: the sender of the engine's notices
             readings.append((local[: -len(suffix)], companion, None))
     return readings
 
@@ -88,8 +88,8 @@ def route(address: str, verp_key: bytes) -> Route:
         if not domain.lists_enabled:
             raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
         delivery_id = None
-        if companion == Companion.BOUNCES:
-            delivery_id = verp.read_token(verp_key, token or "")
+        if companion == Companion.BOUNCES and token is not None:  # a copy's VERP address must be genuine
+            delivery_id = verp.read_token(verp_key, token)
             if delivery_id is None:
                 raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
         return Route(address, mailing_list.id, companion, delivery_id)

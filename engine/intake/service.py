@@ -22,10 +22,10 @@ from engine.lists.models import MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery
 from engine.posting import moderation, render
-from engine.posting.headers import readable
+from engine.posting.headers import readable, usable_address
 from engine.posting.headers import text as header_text
 from engine.posting.models import Message, MessageState
-from engine.posting.policy import Action, Post, decide, is_auto_submitted, looks_automated
+from engine.posting.policy import Action, Post, decide, looks_automated
 from engine.posting.render import ListInfo
 
 OK = "250 2.0.0 Message accepted for delivery"
@@ -91,7 +91,14 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, r
 
 
 def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """A bounce for one delivery: remember it against the address (scoring comes with bounce work)."""
+    """A bounce for one delivery: remember it against the address (scoring comes with bounce work).
+
+    ``LIST-bounces@`` without a token is the envelope sender of the engine's notices and of mail
+    forwarded to the owner: what comes back there names no delivery and is only logged.
+    """
+    if route.delivery_id is None:
+        log.info("bounce of a notice of list %s from <%s>, %d bytes", route.list_id, envelope_sender, len(data))
+        return Outcome(OK)
     delivery = Delivery.get_or_none(Delivery.id == route.delivery_id)
     if delivery is not None:
         key = delivery.address.lower()
@@ -116,10 +123,12 @@ def _unsubscribe(settings: Settings, route: Route, envelope_sender: str, data: b
 
 
 def _request(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
+    """Help for whoever writes to ``LIST-request@``: sent to the envelope sender (RFC 3834 §4), never
+    to an automaton (§2), within daily limits per sender and per list."""
     headers = _headers(data)
-    if envelope_sender and not is_auto_submitted(headers):
-        mailing_list = MailingList.get_by_id(route.list_id)
-        moderation.send_help(settings, mailing_list, envelope_sender)
+    if looks_automated(envelope_sender, headers) or not usable_address(readable(envelope_sender)):
+        return Outcome(OK)
+    moderation.send_help(settings, MailingList.get_by_id(route.list_id), readable(envelope_sender))
     return Outcome(OK)
 
 

@@ -87,7 +87,7 @@ def _confirm(settings: Settings, mailing_list: MailingList, address: str) -> boo
     token = _token_for(settings, mailing_list, address)
     if token is None or optouts.describe_unsubscribe(settings, token).already_out:
         return False
-    if not notices.within_daily_limit(f"mailto-unsubscribe:{address}", CONFIRMATIONS_PER_ADDRESS_PER_DAY):
+    if not notices.within_daily_limit({f"mailto-unsubscribe:{address}": CONFIRMATIONS_PER_ADDRESS_PER_DAY}):
         return False
     notices.send_notice(settings, "unsubscribe_confirm", address, mailing_list=mailing_list,
                         url=f"{settings.base_url}/u/{token}", sender=notices.list_sender(mailing_list))

@@ -22,6 +22,8 @@ from engine.posting.models import Message, MessageState
 from engine.posting.policy import looks_automated
 
 NOTICES_PER_SENDER_PER_DAY = 10
+HELP_REPLIES_PER_SENDER_PER_DAY = 3
+HELP_REPLIES_PER_LIST_PER_DAY = 100
 log = logging.getLogger("palanquee.moderation")
 
 
@@ -138,6 +140,13 @@ def reject(settings: Settings, message: Message, actor: Member | None, reason: s
     return message
 
 
-def send_help(settings: Settings, mailing_list: MailingList, to: str) -> None:
+def send_help(settings: Settings, mailing_list: MailingList, to: str) -> bool:
+    """Answer a mail to ``LIST-request@`` with the help text, within the daily limits (per sender, and
+    per list so that forged senders cannot turn the list into a mail cannon); whether it was sent."""
+    limits = {f"list-request:{to.lower()}": HELP_REPLIES_PER_SENDER_PER_DAY,
+              f"list-request-list:{mailing_list.id}": HELP_REPLIES_PER_LIST_PER_DAY}
+    if not notices.within_daily_limit(limits):
+        return False
     notices.send_notice(settings, "list_help", to, mailing_list=mailing_list,
-                        headers={"Auto-Submitted": "auto-replied"})
+                        headers={"Auto-Submitted": "auto-replied"}, sender=notices.list_sender(mailing_list))
+    return True

@@ -222,3 +222,67 @@ def test_finding_10_a_held_post_is_answered_250_when_no_notice_can_be_sent(
     engine = start_engine(dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{free_port()}"))
     assert send(engine, post(author="paul.durand@example.fr"), sender="paul.durand@example.fr") == {}
     assert [m.state for m in Message.select()] == ["held"]
+
+
+# --- finding 11 (engine half): LIST-request@ answers anyone without limit ---
+
+REQUEST = "comite_directeur.comite-request@listes.example.fr"
+
+
+def _help_request(author: str, **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = author, REQUEST, "help"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("help\n")
+    return message
+
+
+def test_finding_11_list_request_answers_a_sender_at_most_three_times_a_day(start_engine, federation: Federation,
+                                                                           sink: Sink) -> None:
+    from engine.posting import moderation
+
+    engine = start_engine()
+    for _ in range(moderation.HELP_REPLIES_PER_SENDER_PER_DAY + 4):
+        send(engine, _help_request("victim@example.org"), sender="victim@example.org", recipients=[REQUEST])
+    replies = sink.handler.received
+    assert len(replies) == moderation.HELP_REPLIES_PER_SENDER_PER_DAY
+    assert {r.rcpt_tos[0] for r in replies} == {"victim@example.org"}
+    assert {r.mail_from for r in replies} == {"comite_directeur.comite-bounces@listes.example.fr"}
+    assert all(r.message["Auto-Submitted"] == "auto-replied" for r in replies)
+
+
+def test_finding_11_list_request_answers_many_forged_senders_at_most_the_list_limit(
+        start_engine, federation: Federation, sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.posting import moderation
+
+    monkeypatch.setattr(moderation, "HELP_REPLIES_PER_LIST_PER_DAY", 4)
+    engine = start_engine()
+    for n in range(7):
+        send(engine, _help_request(f"victim{n}@example.org"), sender=f"victim{n}@example.org", recipients=[REQUEST])
+    assert len(sink.handler.received) == 4
+
+
+@pytest.mark.parametrize("sender, headers", [
+    ("", {}),  # a bounce
+    ("someone@example.org", {"Auto_Submitted": "auto-replied"}),
+    ("someone@example.org", {"Precedence": "bulk"}),
+    ("someone@example.org", {"List_Id": "<other.lists.example.org>"}),
+    ("someone@example.org", {"X_Auto_Response_Suppress": "All"}),
+    ("MAILER-DAEMON@mx.example.org", {}),
+    ("owner-other@lists.example.org", {}),
+    ("other-request@lists.example.org", {}),
+    ("nodomain", {}),  # not an address a reply could reach
+])
+def test_finding_11_list_request_never_answers_what_looks_automated(start_engine, federation: Federation,
+                                                                     sink: Sink, sender: str,
+                                                                     headers: dict[str, str]) -> None:
+    engine = start_engine()
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        client.ehlo("test")
+        assert client.mail(f"<{sender}>")[0] == 250
+        assert client.rcpt(REQUEST)[0] == 250
+        message = _help_request(sender if "@" in sender else "x@example.org", **headers)
+        assert client.data(message.as_bytes(policy=email_policy.SMTP))[0] == 250
+    assert sink.handler.received == []
