@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 
-from engine import clock
+from engine import clock, notices
 from engine.bounces.models import Bounce
 from engine.config import Settings
 from engine.db import database
@@ -135,7 +135,7 @@ def _request(settings: Settings, route: Route, envelope_sender: str, data: bytes
 def _owner(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
     """Mail for the list's owner: forwarded as it is to the owner, the moderators or the administrator."""
     mailing_list = MailingList.get_by_id(route.list_id)
-    for address in moderation.moderator_addresses(settings, mailing_list):
-        mail.send_raw(settings, data, sender=f"{mailing_list.local_part}-bounces@{mailing_list.domain.name}",
-                      recipients=[address])
+    recipients = moderation.moderator_addresses(settings, mailing_list)
+    if recipients:  # one transaction: a failure leaves nobody with a copy, so the sender's retry duplicates nothing
+        mail.send_raw(settings, data, sender=notices.list_sender(mailing_list), recipients=recipients)
     return Outcome(OK)
