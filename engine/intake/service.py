@@ -80,7 +80,7 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, r
         message = Message.create(
             mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
             envelope_sender=readable(envelope_sender)[:254], author=post.author[:254],
-            subject=header_text(headers, "Subject")[:255], raw=data, size=len(data), state=state,
+            subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
             reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
     if state == MessageState.HELD:
         try:
@@ -104,7 +104,7 @@ def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes)
         key = delivery.address.lower()
         now = clock.now()
         with database.atomic():
-            bounce, _ = Bounce.get_or_create(email_key=key)
+            bounce, _ = Bounce.get_or_create(email_key=key)  # type: ignore[no-untyped-call]  # untyped in peewee's stub
             bounce.score += 1.0
             bounce.bounce_count += 1
             bounce.last_bounce_at = now
