@@ -75,7 +75,8 @@ class IntakeHandler:
     async def _receive(self, route: routes.Route, sender: str, data: bytes) -> str:
         try:
             problem = await self._render_problem(route, data)
-            outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, problem)
+            outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,
+                                                            problem)
         except Exception:
             log.exception("storing a message for %s", route.address)
             return "451 4.3.0 Could not store the message, try again later"

@@ -138,7 +138,7 @@ def personal_headers(personal: Personal) -> bytes:
 
 def parse(raw: bytes) -> EmailMessage:
     """Parse a copy or a post as it is (tests and previews); rendering parses with ``mime.parse``."""
-    return BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[return-value]
+    return BytesParser(policy=policy.default).parsebytes(raw)
 
 
 def prepare(raw: bytes, info: ListInfo, *, domain_for_ids: str | None = None) -> Prepared:
@@ -246,7 +246,7 @@ def _malformed(message: Message) -> bool:
     for part, _depth in mime.entities(message, skip_protected=True):
         if any(isinstance(defect, MALFORMED) for defect in part.defects):
             return True
-        if part.get_content_maintype() == "multipart" and not part.get_boundary():
+        if mime.content_type(part).startswith("multipart/") and not part.get_boundary():
             return True
     return False
 
@@ -273,7 +273,7 @@ def _footered(message: EmailMessage, marker: str, slots: list[Slot]) -> bytes | 
 
 def _wrapped(raw: bytes, info: ListInfo, id_domain: str, marker: str) -> bytes:
     """The post's headers rewritten, its body and ``Content-*`` lines copied byte for byte (``wrap``)."""
-    head: EmailMessage = BytesHeaderParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
+    head: EmailMessage = BytesHeaderParser(policy=policy.default).parsebytes(raw)
     for step in HEADER_STEPS:
         step(head, info, id_domain)
     for name in wrap.content_headers(head):
