@@ -1,8 +1,8 @@
 """Posting policy as data: an ordered table of rules applied to a post's headers and envelope.
 
 The first rule that matches decides: refuse (an SMTP 5xx at DATA, so no bounce is ever sent to a
-forged sender), discard (kept for staff to see, never distributed: bounces and auto-replies, RFC
-3834), hold for moderation, or accept.
+forged sender), discard (kept for staff to see, never distributed: only what is provably automatic,
+bounces and RFC 3834 auto-replies), hold for moderation with the reason, or accept.
 """
 
 from __future__ import annotations
@@ -66,8 +66,13 @@ def _loop(post: Post) -> bool:
 
 
 def _bounce(post: Post) -> bool:
-    # RFC 5321 §4.5.5: bounces have a null reverse-path; mailer daemons send from known names.
-    return post.envelope_sender in ("", "<>") or bool(AUTOMATA.match(post.author or ""))
+    """RFC 5321 §4.5.5: a null reverse-path is what makes a bounce (or another notification) provable."""
+    return post.envelope_sender in ("", "<>")
+
+
+def _from_an_automaton(post: Post) -> bool:
+    """Mailer daemons and list software write from known names; a person may too, so this only holds."""
+    return bool(AUTOMATA.match(post.author or ""))
 
 
 def is_auto_submitted(message: Message) -> bool:
@@ -158,9 +163,14 @@ Rule = tuple[str, Callable[[Post], bool], str, str]
 RULES: tuple[Rule, ...] = (
     ("loop", _loop, Action.REFUSE, "550 5.4.6 Mail loop detected: this message already went through the list"),
     ("malformed", _malformed, Action.REFUSE, "550 5.6.0 The message needs exactly one From address"),
-    ("bounce", _bounce, Action.DISCARD, "bounce or message from an automaton sent to the list address"),
+    # Dropped (kept for staff, never distributed) only when provably automatic: our own loop headers
+    # are refused above, a null return path and Auto-Submitted here. What merely looks automatic waits.
+    ("bounce", _bounce, Action.DISCARD, "bounce (null return path, RFC 5321 §4.5.5) sent to the list address"),
     ("auto-submitted", _auto_submitted, Action.DISCARD, "automatic reply (RFC 3834 Auto-Submitted)"),
-    ("bulk", _bulk, Action.DISCARD, "bulk or list mail (Precedence) sent to the list address"),
+    ("automaton", _from_an_automaton, Action.HOLD,
+     "From an automaton's address (mailer-daemon, noreply, list software): held for moderation"),
+    ("bulk", _bulk, Action.HOLD,
+     "marked Precedence: bulk, junk or list (a forward from another list?): held for moderation"),
     ("envelope", _from_not_backed_by_envelope, Action.HOLD,
      "the From address may post, but the envelope sender is not one of its known addresses "
      "(a forged From?): held for moderation"),
