@@ -67,3 +67,35 @@ def test_issue16_a_post_that_only_looks_automatic_is_held_with_the_reason(start_
     wait_until(lambda: any(r.rcpt_tos == ["webmaster@example.fr"] for r in sink.handler.received),
                what="the moderation request")
     assert _copies(sink) == []
+
+
+# --- every address the engine sends from is one it accepts ---
+
+def test_issue16_every_envelope_sender_the_engine_uses_is_accepted_by_its_own_intake(
+        start_engine, federation: Federation, sink: Sink, engine_settings) -> None:  # type: ignore[no-untyped-def]
+    from email.message import EmailMessage
+
+    from engine.lists.models import ListModerator
+    from engine.posting import moderation
+
+    ListModerator.create(mailing_list=federation.board_list, member=federation.board[0])
+    engine = start_engine()
+    send(engine, post())  # copies (VERP return paths)
+    send(engine, post(author="paul.durand@example.fr"), sender="paul.durand@example.fr")  # request + pending
+    moderation.reject(engine_settings, Message.get(Message.state == MessageState.HELD), None, "hors sujet")
+    for companion, author in (("-request", "paul.durand@example.fr"), ("-owner", "paul.durand@example.fr"),
+                              ("-unsubscribe", AUTHOR)):
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = author, f"comite_directeur.comite{companion}@listes.example.fr", "?"
+        mail.set_content("bonjour\n")
+        send(engine, mail, sender=author, recipients=[mail["To"]])
+    wait_until(lambda: len(_copies(sink)) == 2, what="the copies")  # notices went before each 250
+    senders = {item.mail_from for item in sink.handler.received}
+    assert len(senders) >= 3  # two VERP addresses and the list's -bounces address at least
+    host, port = engine.bound["smtp"]
+    for sender in sorted(senders):
+        dsn = EmailMessage()
+        dsn["From"], dsn["To"], dsn["Subject"] = "MAILER-DAEMON@mx.example.org", sender, "Undelivered Mail"
+        dsn.set_content("550 5.1.1 user unknown\n")
+        with smtplib.SMTP(host, port) as client:
+            assert client.send_message(dsn, from_addr="", to_addrs=[sender]) == {}, sender
