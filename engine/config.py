@@ -145,6 +145,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("smtp_listen", parse_hostport, "127.0.0.1:2525", "the engine's SMTP intake"),
     Spec("lmtp_listen", parse_optional_hostport, "off",
          "the engine's LMTP intake, for an MTA in front (`off` or host:port)"),
+    Spec("socketmap_listen", parse_optional_hostport, "off",
+         "a Postfix socketmap table (`off` or host:port) answering at RCPT time which list addresses exist, "
+         "for `relay_recipient_maps = socketmap:inet:HOST:PORT:recipients` (no backscatter)"),
     Spec("smarthost", parse_smarthost, "",
          "where outgoing mail goes: empty for local capture in the instance folder, or "
          "`smtp://[user:pass@]host:port[?starttls=1][&cafile=PATH]` or `smtps://…` (TLS from the start; "
@@ -196,6 +199,7 @@ class Settings:
     web_listen: tuple[str, int]
     smtp_listen: tuple[str, int]
     lmtp_listen: tuple[str, int] | None
+    socketmap_listen: tuple[str, int] | None
     smarthost: str
     propagation_delay: timedelta
     email_change_max_age: timedelta

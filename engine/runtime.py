@@ -22,6 +22,7 @@ from engine import db as engine_db
 from engine import jobs
 from engine.bounces import verp
 from engine.config import Settings
+from engine.intake import socketmap
 from engine.intake.server import start_listeners
 from engine.outbound.delivery import Transport, Worker, make_transport
 from engine.outbound.outbox import next_due_at
@@ -34,6 +35,7 @@ class Engine:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
+                 socketmap: tuple[str, int] | None | bool = True,
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False) -> None:
         self.settings = settings
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
@@ -41,6 +43,8 @@ class Engine:
             smtp = lmtp = False
         self.smtp_address = settings.smtp_listen if smtp is True else (smtp or None)
         self.lmtp_address = settings.lmtp_listen if lmtp is True else (lmtp or None)
+        self.socketmap_address = None if delivery_only else (
+            settings.socketmap_listen if socketmap is True else (socketmap or None))
         self.transport = transport or make_transport(settings)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_seconds = poll_seconds
@@ -75,6 +79,10 @@ class Engine:
                                 servers, strict=True):
             host, port = server.sockets[0].getsockname()[:2]
             self.bound[kind] = (host, port)
+        if self.socketmap_address:  # Postfix in front asks it which recipients exist (no backscatter)
+            server = await socketmap.start(self.run_in_db, verp.signing_key(self.settings), self.socketmap_address)
+            servers.append(server)
+            self.bound["socketmap"] = server.sockets[0].getsockname()[:2]
         loops = [self._delivery_loop()] if self.delivery_only else [
             self._expand_loop(), self._delivery_loop(), self._jobs_loop()]
         tasks = [asyncio.create_task(coroutine) for coroutine in loops]
