@@ -72,8 +72,8 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, r
     decision = decide(post)
     if decision.action == Action.REFUSE:
         return Outcome(decision.reply)
-    if render_problem is not None and decision.action != Action.DISCARD:
-        return Outcome(render_problem)  # never stored: it could never be sent
+    if render_problem is not None:  # never stored: it could never be sent, nor shown to staff safely
+        return Outcome(render_problem)
     state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
     with database.atomic():

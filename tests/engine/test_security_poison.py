@@ -218,3 +218,13 @@ def test_finding_2_a_refused_post_is_refused_by_the_same_preparation_delivery_ru
     with pytest.raises(mime.Unrenderable) as refused:
         prepare(case.raw, ListInfo(1, "CD", "cd", "listes.example.fr", subject_prefix="[CD]"))
     assert case.expect.partition(" ")[2] in refused.value.reason
+
+
+def test_finding_2_nothing_unrenderable_is_stored_even_what_would_be_discarded(start_engine,
+                                                                                federation: Federation) -> None:
+    engine = start_engine()  # a null return path would be kept as discarded, and shown on the staff pages
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port, timeout=60) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("", [LIST], _nested(mime.MAX_DEPTH + 5))
+    assert refused.value.smtp_code == 554
+    assert Message.select().count() == 0
