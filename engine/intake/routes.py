@@ -7,6 +7,7 @@ relay and never accepts mail it would have to bounce later (backscatter).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import peewee as pw
@@ -49,9 +50,18 @@ class Refused(Exception):
         self.reply = reply
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_controls(address: str) -> bool:
+    """Control characters: never in an address (RFC 5321 §4.1.2), and a NUL cannot even be stored in
+    PostgreSQL, so such an address must be refused at once, never answered 451."""
+    return bool(_CONTROLS.search(address))
+
+
 def _split(address: str) -> tuple[str, str]:
     local, at, domain = address.strip().strip("<>").rpartition("@")
-    if not at or not local or not domain:
+    if not at or not local or not domain or has_controls(local + domain) or " " in local + domain:
         raise Refused("553 5.1.3 Bad recipient address syntax")
     try:
         domain = domain.encode("idna").decode("ascii").lower()

@@ -30,6 +30,14 @@ class IntakeHandler:
         self.settings, self.run_in_db, self.verp_key = settings, run_in_db, verp_key
         self.on_accepted, self.lmtp = on_accepted, lmtp
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if routes.has_controls(address):  # a NUL would fail every later write to PostgreSQL, a 451 forever
+            return "553 5.1.7 Bad sender address syntax"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:  # RFC 5321 §4.5.3.1.10

@@ -22,7 +22,7 @@ from engine.lists.models import MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery
 from engine.posting import moderation, render
-from engine.posting.headers import readable, usable_address
+from engine.posting.headers import one_line, readable, usable_address
 from engine.posting.headers import text as header_text
 from engine.posting.models import Message, MessageState
 from engine.posting.policy import Action, Post, decide, looks_automated
@@ -79,7 +79,7 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, r
     with database.atomic():
         message = Message.create(
             mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
-            envelope_sender=readable(envelope_sender)[:254], author=post.author[:254],
+            envelope_sender=one_line(readable(envelope_sender))[:254], author=post.author[:254],
             subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
             reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
     if state == MessageState.HELD:

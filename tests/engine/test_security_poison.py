@@ -228,3 +228,18 @@ def test_finding_2_nothing_unrenderable_is_stored_even_what_would_be_discarded(s
         client.sendmail("", [LIST], _nested(mime.MAX_DEPTH + 5))
     assert refused.value.smtp_code == 554
     assert Message.select().count() == 0
+
+
+def test_finding_2_control_characters_in_envelope_addresses_are_refused_at_once_never_451(
+        start_engine, federation: Federation) -> None:
+    # A NUL cannot be stored in PostgreSQL: it used to make every attempt fail with 451, for days.
+    engine = start_engine()
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        client.ehlo("test")
+        assert client.docmd("MAIL FROM:<elo\x00die.dupre@example.fr>")[0] == 553
+        assert client.docmd("MAIL FROM:<elodie.dupre@example.fr>")[0] == 250
+        for address in ("comite_directeur.comite\x00@listes.example.fr", "comite\x01directeur@listes.example.fr",
+                        "comite directeur@listes.example.fr"):
+            assert client.docmd(f"RCPT TO:<{address}>")[0] == 553
+        assert client.docmd(f"RCPT TO:<{LIST}>")[0] == 250
