@@ -19,6 +19,7 @@ from engine.config import Settings
 from engine.intake import routes, service
 from engine.notices import HeaderInjection
 from engine.posting import render
+from engine.posting.authentication import Client
 
 log = logging.getLogger("palanquee.intake")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -63,11 +64,13 @@ class IntakeHandler:
         replies: list[str] = []
         # One post per distinct list (and companion) however often it was named: RCPT repeated six
         # times must not make six posts. LMTP still answers once per accepted RCPT (RFC 2033 §4.2).
+        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+        client = Client(str(peer), str(session.host_name or ""))
         done: dict[tuple[int, str, int | None], str] = {}
         for route in getattr(envelope, "routes", []):
             key = (route.list_id, route.companion, route.delivery_id)
             if key not in done:
-                done[key] = await self._receive(route, sender, data)
+                done[key] = await self._receive(route, sender, data, client)
             replies.append(done[key])
         if not replies:
             return "554 5.5.1 No valid recipients"
@@ -80,11 +83,11 @@ class IntakeHandler:
         return temporary[0] if temporary else replies[0]
 
 
-    async def _receive(self, route: routes.Route, sender: str, data: bytes) -> str:
+    async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client) -> str:
         try:
             problem = await self._render_problem(route, data)
             outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,
-                                                            problem)
+                                                            client, render_problem=problem)
         except Exception:
             log.exception("storing a message for %s", route.address)
             return "451 4.3.0 Could not store the message, try again later"

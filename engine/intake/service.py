@@ -21,7 +21,7 @@ from engine.lists import mailto_unsubscribe
 from engine.lists.models import MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery
-from engine.posting import moderation, render
+from engine.posting import authentication, confirmation, moderation, render
 from engine.posting.headers import one_line, readable, usable_address
 from engine.posting.headers import text as header_text
 from engine.posting.models import Message, MessageState
@@ -49,13 +49,14 @@ def list_info(list_id: int) -> ListInfo:
 
 
 def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-            render_problem: str | None = None) -> Outcome:
+            client: authentication.Client | None = None, *, render_problem: str | None = None) -> Outcome:
     """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it.
 
-    ``render_problem`` is the refusal of a post delivery could not render (``server`` checks it).
+    ``client`` is the SMTP client (address, HELO), for SPF when the engine verifies senders itself;
+    ``render_problem`` the refusal of a post delivery could not render (``server`` checks it).
     """
     if route.companion == Companion.POST:
-        return _post(settings, route, envelope_sender, data, render_problem)
+        return _post(settings, route, envelope_sender, data, client, render_problem)
     handlers = {
         Companion.BOUNCES: _bounce,
         Companion.UNSUBSCRIBE: _unsubscribe,
@@ -65,28 +66,34 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
     return handlers[route.companion](settings, route, envelope_sender, data)
 
 
-def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, render_problem: str | None) -> Outcome:
+def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes,
+          client: authentication.Client | None, render_problem: str | None) -> Outcome:
     mailing_list = MailingList.get_by_id(route.list_id)
     headers = _headers(data)
-    post = Post(mailing_list, envelope_sender, headers)
+    checked = authentication.check(settings.inbound_authentication, settings.authserv_id or mailing_list.domain.name,
+                                   data, headers, envelope_sender, client)
+    post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)
     if decision.action == Action.REFUSE:
         return Outcome(decision.reply)
     if render_problem is not None:  # never stored: it could never be sent, nor shown to staff safely
         return Outcome(render_problem)
-    state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD,
+    state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD, Action.CONFIRM: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
     with database.atomic():
         message = Message.create(
             mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
             envelope_sender=one_line(readable(envelope_sender))[:254], author=post.author[:254],
             subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
-            reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
-    if state == MessageState.HELD:
-        try:
+            reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now(),
+            authentication=checked.header_value() if checked is not None else "")
+    try:  # committed: the reply is 250 whatever happens now (a 4xx would make the client send it again)
+        if decision.action == Action.CONFIRM:
+            confirmation.request(settings, message)
+        elif state == MessageState.HELD:
             moderation.request(settings, message)
-        except Exception:  # committed: the reply is 250 whatever happens now (a 4xx would duplicate it)
-            log.exception("moderation request for held message %s", message.id)
+    except Exception:  # noqa: BLE001 - logged; the post is stored and shown to staff
+        log.exception("notices for held message %s", message.id)
     return Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
 
 

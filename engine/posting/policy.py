@@ -18,11 +18,22 @@ from engine.directory.models import EmailChange, Mandate, Member, Structure
 from engine.lists.models import ListModerator, MailingList, PostingPermission, PostPolicy, Subscription
 from engine.lists.resolve import LOCAL_TIME, reasons_for_member
 from engine.posting import headers as inbound
+from engine.posting.authentication import Outcome
+
+
+class SenderCheck:
+    """What a list does with an allowed From that failed authentication (``MailingList.sender_check``)."""
+
+    HOLD = "hold"
+    CONFIRM = "confirm"
+    OFF = "off"
+    ALL = (HOLD, CONFIRM, OFF)
 
 
 class Action:
     ACCEPT = "accept"
     HOLD = "hold"
+    CONFIRM = "confirm"  # held until its author confirms by a signed link mailed to the From address
     REFUSE = "refuse"
     DISCARD = "discard"
 
@@ -41,6 +52,7 @@ class Post:
     mailing_list: MailingList
     envelope_sender: str
     headers: Message
+    authentication: Outcome | None = None  # None: not checked (PALANQUEE_INBOUND_AUTHENTICATION=off)
 
     @property
     def author(self) -> str:
@@ -116,9 +128,11 @@ def _malformed(post: Post) -> bool:
 def _from_not_backed_by_envelope(post: Post) -> bool:
     """The From address is what allows the post (a member, a role holder, a moderator…), but the
     envelope sender is none of that person's known addresses: the From may be forged. Lists open to
-    anyone are not concerned; DKIM/DMARC authentication will sit beside this rule."""
+    anyone are not concerned; a From that inbound authentication (DKIM, SPF) proved is not held."""
     if post.mailing_list.post_policy == PostPolicy.ANYONE or not post.may_post:
         return False
+    if post.authentication is not None and post.authentication.authenticated:
+        return False  # an aligned DKIM or SPF pass proves more than the envelope could
     return post.envelope_sender.strip().lower() not in known_addresses(post.author)
 
 
@@ -157,6 +171,17 @@ def _may_post(post: Post) -> bool:
     return False  # MODERATORS: announce list
 
 
+def _unauthenticated(check: str) -> Callable[[Post], bool]:
+    """A post that would be allowed by its From address, whose From the inbound DKIM/SPF/DMARC did not
+    authenticate (authentication.py), on a list that chose ``check`` (hold or confirm) for such posts."""
+    def matches(post: Post) -> bool:
+        mailing_list = post.mailing_list
+        return (post.authentication is not None and mailing_list.sender_check == check
+                and mailing_list.post_policy != PostPolicy.ANYONE and not post.authentication.authenticated
+                and post.may_post)
+    return matches
+
+
 Rule = tuple[str, Callable[[Post], bool], str, str]
 
 # (name, matches, action, reply or reason). Order matters: the first match decides.
@@ -171,6 +196,11 @@ RULES: tuple[Rule, ...] = (
      "From an automaton's address (mailer-daemon, noreply, list software): held for moderation"),
     ("bulk", _bulk, Action.HOLD,
      "marked Precedence: bulk, junk or list (a forward from another list?): held for moderation"),
+    # Is the From that allows the post its author's? DKIM/SPF/DMARC when checked, else the envelope.
+    ("unauthenticated", _unauthenticated(SenderCheck.HOLD), Action.HOLD,
+     "the From address was not authenticated (no aligned DKIM or SPF pass): held for moderation"),
+    ("unauthenticated", _unauthenticated(SenderCheck.CONFIRM), Action.CONFIRM,
+     "the From address was not authenticated (no aligned DKIM or SPF pass): waiting for its author to confirm"),
     ("envelope", _from_not_backed_by_envelope, Action.HOLD,
      "the From address may post, but the envelope sender is not one of its known addresses "
      "(a forged From?): held for moderation"),

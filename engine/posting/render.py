@@ -22,11 +22,12 @@ from email.utils import formatdate, make_msgid
 
 from engine.lists.models import MailingList, PostPolicy
 from engine.notices import safe_header_value
-from engine.posting import footer, headers, mime, wrap
+from engine.posting import dmarc, footer, headers, mime, wrap
 from engine.posting.footer import Slot, part_text, quoted_printable
 from engine.posting.mime import Unrenderable
 
-__all__ = ["ListInfo", "Personal", "Prepared", "Unrenderable", "check", "list_info", "parse", "part_text", "prepare", "quoted_printable"]
+__all__ = ["ListInfo", "Personal", "Prepared", "Unrenderable", "check", "list_info", "parse", "part_text", "prepare",
+           "quoted_printable"]
 log = logging.getLogger("palanquee.render")
 
 # Headers a post may carry that only the list may set (RFC 2369 §4: a list replaces its parent's).
@@ -54,18 +55,26 @@ class ListInfo:
     reply_to_list: bool = False
     announce_only: bool = False
     help_url: str = ""
+    rewrite_from: bool = False  # DMARC: From becomes "Author via List" <list address> (dmarc.py)
+    author_in_cc: bool = False  # with rewrite_from: the author goes to Cc instead of Reply-To
 
     @property
     def address(self) -> str:
         return f"{self.local_part}@{self.domain}"
 
 
-def list_info(mailing_list: MailingList) -> ListInfo:
-    """What rendering needs of ``mailing_list``: the intake's check and delivery must build it alike."""
+def list_info(mailing_list: MailingList, *, rewrite_from: bool | None = None) -> ListInfo:
+    """What rendering needs of ``mailing_list``: the intake's check and delivery must build it alike.
+
+    ``rewrite_from`` None (the intake's check): whenever the list may rewrite the From for DMARC, so
+    that the check covers the rewriting delivery may do (its DNS answer may differ by then).
+    """
     return ListInfo(
         list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
         domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
-        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
+        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
+        rewrite_from=mailing_list.dmarc_mode != dmarc.Mode.NEVER if rewrite_from is None else rewrite_from,
+        author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
 
 
 @dataclass(frozen=True)
@@ -97,19 +106,27 @@ class Prepared:
 
     def copy(self, personal: Personal, *, stuffed: bool = False) -> bytes:
         """The complete copy for one recipient, CRLF line ends; ``stuffed`` for SMTP DATA."""
-        segments = self.stuffed if stuffed else self.segments
-        pieces: list[bytes] = [segments[0]]
+        return self.join(self.pieces(personal), stuffed=stuffed)
+
+    def pieces(self, personal: Personal) -> list[bytes]:
+        """The recipient's pieces, one per slot, as they go between the segments (not dot-stuffed)."""
         cache: dict[Slot, bytes] = {}
-        for slot, segment in zip(self.slots, segments[1:], strict=True):
+        pieces: list[bytes] = []
+        for slot in self.slots:
             piece = cache.get(slot)
             if piece is None:
-                piece = self._fill(slot, personal)
-                if stuffed:
-                    piece = _stuff(piece, at_line_start=True)
-                cache[slot] = piece
+                piece = cache[slot] = self._fill(slot, personal)
             pieces.append(piece)
-            pieces.append(segment)
-        return b"".join(pieces)
+        return pieces
+
+    def join(self, pieces: list[bytes], *, stuffed: bool = False) -> bytes:
+        """Segments and ``pieces`` joined into one copy (``stuffed``: dot-stuffed for SMTP DATA)."""
+        segments = self.stuffed if stuffed else self.segments
+        joined: list[bytes] = [segments[0]]
+        for piece, segment in zip(pieces, segments[1:], strict=True):
+            joined.append(_stuff(piece, at_line_start=True) if stuffed else piece)
+            joined.append(segment)
+        return b"".join(joined)
 
     def _fill(self, slot: Slot, personal: Personal) -> bytes:
         if slot.kind == "headers":
@@ -224,10 +241,21 @@ def _add_list_headers(message: EmailMessage, info: ListInfo, id_domain: str) -> 
     message["X-Loop"] = info.address
 
 
+def _rewrite_from(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
+    """DMARC: "Author via List" <list address> when the author's domain demands it (dmarc.py)."""
+    if not info.rewrite_from:
+        return
+    try:
+        dmarc.rewrite_from(message, info)
+    except Exception as exc:  # noqa: BLE001 - the intake refuses such a post with this reason
+        raise Unrenderable(f"the author's address cannot be written in the list's From, Reply-To or Cc "
+                           f"(DMARC rewriting: {exc})") from exc
+
+
 HeaderStep = Callable[[EmailMessage, ListInfo, str], None]
-# Order matters: inbound list headers go before ours are added. DMARC From rewriting belongs here too.
+# Order matters: inbound list headers go before ours are added; the DMARC From rewriting comes last.
 HEADER_STEPS: tuple[HeaderStep, ...] = (
-    _remove_list_headers, _prefix_subject, _add_date_and_id, _reply_to, _add_list_headers,
+    _remove_list_headers, _prefix_subject, _add_date_and_id, _reply_to, _add_list_headers, _rewrite_from,
 )
 
 
