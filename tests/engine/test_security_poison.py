@@ -111,6 +111,8 @@ CASES = [
          "delivered"),
     Case("encoded CR LF in the subject under a prefix", _post(b"=?utf-8?q?Sortie=0D=0ABcc:_victim@example.org?=",
                                                               b"\r\nbonjour\r\n"), "delivered", _subject_is_one_header),
+    Case("unquoted comma in the author's name", (b"From: Dupr\xc3\xa9, \xc3\x89lodie <" + AUTHOR.encode()
+                                                 + b">\r\nSubject: virgule\r\n\r\nbonjour\r\n"), "delivered"),
     Case("encoded CR LF in the author's display name", (b"From: =?utf-8?q?=C3=89lodie=0D=0AX:_y?= <" + AUTHOR.encode()
                                                         + b">\r\nSubject: nom\r\n\r\nbonjour\r\n"), "delivered"),
     Case("multiparts nested 100 deep", _nested(mime.MAX_DEPTH), "delivered", _copies_keep(b"au fond")),
@@ -243,3 +245,19 @@ def test_finding_2_control_characters_in_envelope_addresses_are_refused_at_once_
                         "comite directeur@listes.example.fr"):
             assert client.docmd(f"RCPT TO:<{address}>")[0] == 553
         assert client.docmd(f"RCPT TO:<{LIST}>")[0] == 250
+
+
+def test_finding_2_a_utf8_author_is_delivered_with_the_lists_from(start_engine, federation: Federation,
+                                                                  sink: Sink) -> None:
+    federation.board_list.post_policy = "anyone"  # DMARC rewriting is on by default ("always")
+    federation.board_list.save()
+    engine = start_engine()
+    raw = ("From: Éloïse Brun <éloïse@exemple.fr>\r\nTo: " + LIST + "\r\nSubject: accents\r\n\r\nbonjour\r\n").encode()
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        assert client.sendmail("éloïse@exemple.fr", [LIST], raw, mail_options=["SMTPUTF8"]) == {}
+    wait_until(lambda: set(_copies_with(sink, b"accents")) == RECIPIENTS, what="the copies")
+    for copy in _copies_with(sink, b"accents").values():
+        message = BytesParser(policy=policy.default).parsebytes(copy)
+        assert message["From"].addresses[0].addr_spec == LIST
+        assert "<éloïse@exemple.fr>".encode() in copy  # Reply-To and X-Original-From, as the post came (RFC 6532)
