@@ -23,8 +23,9 @@ from engine import jobs
 from engine.bounces import verp
 from engine.config import Settings
 from engine.intake.server import start_listeners
-from engine.outbound.delivery import Transport, Worker, make_transport
+from engine.outbound.delivery import Worker
 from engine.outbound.outbox import next_due_at
+from engine.outbound.transport import Transport, make_transport
 
 log = logging.getLogger("palanquee.engine")
 

@@ -1,14 +1,16 @@
 """Delivery: claim due copies, render each one from its message's prepared segments, send, record.
 
-A worker claims a batch (a lease protects it), renders copies lazily inside a few concurrent lanes
-that each keep one SMTP connection open (or write to the local capture), and records every reply
-in one transaction per batch. A copy whose connection breaks is deferred, never dropped.
+A worker claims a batch (a lease protects it), renders copies lazily inside the transport's
+concurrent lanes (SMTP connections kept open, or the local capture), and records every reply. Each
+message and each copy is isolated: a message that cannot be rendered is failed once (its author and
+owner told) without touching the others, a copy whose building raises is deferred like a temporary
+failure (and failed when its retry lifetime ends), and every claim gets its attempt recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,31 +20,47 @@ from engine import clock, tokens
 from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
-from engine.notices import HeaderInjection
-from engine.outbound import mail, smarthost
+from engine.outbound import failures
 from engine.outbound.outbox import Claimed, Result, claim_due, record
-from engine.outbound.smtp import Connection, Item, Reply, SmtpError
-from engine.posting.models import Message
+from engine.outbound.smtp import Item, Reply
+from engine.outbound.transport import Transport
+from engine.posting.models import Message, MessageState
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
 RunInDb = Callable[..., Awaitable[Any]]
+log = logging.getLogger("palanquee.delivery")
+
+
+def load_message(message_id: int) -> tuple[Message, ListInfo]:
+    """The stored post and what rendering needs of its list (database thread)."""
+    message = Message.get_by_id(message_id)
+    mailing_list: MailingList = message.mailing_list
+    info = ListInfo(
+        list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
+        domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
+        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
+    return message, info
+
+
+class Unrenderable(Exception):
+    """The message cannot be prepared; ``reason`` says why (it would fail the same way every time)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PreparedMessage:
     """A message rendered once, with what every copy of it needs."""
 
-    def __init__(self, settings: Settings, message: Message) -> None:
-        mailing_list: MailingList = message.mailing_list
-        domain = mailing_list.domain.name
-        self.info = ListInfo(
-            list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part, domain=domain,
-            subject_prefix=mailing_list.subject_prefix, reply_to_list=mailing_list.reply_to == "list",
-            announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
+    def __init__(self, settings: Settings, message: Message, info: ListInfo) -> None:
+        self.info = info
         self.prepared: Prepared = prepare(bytes(message.raw), self.info)
         self.received_at: datetime = message.received_at
         self.settings = settings
 
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
+        """The copy's return path and its finished bytes: the one place where a copy is made."""
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
         if member_ids:
             token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids)
@@ -56,85 +74,6 @@ class PreparedMessage:
         return sender, self.prepared.copy(personal, stuffed=stuffed)
 
 
-class Transport:
-    """Where copies go. ``lanes`` run concurrently; each takes copies until ``take`` returns None."""
-
-    lanes = 1
-    last_error = ""
-    dot_stuffed = True  # copies come in SMTP DATA form (RFC 5321 §4.5.2)
-
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        return None
-
-
-class SmtpTransport(Transport):
-    """Long-lived pipelining connections to the smarthost, one per lane."""
-
-    def __init__(self, url: str, lanes: int, helo: str | None = None) -> None:
-        self.relay = smarthost.parse(url)
-        self.tls_context = self.relay.tls_context()
-        self.helo = helo or socket.getfqdn()
-        self.lanes = lanes
-        self.connections: dict[int, Connection] = {}
-
-    async def _connection(self, lane: int) -> Connection:
-        connection = self.connections.get(lane)
-        if connection is None:
-            relay = self.relay
-            connection = await Connection.open(relay.host, relay.port, helo=self.helo, starttls=relay.starttls,
-                                               implicit_tls=relay.implicit_tls, tls_context=self.tls_context,
-                                               username=relay.username, password=relay.password)
-            self.connections[lane] = connection
-        return connection
-
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        for _attempt in range(2):  # one reconnection per batch and lane, then leave the rest for later
-            try:
-                connection = await self._connection(lane)
-                await connection.send_stream(take, lambda item, reply: self._done(lane, item, reply, done))
-                return
-            except SmtpError as exc:
-                self.last_error = f"4.4.2 {exc}"
-                dropped = self.connections.pop(lane, None)
-                if dropped is not None:
-                    dropped.abort()
-
-    def _done(self, lane: int, item: Item, reply: Reply, done: Callable[[Item, Reply], None]) -> None:
-        if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
-            raise SmtpError(f"server closing: {reply}")
-        done(item, reply)
-
-    async def close(self) -> None:
-        for connection in list(self.connections.values()):
-            await connection.quit()
-        self.connections.clear()
-
-
-class CaptureTransport(Transport):
-    """The embedded default: every copy lands in the capture Maildir, as a mailbox would store it."""
-
-    dot_stuffed = False  # a mailbox stores the message itself
-
-    def __init__(self, settings: Settings) -> None:
-        self.folder = settings.capture_dir
-
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        while (item := take()) is not None:
-            key, sender, recipient, data = item
-            envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-            stored = mail.capture(self.folder, envelope + data)
-            done(item, Reply(250, f"2.0.0 captured as {stored}"))
-
-
-def make_transport(settings: Settings) -> Transport:
-    if settings.smarthost:
-        return SmtpTransport(settings.smarthost, settings.delivery_connections)
-    return CaptureTransport(settings)
-
-
 class Worker:
     """Claims and sends batches until none is due. ``run_in_db`` runs a function in the database thread."""
 
@@ -144,10 +83,17 @@ class Worker:
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
 
     async def _prepared(self, message_id: int) -> PreparedMessage:
+        """The message rendered once (cached); ``Unrenderable`` when rendering raises."""
         found = self.cache.get(message_id)
         if found is None:
-            message = await self.run_in_db(Message.get_by_id, message_id)
-            found = await self.run_in_db(PreparedMessage, self.settings, message)
+            message, info = await self.run_in_db(load_message, message_id)
+            if message.state == MessageState.FAILED:
+                raise Unrenderable(message.reason or failures.UNRENDERABLE)
+            try:
+                found = await asyncio.to_thread(PreparedMessage, self.settings, message, info)
+            except Exception as exc:  # any fault of rendering: the same input fails the same way
+                log.exception("message %s cannot be rendered", message_id)
+                raise Unrenderable(failures.describe(exc)) from exc
             self.cache[message_id] = found
             while len(self.cache) > 8:
                 self.cache.popitem(last=False)
@@ -178,34 +124,53 @@ class Worker:
                 await recording
         return handled
 
-    async def send(self, claimed: list[Claimed]) -> list[Result]:
-        """Render and send each claimed copy; one result per copy (a temporary one when no reply came)."""
+    async def _prepare_all(self, claimed: list[Claimed], results: list[Result]) -> dict[int, PreparedMessage]:
+        """Each claimed message rendered once; the copies of one that cannot be get their result here."""
         prepared: dict[int, PreparedMessage] = {}
-        results: list[Result] = []
         for mid in dict.fromkeys(item.message_id for item in claimed):
+            ids = [item.id for item in claimed if item.message_id == mid]
             try:
                 prepared[mid] = await self._prepared(mid)
-            except HeaderInjection as exc:  # list settings that slipped past the forms: never send them
-                results += [Result(item.id, 554, f"554 5.6.0 Cannot render the list's copy: {exc}")
-                            for item in claimed if item.message_id == mid]
+            except Unrenderable as exc:
+                await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
+                results += [Result(delivery_id, 554, exc.reason, local=True) for delivery_id in ids]
+            except Exception as exc:  # the database, most likely: these copies only, later
+                log.exception("cannot load message %s", mid)
+                results += [Result(delivery_id, 0, _internal("loading the message", exc), local=True)
+                            for delivery_id in ids]
+        return prepared
+
+    async def send(self, claimed: list[Claimed]) -> list[Result]:
+        """Render and send each claimed copy; one result per copy (a temporary one when no reply came)."""
+        results: list[Result] = []
+        prepared = await self._prepare_all(claimed, results)
         pending = [item for item in reversed(claimed) if item.message_id in prepared]
         in_flight: set[int] = set()
 
         def take() -> Item | None:
-            if not pending:
-                return None
-            item = pending.pop()
-            sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key,
-                                                                       stuffed=self.transport.dot_stuffed)
-            in_flight.add(item.id)
-            return item.id, sender, item.address, data
+            while pending:
+                item = pending.pop()
+                try:
+                    sender, data = prepared[item.message_id].envelope_and_copy(
+                        item, self.verp_key, stuffed=self.transport.dot_stuffed)
+                except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
+                    log.exception("cannot build the copy of delivery %s", item.id)
+                    results.append(Result(item.id, 0, _internal("building the copy", exc), local=True))
+                    continue
+                in_flight.add(item.id)
+                return item.id, sender, item.address, data
+            return None
 
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
             results.append(Result(item[0], reply.code, f"{reply.code} {text}"))
 
-        await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)))
+        lanes = await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)),
+                                     return_exceptions=True)
+        for outcome in lanes:
+            if isinstance(outcome, BaseException):
+                log.error("delivery lane failed", exc_info=outcome)
         # No reply known: the connection broke while they were in flight, or no lane could connect.
         unknown = [*in_flight, *(item.id for item in pending)]
         results += [Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply") for delivery_id in unknown]
@@ -218,3 +183,8 @@ class Worker:
         await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
                              longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
                              now=clock.now())
+
+
+def _internal(doing: str, error: BaseException) -> str:
+    """A temporary failure of the engine itself (RFC 3463 X.3.0: other or undefined mail system status)."""
+    return f"451 4.3.0 Internal error {doing}: {type(error).__name__}: {' '.join(str(error).split())}"[:500]

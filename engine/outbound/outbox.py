@@ -1,9 +1,11 @@
-"""The durable outbox: claim due deliveries with a lease, record results in batches, finish messages.
+"""The durable outbox: claim due deliveries with a lease, record results, release claims, finish messages.
 
 On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several engine processes share the work
 without waiting on each other; on SQLite a claim is one ``BEGIN IMMEDIATE`` transaction (SQLite
-has one writer at a time anyway). Results are written with ``executemany`` in one transaction
-per batch: a peewee call per row costs about 7 times more (../shared/PERFORMANCE.md).
+has one writer at a time anyway). A claim counts the attempt, so a copy sent by a worker that died
+before recording still leaves its trace. Results are written with ``executemany``: a peewee call
+per row costs about 7 times more (../shared/PERFORMANCE.md). ``record`` is the one place where a
+delivery's result is written.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ class Claimed:
     address: str
     member_ids: str
     reason: str
-    attempts: int
+    attempts: int  # counting this claim's attempt
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     delivery_id: int
-    code: int  # SMTP reply code; 0 for a connection error (temporary)
+    code: int  # SMTP reply code; 0 for a connection or internal error (temporary)
     reply: str
+    local: bool = False  # the engine's own verdict (cannot render, relay cannot carry it), not a receiver's
 
     @property
     def outcome(self) -> str:
@@ -63,13 +66,14 @@ def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = 
     A claim moves ``next_attempt_at`` to the end of the lease and leaves ``state`` alone: the row
     is simply not due while it is held, and becomes due again by itself if its worker dies. That
     touches one index per claim instead of two (this table takes a write per copy, three times).
+    The claim counts the attempt (``release`` gives it back for copies that were never tried).
     """
     now = now or clock.now()
     until = now + lease
     param = database.obj.param
     lock = " FOR UPDATE SKIP LOCKED" if _is_postgres() else ""
     sql = (f"UPDATE delivery SET next_attempt_at = {param}, claimed_until = {param}, claimed_by = {param}, "
-           f"updated_at = {param} "
+           f"updated_at = {param}, attempts = attempts + 1 "
            f"WHERE id IN (SELECT id FROM delivery WHERE state IN ({param}, {param}) AND next_attempt_at <= {param} "
            f"ORDER BY next_attempt_at, id LIMIT {param}{lock}) "
            "RETURNING id, message_id, address, member_ids, reason, attempts")
@@ -80,6 +84,19 @@ def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = 
     return [Claimed(*row) for row in rows]
 
 
+def release(ids: list[int], due: datetime | None = None) -> int:
+    """Give claims back untried: due again at ``due`` (now by default), their attempt not counted."""
+    if not ids:
+        return 0
+    stamp = sql_datetime(due or clock.now())
+    param = database.obj.param
+    sql = (f"UPDATE delivery SET next_attempt_at = {param}, attempts = attempts - 1, claimed_until = NULL, "
+           f"claimed_by = NULL WHERE id = {param} AND claimed_by IS NOT NULL AND state IN ({param}, {param})")
+    with database.atomic():
+        database.obj.cursor().executemany(sql, [(stamp, delivery_id, *DUE_STATES) for delivery_id in ids])
+    return len(ids)
+
+
 def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
     """Wait before retry number ``attempts`` (1-based): first, then doubled, capped (RFC 5321 §4.5.4.1)."""
     return min(first * (2 ** max(0, attempts - 1)), longest)
@@ -87,24 +104,26 @@ def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
 
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
            lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None) -> None:
-    """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt."""
+    """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt.
+
+    The one place where a delivery's result is written (its attempt was counted by its claim)."""
     now = now or clock.now()
     stamp = sql_datetime(now)
     rows = []
     for result in results:
         item = claimed[result.delivery_id]
-        attempts = item.attempts + 1
+        attempts = max(1, item.attempts)
         state, due = result.outcome, now
         reply = result.reply[:1000]
         if state == DeliveryState.DEFERRED:
             due = now + backoff(attempts, first, longest)
             if due > received[item.message_id] + lifetime:
                 state, reply = DeliveryState.FAILED, f"{reply} (gave up after {lifetime})"
-        rows.append((state, attempts, stamp if due == now else sql_datetime(due), reply, stamp, result.delivery_id))
+        rows.append((state, stamp if due == now else sql_datetime(due), reply, stamp, result.delivery_id))
     if not rows:
         return
     param = database.obj.param
-    sql = (f"UPDATE delivery SET state = {param}, attempts = {param}, next_attempt_at = {param}, "
+    sql = (f"UPDATE delivery SET state = {param}, next_attempt_at = {param}, "
            f"last_reply = {param}, updated_at = {param}, claimed_until = NULL, claimed_by = NULL "
            f"WHERE id = {param}")
     with database.atomic():

@@ -10,8 +10,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from engine.outbound.delivery import SmtpTransport
 from engine.outbound.smtp import Connection, Reply, dot_stuff
+from engine.outbound.transport import SmtpTransport
 from tests.support.postgres import free_port
 from tests.support.sink import SinkHandler
 
