@@ -172,6 +172,8 @@ SPECS: tuple[Spec, ...] = (
          "processes `palanquee engine` delivers with (itself and helpers that share the claims)"),
     Spec("delivery_lease", parse_duration, "5m",
          "how long a claim lasts; claims of a worker that died are taken back after it"),
+    Spec("delivery_idle_check", parse_duration, "30s",
+         "a connection to the smarthost left idle longer than this is checked (NOOP) before it is reused"),
     Spec("retry_first", parse_duration, "5m", "first retry after a temporary failure (then doubled)"),
     Spec("retry_max", parse_duration, "1h", "longest wait between two retries"),
     Spec("retry_lifetime", parse_duration, "5d",
@@ -207,6 +209,7 @@ class Settings:
     delivery_batch: int
     delivery_processes: int
     delivery_lease: timedelta
+    delivery_idle_check: timedelta
     retry_first: timedelta
     retry_max: timedelta
     retry_lifetime: timedelta

@@ -164,7 +164,7 @@ class Worker:
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
-            results.append(Result(item[0], reply.code, f"{reply.code} {text}"))
+            results.append(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
         lanes = await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)),
                                      return_exceptions=True)

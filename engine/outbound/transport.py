@@ -29,17 +29,28 @@ class Transport:
 
 
 class SmtpTransport(Transport):
-    """Long-lived pipelining connections to the smarthost, one per lane."""
+    """Long-lived pipelining connections to the smarthost, one per lane.
 
-    def __init__(self, url: str, lanes: int, helo: str | None = None) -> None:
+    A connection the server closed while it was idle is replaced before use; one left idle longer
+    than ``idle_check`` seconds is probed with NOOP first (RFC 5321 §4.5.3.2.7: servers drop idle
+    sessions, Postfix after ``smtpd_timeout``). Copies whose content never left on a connection
+    that died are sent again at once on a new one.
+    """
+
+    def __init__(self, url: str, lanes: int, helo: str | None = None, idle_check: float = 30.0) -> None:
         self.relay = smarthost.parse(url)
         self.tls_context = self.relay.tls_context()
         self.helo = helo or socket.getfqdn()
         self.lanes = lanes
+        self.idle_check = idle_check
         self.connections: dict[int, Connection] = {}
 
     async def _connection(self, lane: int) -> Connection:
         connection = self.connections.get(lane)
+        if connection is not None and (connection.closed or (connection.idle_for() > self.idle_check
+                                                             and not await connection.probe())):
+            self._drop(lane)
+            connection = None
         if connection is None:
             relay = self.relay
             connection = await Connection.open(relay.host, relay.port, helo=self.helo, starttls=relay.starttls,
@@ -48,19 +59,34 @@ class SmtpTransport(Transport):
             self.connections[lane] = connection
         return connection
 
+    def _drop(self, lane: int) -> None:
+        dropped = self.connections.pop(lane, None)
+        if dropped is not None:
+            dropped.abort()
+
     async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        for _attempt in range(2):  # one reconnection per batch and lane, then leave the rest for later
+        retry: list[Item] = []  # copies put back: their connection died before their content left
+
+        def taking() -> Item | None:
+            return retry.pop(0) if retry else take()
+
+        failures = 0
+        while failures < 2:  # two failures in a row without a reply: leave the rest for later
+            answered = 0
             try:
                 connection = await self._connection(lane)
-                await connection.send_stream(take, lambda item, reply: self._done(lane, item, reply, done))
+                answered = connection.answered
+                await connection.send_stream(taking, lambda item, reply: self._done(item, reply, done))
                 return
             except SmtpError as exc:
                 self.last_error = f"4.4.2 {exc}"
-                dropped = self.connections.pop(lane, None)
-                if dropped is not None:
-                    dropped.abort()
+                retry[:0] = exc.unsent
+                connection = self.connections.get(lane)
+                progressed = connection is not None and connection.answered > answered
+                failures = 0 if progressed else failures + 1
+                self._drop(lane)
 
-    def _done(self, lane: int, item: Item, reply: Reply, done: Callable[[Item, Reply], None]) -> None:
+    def _done(self, item: Item, reply: Reply, done: Callable[[Item, Reply], None]) -> None:
         if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
             raise SmtpError(f"server closing: {reply}")
         done(item, reply)
@@ -89,5 +115,6 @@ class CaptureTransport(Transport):
 
 def make_transport(settings: Settings) -> Transport:
     if settings.smarthost:
-        return SmtpTransport(settings.smarthost, settings.delivery_connections)
+        return SmtpTransport(settings.smarthost, settings.delivery_connections,
+                             idle_check=settings.delivery_idle_check.total_seconds())
     return CaptureTransport(settings)

@@ -116,10 +116,10 @@ def test_finding_11_2_a_copy_that_cannot_be_built_is_retried_then_failed_after_i
         send(engine, post())
         wait_until(lambda: _list_copies(sink) == ["Famille.Martin@example.fr"], what="the other copy")
         broken = Delivery.get(Delivery.address == "elodie.dupre@example.fr")
-        seen = []
+        broken_id, seen = broken.id, []
         while broken.state != DeliveryState.FAILED:
-            wait_until(lambda: _settled(broken.id, len(seen) + 1), what=f"attempt {len(seen) + 1} recorded")
-            broken = Delivery.get_by_id(broken.id)
+            wait_until(lambda: _settled(broken_id, len(seen) + 1), what=f"attempt {len(seen) + 1} recorded")
+            broken = Delivery.get_by_id(broken_id)
             seen.append(broken.attempts)
             assert "4.3.0 Internal error building the copy" in broken.last_reply
             advance(broken.next_attempt_at - clock.now())

@@ -39,6 +39,8 @@ class SinkHandler:
     pipelining: bool = True  # advertise RFC 2920 (aiosmtpd reads pipelined commands in order anyway)
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
+    drop_at_mail: int = 0  # close the next N sessions at MAIL, without a reply (a relay that died)
+    noops: int = 0
     sessions: int = 0
     max_sessions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,6 +78,23 @@ class SinkHandler:
 
 
 class _CountingSMTP(SMTP):
+    async def smtp_MAIL(self, arg: str) -> None:
+        handler: SinkHandler = self.event_handler
+        with handler.lock:
+            drop = handler.drop_at_mail > 0
+            handler.drop_at_mail -= drop
+        if drop:
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        handler: SinkHandler = self.event_handler
+        with handler.lock:
+            handler.noops += 1
+        await super().smtp_NOOP(arg)
+
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
         handler: SinkHandler = self.event_handler
         with handler.lock:
@@ -91,12 +110,16 @@ class _CountingSMTP(SMTP):
 
 
 class Sink(Controller):
-    def __init__(self, handler: SinkHandler, smtputf8: bool = True) -> None:
+    """``idle_timeout``: seconds after which a silent session is closed (Postfix's ``smtpd_timeout``)."""
+
+    def __init__(self, handler: SinkHandler, smtputf8: bool = True, idle_timeout: float = 300) -> None:
         self.smtputf8 = smtputf8
+        self.idle_timeout = idle_timeout
         super().__init__(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10)
 
     def factory(self) -> SMTP:
-        return _CountingSMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False)
+        return _CountingSMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False,
+                             timeout=self.idle_timeout)
 
     @property
     def url(self) -> str:
