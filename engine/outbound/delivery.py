@@ -20,7 +20,7 @@ from engine import clock, tokens
 from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
-from engine.outbound import failures
+from engine.outbound import failures, mime
 from engine.outbound.outbox import Claimed, Result, claim_due, record
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
@@ -55,7 +55,10 @@ class PreparedMessage:
 
     def __init__(self, settings: Settings, message: Message, info: ListInfo) -> None:
         self.info = info
-        self.prepared: Prepared = prepare(bytes(message.raw), self.info)
+        raw = bytes(message.raw)
+        if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
+            raw = mime.reencode(raw)
+        self.prepared: Prepared = prepare(raw, self.info)
         self.received_at: datetime = message.received_at
         self.settings = settings
 
