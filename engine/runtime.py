@@ -35,7 +35,8 @@ class Engine:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
-                 name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False) -> None:
+                 name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
+                 stop_grace: float = 30.0) -> None:
         self.settings = settings
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
         if delivery_only:
@@ -53,6 +54,8 @@ class Engine:
         self._wake_expand: asyncio.Event | None = None
         self._wake_delivery: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.stop_grace = stop_grace
+        self.worker = Worker(settings, self.transport, self.run_in_db, self.name)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -76,21 +79,35 @@ class Engine:
                                 servers, strict=True):
             host, port = server.sockets[0].getsockname()[:2]
             self.bound[kind] = (host, port)
-        loops = [self._delivery_loop()] if self.delivery_only else [
-            self._expand_loop(), self._delivery_loop(), self._jobs_loop()]
-        tasks = [asyncio.create_task(coroutine) for coroutine in loops]
+        delivery = asyncio.create_task(self._delivery_loop())
+        others = [] if self.delivery_only else [asyncio.create_task(c) for c in (self._expand_loop(), self._jobs_loop())]
         self.ready.set()
         try:
             await self._stopping.wait()
         finally:
             for server in servers:
                 server.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.transport.close()
-            await self.run_in_db(self.database.close)
-            self.executor.shutdown(wait=True)
+            await self._finish(delivery, others)
+
+    async def _finish(self, delivery: asyncio.Task[None], others: list[asyncio.Task[None]]) -> None:
+        """A graceful stop: claim nothing more, let the copies on the wire get their replies, record
+        them, give back the claims not tried, then close connections and the database."""
+        self.worker.stop()
+        for task in others:
+            task.cancel()
+        assert self._wake_delivery is not None
+        self._wake_delivery.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(delivery), self.stop_grace)
+        except TimeoutError:
+            log.warning("copies still in flight after %s s: their claims return after the lease", self.stop_grace)
+        except Exception:
+            log.exception("delivery stopped with an error")
+        delivery.cancel()
+        await asyncio.gather(delivery, *others, return_exceptions=True)
+        await self.transport.close()
+        await self.run_in_db(self.database.close)
+        self.executor.shutdown(wait=True)
 
     def stop(self) -> None:
         """Ask the engine to stop (from any thread)."""
@@ -115,8 +132,8 @@ class Engine:
 
     async def _delivery_loop(self) -> None:
         assert self._wake_delivery is not None
-        worker = Worker(self.settings, self.transport, self.run_in_db, self.name)
-        while True:
+        worker = self.worker
+        while not worker.stopping:
             try:
                 if await worker.run_until_idle():
                     continue
@@ -124,8 +141,11 @@ class Engine:
             except Exception:
                 log.exception("delivery batch failed; its claims return after their lease")
                 due = None
+            if worker.stopping:
+                break
             idle = self.poll_seconds if (due or self.delivery_only) else self.poll_seconds * 5
             await self._wait(self._wake_delivery, idle)
+        await worker.recorder.drain()
 
     async def _jobs_loop(self) -> None:
         scheduler = jobs.Scheduler()

@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from engine import clock, tokens
+from engine import tokens
 from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
 from engine.outbound import failures, mime
-from engine.outbound.outbox import Claimed, Result, claim_due, record
+from engine.outbound.outbox import Claimed, Result, claim_due, release
+from engine.outbound.recorder import Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
 from engine.posting.models import Message, MessageState
@@ -78,18 +79,28 @@ class PreparedMessage:
 
 
 class Worker:
-    """Claims and sends batches until none is due. ``run_in_db`` runs a function in the database thread."""
+    """Claims and sends batches until none is due. ``run_in_db`` runs a function in the database thread.
+
+    ``stop()`` asks for a graceful end: no new claim, no new copy on the wire; the copies in flight
+    get their replies and are recorded, and the claims not yet tried are given back at once.
+    """
 
     def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str) -> None:
         self.settings, self.transport, self.run_in_db, self.name = settings, transport, run_in_db, name
         self.verp_key = verp.signing_key(settings)
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
+        self.recorder = Recorder(settings, run_in_db)
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
 
     async def _prepared(self, message_id: int) -> PreparedMessage:
         """The message rendered once (cached); ``Unrenderable`` when rendering raises."""
         found = self.cache.get(message_id)
         if found is None:
             message, info = await self.run_in_db(load_message, message_id)
+            self.recorder.received_at(message_id, message.received_at)
             if message.state == MessageState.FAILED:
                 raise Unrenderable(message.reason or failures.UNRENDERABLE)
             try:
@@ -104,30 +115,40 @@ class Worker:
         return found
 
     async def claim(self) -> list[Claimed]:
-        return await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,  # type: ignore[no-any-return]
-                                    self.settings.delivery_lease)
+        if self.stopping:
+            return []
+        claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,
+                                                      self.settings.delivery_lease)
+        self.recorder.expect(claimed)
+        return claimed
+
+    async def give_back(self, ids: list[int]) -> None:
+        """Release claims never tried (a graceful stop): due again at once, their attempt not counted."""
+        if ids:
+            await self.run_in_db(release, ids)
+            self.recorder.forget(ids)
 
     async def run_until_idle(self) -> int:
-        """Send batch after batch until none is due; the next claim and the last record run in the
-        database thread while the current batch is on the wire. Returns how many copies were handled."""
+        """Send batch after batch until none is due (or ``stop()``); the next claim runs in the
+        database thread while the current batch is on the wire, and results are recorded as they
+        arrive. Returns how many copies were handled."""
         handled = 0
         claimed = await self.claim()
-        recording: asyncio.Task[None] | None = None
-        try:
-            while claimed:
-                following = asyncio.ensure_future(self.claim())
-                results = await self.send(claimed)
-                if recording is not None:
-                    await recording
-                recording = asyncio.ensure_future(self.record(claimed, results))
-                handled += len(claimed)
-                claimed = await following
-        finally:
-            if recording is not None:
-                await recording
+        while claimed:
+            following = asyncio.ensure_future(self.claim())
+            try:
+                handled += await self.send(claimed)
+            except BaseException:
+                following.cancel()  # cancelled (a hard stop): claims already taken wait out their lease
+                raise
+            claimed = await following
+            if self.stopping:
+                await self.give_back([item.id for item in claimed])
+                claimed = []
+        await self.recorder.drain()
         return handled
 
-    async def _prepare_all(self, claimed: list[Claimed], results: list[Result]) -> dict[int, PreparedMessage]:
+    async def _prepare_all(self, claimed: list[Claimed]) -> dict[int, PreparedMessage]:
         """Each claimed message rendered once; the copies of one that cannot be get their result here."""
         prepared: dict[int, PreparedMessage] = {}
         for mid in dict.fromkeys(item.message_id for item in claimed):
@@ -136,29 +157,30 @@ class Worker:
                 prepared[mid] = await self._prepared(mid)
             except Unrenderable as exc:
                 await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
-                results += [Result(delivery_id, 554, exc.reason, local=True) for delivery_id in ids]
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 554, exc.reason, local=True))
             except Exception as exc:  # the database, most likely: these copies only, later
                 log.exception("cannot load message %s", mid)
-                results += [Result(delivery_id, 0, _internal("loading the message", exc), local=True)
-                            for delivery_id in ids]
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 0, _internal("loading the message", exc), local=True))
         return prepared
 
-    async def send(self, claimed: list[Claimed]) -> list[Result]:
-        """Render and send each claimed copy; one result per copy (a temporary one when no reply came)."""
-        results: list[Result] = []
-        prepared = await self._prepare_all(claimed, results)
+    async def send(self, claimed: list[Claimed]) -> int:
+        """Render and send each claimed copy; each result goes to the recorder as its reply arrives."""
+        add = self.recorder.add
+        prepared = await self._prepare_all(claimed)
         pending = [item for item in reversed(claimed) if item.message_id in prepared]
         in_flight: set[int] = set()
 
         def take() -> Item | None:
-            while pending:
+            while pending and not self.stopping:
                 item = pending.pop()
                 try:
                     sender, data = prepared[item.message_id].envelope_and_copy(
                         item, self.verp_key, stuffed=self.transport.dot_stuffed)
                 except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
                     log.exception("cannot build the copy of delivery %s", item.id)
-                    results.append(Result(item.id, 0, _internal("building the copy", exc), local=True))
+                    add(Result(item.id, 0, _internal("building the copy", exc), local=True))
                     continue
                 in_flight.add(item.id)
                 return item.id, sender, item.address, data
@@ -167,25 +189,23 @@ class Worker:
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
-            results.append(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
+            add(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
         lanes = await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)),
                                      return_exceptions=True)
         for outcome in lanes:
             if isinstance(outcome, BaseException):
                 log.error("delivery lane failed", exc_info=outcome)
-        # No reply known: the connection broke while they were in flight, or no lane could connect.
-        unknown = [*in_flight, *(item.id for item in pending)]
-        results += [Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply") for delivery_id in unknown]
-        return results
-
-    async def record(self, claimed: list[Claimed], results: list[Result]) -> None:
-        settings = self.settings
-        received = {mid: self.cache[mid].received_at for mid in {i.message_id for i in claimed} if mid in self.cache}
-        received.update({item.message_id: clock.now() for item in claimed if item.message_id not in received})
-        await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
-                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
-                             now=clock.now())
+        # No reply known: the connection broke while they were in flight (in doubt: retried later).
+        for delivery_id in in_flight:
+            add(Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply"))
+        untried = [item.id for item in pending]
+        if self.stopping:
+            await self.give_back(untried)
+        else:  # no lane could reach the relay
+            for delivery_id in untried:
+                add(Result(delivery_id, 0, self.transport.last_error or "4.4.2 no connection"))
+        return len(claimed)
 
 
 def _internal(doing: str, error: BaseException) -> str:
