@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -28,6 +29,36 @@ from engine.outbound.outbox import next_due_at
 from engine.outbound.transport import Transport, make_transport
 
 log = logging.getLogger("palanquee.engine")
+IDLE_PROBE = 1.0  # seconds: a database connection idle longer is checked before use
+
+
+class Outage:
+    """Backoff and quiet logs while a loop's database work keeps failing (a PostgreSQL restart):
+    the first failure is logged with its traceback, the next ones in one line, the recovery once."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.failures = what, 0
+
+    def ok(self) -> None:
+        if self.failures:
+            log.info("%s works again after %s failure(s)", self.what, self.failures)
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Log the failure being handled; returns the seconds to wait before trying again."""
+        self.failures += 1
+        if self.failures == 1:
+            log.exception("%s failed; retrying with backoff", self.what)
+        else:
+            log.warning("%s failed again (%s times): %s", self.what, self.failures, _last_error())
+        return float(min(0.25 * 2 ** (self.failures - 1), 10.0))
+
+
+def _last_error() -> str:
+    import sys
+
+    error = sys.exc_info()[1]
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300] if error else ""
 
 
 class Engine:
@@ -48,6 +79,8 @@ class Engine:
         self.poll_seconds = poll_seconds
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="palanquee-db")
         self.database = engine_db.shared(settings.database_url)
+        self._probe_idle = not settings.is_sqlite  # a file cannot go away under a connection
+        self._last_use = time.monotonic()
         self.ready = threading.Event()
         self.bound: dict[str, tuple[str, int]] = {}
         self._stopping: asyncio.Event | None = None
@@ -62,8 +95,23 @@ class Engine:
         return await loop.run_in_executor(self.executor, partial(self._call, function, args, kwargs))
 
     def _call(self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        self.database.connect(reuse_if_open=True)
-        return function(*args, **kwargs)
+        """Run ``function`` on this thread's connection: checked first when it sat idle (a PostgreSQL
+        restart leaves it dead), dropped when it broke, so that the next call reconnects."""
+        database = self.database
+        if self._probe_idle and not database.is_closed() and time.monotonic() - self._last_use > IDLE_PROBE:
+            try:
+                database.execute_sql("SELECT 1")
+            except Exception:
+                engine_db.discard_connection(database)
+        database.connect(reuse_if_open=True)
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            if engine_db.connection_lost(database):
+                engine_db.discard_connection(database)
+            raise
+        finally:
+            self._last_use = time.monotonic()
 
     def _accepted(self) -> None:
         if self._wake_expand is not None:
@@ -121,25 +169,30 @@ class Engine:
 
     async def _expand_loop(self) -> None:
         assert self._wake_expand is not None and self._wake_delivery is not None
+        outage = Outage("expansion")
         while True:
             try:
-                if await self.run_in_db(jobs.expand_accepted):
+                expanded = await self.run_in_db(jobs.expand_accepted)
+                outage.ok()
+                if expanded:
                     self._wake_delivery.set()
                     continue
             except Exception:
-                log.exception("expansion failed; retrying")
+                await asyncio.sleep(outage.failed())
             await self._wait(self._wake_expand, self.poll_seconds)
 
     async def _delivery_loop(self) -> None:
         assert self._wake_delivery is not None
-        worker = self.worker
+        worker, outage = self.worker, Outage("delivery")
         while not worker.stopping:
             try:
                 if await worker.run_until_idle():
+                    outage.ok()
                     continue
                 due = await self.run_in_db(next_due_at)
+                outage.ok()
             except Exception:
-                log.exception("delivery batch failed; its claims return after their lease")
+                await asyncio.sleep(outage.failed())
                 due = None
             if worker.stopping:
                 break
@@ -148,12 +201,13 @@ class Engine:
         await worker.recorder.drain()
 
     async def _jobs_loop(self) -> None:
-        scheduler = jobs.Scheduler()
+        scheduler, outage = jobs.Scheduler(), Outage("scheduled jobs")
         while True:
             try:
                 await self.run_in_db(scheduler.run_due)
+                outage.ok()
             except Exception:
-                log.exception("scheduled jobs failed")
+                await asyncio.sleep(outage.failed())
             await asyncio.sleep(self.poll_seconds)
 
 

@@ -21,7 +21,7 @@ from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
 from engine.outbound import failures, mime
-from engine.outbound.outbox import Claimed, Result, claim_due, release
+from engine.outbound.outbox import Claimed, Result, claim_due
 from engine.outbound.recorder import Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
@@ -122,11 +122,10 @@ class Worker:
         self.recorder.expect(claimed)
         return claimed
 
-    async def give_back(self, ids: list[int]) -> None:
-        """Release claims never tried (a graceful stop): due again at once, their attempt not counted."""
-        if ids:
-            await self.run_in_db(release, ids)
-            self.recorder.forget(ids)
+    def give_back(self, ids: list[int]) -> None:
+        """Release claims never tried (a graceful stop, an unreachable database): due again at once,
+        their attempt not counted; written with the next group of results."""
+        self.recorder.give_back(ids)
 
     async def run_until_idle(self) -> int:
         """Send batch after batch until none is due (or ``stop()``); the next claim runs in the
@@ -143,7 +142,7 @@ class Worker:
                 raise
             claimed = await following
             if self.stopping:
-                await self.give_back([item.id for item in claimed])
+                self.give_back([item.id for item in claimed])
                 claimed = []
         await self.recorder.drain()
         return handled
@@ -154,15 +153,15 @@ class Worker:
         for mid in dict.fromkeys(item.message_id for item in claimed):
             ids = [item.id for item in claimed if item.message_id == mid]
             try:
-                prepared[mid] = await self._prepared(mid)
-            except Unrenderable as exc:
-                await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
-                for delivery_id in ids:
-                    self.recorder.add(Result(delivery_id, 554, exc.reason, local=True))
-            except Exception as exc:  # the database, most likely: these copies only, later
-                log.exception("cannot load message %s", mid)
-                for delivery_id in ids:
-                    self.recorder.add(Result(delivery_id, 0, _internal("loading the message", exc), local=True))
+                try:
+                    prepared[mid] = await self._prepared(mid)
+                except Unrenderable as exc:
+                    await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
+                    for delivery_id in ids:
+                        self.recorder.add(Result(delivery_id, 554, exc.reason, local=True))
+            except Exception:  # the database, most likely: these copies go back, due again once it answers
+                log.warning("cannot load message %s; its copies are given back", mid, exc_info=True)
+                self.give_back(ids)
         return prepared
 
     async def send(self, claimed: list[Claimed]) -> int:
@@ -201,7 +200,7 @@ class Worker:
             add(Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply"))
         untried = [item.id for item in pending]
         if self.stopping:
-            await self.give_back(untried)
+            self.give_back(untried)
         else:  # no lane could reach the relay
             for delivery_id in untried:
                 add(Result(delivery_id, 0, self.transport.last_error or "4.4.2 no connection"))

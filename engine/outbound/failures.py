@@ -50,15 +50,16 @@ def fail_message(settings: Settings, message_id: int, reason: str, keep: list[in
             (DeliveryState.FAILED, reason, sql_datetime(now), message_id, DeliveryState.QUEUED,
              DeliveryState.DEFERRED, *keep))
     log.error("message %s failed: %s", message_id, reason)
-    _tell(settings, Message.get_by_id(message_id), reason)
+    _tell(settings, message_id, reason)
     return True
 
 
-def _tell(settings: Settings, message: Message, reason: str) -> None:
+def _tell(settings: Settings, message_id: int, reason: str) -> None:
     """Mail the author (unless an automaton or no return path) and the owner; never raise."""
+    message = Message.get_by_id(message_id)
     mailing_list = message.mailing_list
-    owner = mailing_list.owner.email if mailing_list.owner_id and mailing_list.owner.email else None
-    recipients = [("message_failed_owner", owner or settings.admin_email)]
+    owner = mailing_list.owner
+    recipients = [("message_failed_owner", (owner.email if owner is not None else None) or settings.admin_email)]
     if _may_tell_author(message):
         recipients.append(("message_failed", message.author))
     for template, address in recipients:
@@ -68,7 +69,7 @@ def _tell(settings: Settings, message: Message, reason: str) -> None:
             notices.send_notice(settings, template, address, mailing_list=mailing_list, message=message,
                                 reason=reason)
         except Exception:  # the failure is recorded on the message, which staff see; a lost notice is logged
-            log.exception("could not tell %s that message %s failed", address, message.id)
+            log.exception("could not tell %s that message %s failed", address, message_id)
 
 
 def _may_tell_author(message: Message) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from engine import clock
 from engine.config import Settings
-from engine.outbound.outbox import Claimed, Result, record
+from engine.outbound.outbox import Claimed, Result, record, release
 
 log = logging.getLogger("palanquee.delivery")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -34,6 +34,7 @@ class Recorder:
         self.claims: dict[int, Claimed] = {}
         self.received: dict[int, datetime] = {}  # message id -> reception (the retry lifetime counts from it)
         self.waiting: list[Result] = []
+        self.releasing: list[int] = []
         self.task: asyncio.Task[None] | None = None
         self.groups = 0  # writes done (for tests and logs)
 
@@ -50,10 +51,12 @@ class Recorder:
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._write_all())
 
-    def forget(self, ids: list[int]) -> None:
-        """Claims given back without a result (``outbox.release``)."""
-        for delivery_id in ids:
-            self.claims.pop(delivery_id, None)
+    def give_back(self, ids: list[int]) -> None:
+        """Claims never tried: released (due at once, attempt not counted) with the next group."""
+        if ids:
+            self.releasing += ids
+            if self.task is None or self.task.done():
+                self.task = asyncio.ensure_future(self._write_all())
 
     async def drain(self) -> None:
         """Wait until every result so far is written."""
@@ -62,26 +65,33 @@ class Recorder:
 
     async def _write_all(self) -> None:
         pause = 0.05
-        while self.waiting:
+        while self.waiting or self.releasing:
             await asyncio.sleep(self.window)
             group, self.waiting = self.waiting, []
+            released, self.releasing = self.releasing, []
             try:
-                await self._write(group)
+                await self._write(group, released)
             except Exception:
-                self.waiting[:0] = group
-                log.warning("recording %s results failed; retrying in %.2f s", len(group), pause, exc_info=pause == 0.05)
+                self.waiting[:0], self.releasing[:0] = group, released
+                log.warning("recording %s results failed; retrying in %.2f s", len(group) + len(released), pause,
+                            exc_info=pause == 0.05)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.longest_pause)
                 continue
             pause = 0.05
             self.groups += 1
-            for result in group:
-                self.claims.pop(result.delivery_id, None)
+            for delivery_id in [*(result.delivery_id for result in group), *released]:
+                self.claims.pop(delivery_id, None)
 
-    async def _write(self, group: list[Result]) -> None:
+    async def _write(self, group: list[Result], released: list[int]) -> None:
         settings = self.settings
         claims = {result.delivery_id: self.claims[result.delivery_id] for result in group}
         now = clock.now()
         received = {item.message_id: self.received.get(item.message_id, now) for item in claims.values()}
-        await self.run_in_db(record, group, claims, first=settings.retry_first, longest=settings.retry_max,
-                             lifetime=settings.retry_lifetime, received=received, now=now)
+        await self.run_in_db(_write, group, claims, released, first=settings.retry_first,
+                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received, now=now)
+
+
+def _write(results: list[Result], claims: dict[int, Claimed], released: list[int], **options: Any) -> None:
+    record(results, claims, **options)
+    release(released)

@@ -81,8 +81,8 @@ class SmtpTransport(Transport):
             except SmtpError as exc:
                 self.last_error = f"4.4.2 {exc}"
                 retry[:0] = exc.unsent
-                connection = self.connections.get(lane)
-                progressed = connection is not None and connection.answered > answered
+                failed = self.connections.get(lane)
+                progressed = failed is not None and failed.answered > answered
                 failures = 0 if progressed else failures + 1
                 self._drop(lane)
 
