@@ -19,11 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import peewee
+
 from engine import db as engine_db
 from engine import jobs
 from engine.bounces import verp
 from engine.config import Settings
 from engine.intake.server import start_listeners
+from engine.outbound import wakeup
 from engine.outbound.delivery import Worker
 from engine.outbound.outbox import next_due_at
 from engine.outbound.transport import Transport, make_transport
@@ -88,6 +91,8 @@ class Engine:
         self._wake_delivery: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stop_grace = stop_grace
+        self.idle = False  # the delivery loop waits for work (tests read it)
+        self.wakeups = 0  # notifications received
         self.worker = Worker(settings, self.transport, self.run_in_db, self.name)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -113,6 +118,13 @@ class Engine:
         finally:
             self._last_use = time.monotonic()
 
+    def _work_queued(self) -> None:
+        """Another engine queued work (LISTEN/NOTIFY): look now instead of at the next poll."""
+        self.wakeups += 1
+        for event in (self._wake_expand, self._wake_delivery):
+            if event is not None:
+                event.set()
+
     def _accepted(self) -> None:
         if self._wake_expand is not None:
             self._wake_expand.set()
@@ -128,7 +140,10 @@ class Engine:
             host, port = server.sockets[0].getsockname()[:2]
             self.bound[kind] = (host, port)
         delivery = asyncio.create_task(self._delivery_loop())
-        others = [] if self.delivery_only else [asyncio.create_task(c) for c in (self._expand_loop(), self._jobs_loop())]
+        loops = [] if self.delivery_only else [self._expand_loop(), self._jobs_loop()]
+        if isinstance(self.database, peewee.PostgresqlDatabase):
+            loops.append(wakeup.listen(self.database, self._work_queued))
+        others = [asyncio.create_task(coroutine) for coroutine in loops]
         self.ready.set()
         try:
             await self._stopping.wait()
@@ -197,7 +212,9 @@ class Engine:
             if worker.stopping:
                 break
             idle = self.poll_seconds if (due or self.delivery_only) else self.poll_seconds * 5
+            self.idle = True
             await self._wait(self._wake_delivery, idle)
+            self.idle = False
         await worker.recorder.drain()
 
     async def _jobs_loop(self) -> None:
