@@ -7,12 +7,16 @@ The schema's history is the numbered scripts in ``migrations/``, run by ``playho
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 from playhouse.migrations import Runner
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -31,6 +35,13 @@ SQLITE_PRAGMAS = {
 
 
 class BaseModel(peewee.Model):
+    # Declared rather than implicit so that the type checker knows ``Model.id`` (a field) and
+    # ``instance.id`` (an int); peewee copies it into every model, as it would the implicit one.
+    id = peewee.AutoField()
+
+    if TYPE_CHECKING:
+        DoesNotExist: ClassVar[type[peewee.DoesNotExist]]
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -49,7 +60,7 @@ def make_database(url: str) -> peewee.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     if parts.scheme in ("postgres", "postgresql"):
-        options = dict(parse_qsl(parts.query))
+        options: dict[str, Any] = dict(parse_qsl(parts.query))  # libpq parameters: sslmode=…
         return peewee.PostgresqlDatabase(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
@@ -88,14 +99,20 @@ def shared(url: str) -> peewee.Database:
 def connection_lost(db: peewee.Database) -> bool:
     """True when this thread's PostgreSQL connection is broken (server restarted, network cut): it
     must be dropped, not reused. SQLite's errors (a busy database) never mean that."""
-    conn = None if db.is_closed() else db._state.conn
+    conn = None if db.is_closed() else _state(db).conn
     return conn is not None and bool(getattr(conn, "broken", False) or getattr(conn, "closed", False))
+
+
+def _state(db: peewee.Database) -> Any:
+    """peewee's per-thread connection state (its stubs do not declare it)."""
+    return db._state  # type: ignore[attr-defined]
 
 
 def discard_connection(db: peewee.Database) -> None:
     """Forget this thread's connection (and any transaction state on it); the next use reconnects."""
-    conn = db._state.conn
-    db._state.reset()
+    state = _state(db)
+    conn = state.conn
+    state.reset()
     if conn is not None:
         with contextlib.suppress(Exception):
             conn.close()
@@ -111,7 +128,8 @@ def pending_migrations(db: peewee.Database) -> list[str]:
 
 def upgrade(db: peewee.Database, target: str | None = None) -> list[str]:
     """Apply pending migrations (up to ``target``); returns their names."""
-    return runner(db).up(target)
+    applied: list[str] = runner(db).up(target)
+    return applied
 
 
 def check_schema(db: peewee.Database) -> None:
@@ -124,9 +142,9 @@ def check_schema(db: peewee.Database) -> None:
         )
 
 
-def batched(iterable, size: int):  # type: ignore[no-untyped-def]
+def batched(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     """Yield lists of at most ``size`` items (insert and update in batches)."""
-    batch = []
+    batch: list[T] = []
     for item in iterable:
         batch.append(item)
         if len(batch) >= size:

@@ -56,7 +56,7 @@ class PreparedMessage:
 
     def __init__(self, settings: Settings, message: Message, info: ListInfo) -> None:
         self.info = info
-        raw = bytes(message.raw)
+        raw = bytes(message.content)
         if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
             raw = mime.reencode(raw)
         self.prepared: Prepared = prepare(raw, self.info)

@@ -76,7 +76,7 @@ def _may_tell_author(message: Message) -> bool:
     if not message.envelope_sender or not message.author:
         return False
     try:
-        headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.raw))
+        headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
         return not is_auto_submitted(headers)
     except Exception:
         return False

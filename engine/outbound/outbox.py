@@ -10,6 +10,7 @@ delivery's result is written.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,7 +55,7 @@ def _is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
-def _transaction():  # type: ignore[no-untyped-def]
+def _transaction() -> AbstractContextManager[object]:
     if isinstance(database.obj, pw.SqliteDatabase):
         return database.obj.atomic("IMMEDIATE")
     return database.atomic()
@@ -99,7 +100,12 @@ def release(ids: list[int], due: datetime | None = None) -> int:
 
 def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
     """Wait before retry number ``attempts`` (1-based): first, then doubled, capped (RFC 5321 §4.5.4.1)."""
-    return min(first * (2 ** max(0, attempts - 1)), longest)
+    wait = first
+    for _ in range(attempts - 1):  # doubling stops at the cap: 2**attempts would overflow timedelta
+        if wait >= longest:
+            break
+        wait *= 2
+    return min(wait, longest)
 
 
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
@@ -150,7 +156,7 @@ def counts(message_id: int) -> dict[str, int]:
     """Deliveries of a message by state (every state present, zeros included)."""
     found = dict.fromkeys(DeliveryState.ALL, 0)
     query = (Delivery.select(Delivery.state, pw.fn.COUNT(Delivery.id))
-             .where(Delivery.message == message_id).group_by(Delivery.state).tuples())
+             .where(Delivery.message == message_id).group_by(Delivery.state).tuples().iterator())
     for state, number in query:
         found[state] = number
     return found

@@ -138,7 +138,7 @@ def test_issue_16_binary_content_is_reencoded_for_a_relay_without_binarymime(
            b"Content-Disposition: attachment; filename=\"blob.bin\"\r\nContent-Transfer-Encoding: binary\r\n\r\n"
            + BLOB + b"\r\n--b1--\r\n")
     Message.create(mailing_list=federation.board_list, envelope_sender="elodie.dupre@example.fr",
-                   author="elodie.dupre@example.fr", subject="Binaire", raw=raw, size=len(raw),
+                   author="elodie.dupre@example.fr", subject="Binaire", content=raw, size=len(raw),
                    state=MessageState.ACCEPTED, received_at=clock.now())
     start_engine()
     wait_until(lambda: _done(1), what="post done")

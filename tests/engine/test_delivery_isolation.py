@@ -90,7 +90,7 @@ def test_finding_11_2_an_automated_author_is_not_told(start_engine, federation: 
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     _poison_on(monkeypatch, b"X-Poison: yes")
     poison = _store(engine_settings, X_Poison="yes")
-    Message.update(raw=Message.get_by_id(poison).raw.replace(b"X-Poison", b"Auto-Submitted: auto-generated\r\nX-Poison")
+    Message.update(content=Message.get_by_id(poison).content.replace(b"X-Poison", b"Auto-Submitted: auto-generated\r\nX-Poison")
                    ).where(Message.id == poison).execute()
     start_engine()
     wait_until(lambda: Message.get_by_id(poison).state == MessageState.FAILED, what="failed")
