@@ -21,7 +21,9 @@ from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
 from engine.outbound import failures, mime
+from engine.outbound.dispatch import Dispatch
 from engine.outbound.outbox import Claimed, Result, claim_due
+from engine.outbound.pacer import Pacer
 from engine.outbound.recorder import Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
@@ -90,6 +92,7 @@ class Worker:
         self.verp_key = verp.signing_key(settings)
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
         self.recorder = Recorder(settings, run_in_db)
+        self.pacer = Pacer(settings, run_in_db)
         self.stopping = False
 
     def stop(self) -> None:
@@ -122,10 +125,10 @@ class Worker:
         self.recorder.expect(claimed)
         return claimed
 
-    def give_back(self, ids: list[int]) -> None:
-        """Release claims never tried (a graceful stop, an unreachable database): due again at once,
-        their attempt not counted; written with the next group of results."""
-        self.recorder.give_back(ids)
+    def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
+        """Release claims never tried (a graceful stop, an unreachable database, throttling): due again
+        at once or at ``due``, their attempt not counted; written with the next group of results."""
+        self.recorder.give_back(ids, due)
 
     async def run_until_idle(self) -> int:
         """Send batch after batch until none is due (or ``stop()``); the next claim runs in the
@@ -165,46 +168,59 @@ class Worker:
         return prepared
 
     async def send(self, claimed: list[Claimed]) -> int:
-        """Render and send each claimed copy; each result goes to the recorder as its reply arrives."""
+        """Render and send each claimed copy at its group's pace; each result goes to the recorder as
+        its reply arrives, and copies put off by throttling are given back with the time they may go."""
         add = self.recorder.add
         prepared = await self._prepare_all(claimed)
-        pending = [item for item in reversed(claimed) if item.message_id in prepared]
+        groups, later = await self.pacer.admit([item for item in claimed if item.message_id in prepared])
+        if later:
+            self.give_back([delivery_id for delivery_id, _ in later], [moment for _, moment in later])
         in_flight: set[int] = set()
 
-        def take() -> Item | None:
-            while pending and not self.stopping:
-                item = pending.pop()
-                try:
-                    sender, data = prepared[item.message_id].envelope_and_copy(
-                        item, self.verp_key, stuffed=self.transport.dot_stuffed)
-                except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
-                    log.exception("cannot build the copy of delivery %s", item.id)
-                    add(Result(item.id, 0, _internal("building the copy", exc), local=True))
-                    continue
-                in_flight.add(item.id)
-                return item.id, sender, item.address, data
-            return None
+        def build(item: Claimed) -> Item | None:
+            try:
+                sender, data = prepared[item.message_id].envelope_and_copy(
+                    item, self.verp_key, stuffed=self.transport.dot_stuffed)
+            except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
+                log.exception("cannot build the copy of delivery %s", item.id)
+                add(Result(item.id, 0, _internal("building the copy", exc), local=True))
+                return None
+            in_flight.add(item.id)
+            return item.id, sender, item.address, data
 
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
             add(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
-        lanes = await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)),
+        dispatch = Dispatch(build, lambda: self.stopping, self.settings.delivery_processes)
+        for group, members in groups.items():
+            dispatch.add(group, members)
+        lanes = await asyncio.gather(*(self.transport.run_lane(n, dispatch, done) for n in range(self.transport.lanes)),
                                      return_exceptions=True)
         for outcome in lanes:
             if isinstance(outcome, BaseException):
                 log.error("delivery lane failed", exc_info=outcome)
-        # No reply known: the connection broke while they were in flight (in doubt: retried later).
-        for delivery_id in in_flight:
-            add(Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply"))
-        untried = [item.id for item in pending]
-        if self.stopping:
-            self.give_back(untried)
-        else:  # no lane could reach the relay
-            for delivery_id in untried:
-                add(Result(delivery_id, 0, self.transport.last_error or "4.4.2 no connection"))
+        await self._settle(dispatch, in_flight)
         return len(claimed)
+
+    async def _settle(self, dispatch: Dispatch, in_flight: set[int]) -> None:
+        """What the lanes left: copies in doubt, copies of a group that asked to slow down, copies untried."""
+        left = dispatch.left()
+        error = self.transport.last_error
+        untouched = {delivery_id for ids in left.values() for delivery_id in ids}
+        for delivery_id in in_flight - untouched:  # content written, no reply: in doubt, retried later
+            self.recorder.add(Result(delivery_id, 0, error or "4.4.2 no reply"))
+        for group in dispatch.slowed - set(left):
+            await self.pacer.slowed(group, 0)
+        for group, ids in left.items():
+            if group in dispatch.slowed:
+                self.give_back(ids, await self.pacer.slowed(group, len(ids)))
+            elif self.stopping:
+                self.give_back(ids)
+            else:  # no lane could reach the relay
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 0, error or "4.4.2 no connection"))
 
 
 def _internal(doing: str, error: BaseException) -> str:

@@ -51,11 +51,11 @@ class Result:
         return DeliveryState.DEFERRED
 
 
-def _is_postgres() -> bool:
+def is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
-def _transaction() -> AbstractContextManager[object]:
+def transaction() -> AbstractContextManager[object]:
     if isinstance(database.obj, pw.SqliteDatabase):
         return database.obj.atomic("IMMEDIATE")
     return database.atomic()
@@ -72,14 +72,14 @@ def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = 
     now = now or clock.now()
     until = now + lease
     param = database.obj.param
-    lock = " FOR UPDATE SKIP LOCKED" if _is_postgres() else ""
+    lock = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
     sql = (f"UPDATE delivery SET next_attempt_at = {param}, claimed_until = {param}, claimed_by = {param}, "
            f"updated_at = {param}, attempts = attempts + 1 "
            f"WHERE id IN (SELECT id FROM delivery WHERE state IN ({param}, {param}) AND next_attempt_at <= {param} "
            f"ORDER BY next_attempt_at, id LIMIT {param}{lock}) "
            "RETURNING id, message_id, address, member_ids, reason, attempts")
     params = (until, until, worker, now, *DUE_STATES, now, limit)
-    with _transaction():
+    with transaction():
         rows = database.obj.execute_sql(sql, params).fetchall()
     rows.sort()
     return [Claimed(*row) for row in rows]
@@ -87,15 +87,21 @@ def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = 
 
 def release(ids: list[int], due: datetime | None = None) -> int:
     """Give claims back untried: due again at ``due`` (now by default), their attempt not counted."""
-    if not ids:
+    moment = due or clock.now()
+    return release_at([(delivery_id, moment) for delivery_id in ids])
+
+
+def release_at(pairs: list[tuple[int, datetime]]) -> int:
+    """Give claims back untried, each due at its own time (throttling puts copies off this way)."""
+    if not pairs:
         return 0
-    stamp = sql_datetime(due or clock.now())
     param = database.obj.param
     sql = (f"UPDATE delivery SET next_attempt_at = {param}, attempts = attempts - 1, claimed_until = NULL, "
            f"claimed_by = NULL WHERE id = {param} AND claimed_by IS NOT NULL AND state IN ({param}, {param})")
     with database.atomic():
-        database.obj.cursor().executemany(sql, [(stamp, delivery_id, *DUE_STATES) for delivery_id in ids])
-    return len(ids)
+        database.obj.cursor().executemany(sql, [(sql_datetime(due), delivery_id, *DUE_STATES)
+                                                for delivery_id, due in pairs])
+    return len(pairs)
 
 
 def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:

@@ -17,7 +17,7 @@ from typing import Any
 
 from engine import clock
 from engine.config import Settings
-from engine.outbound.outbox import Claimed, Result, record, release
+from engine.outbound.outbox import Claimed, Result, record, release_at
 
 log = logging.getLogger("palanquee.delivery")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -34,7 +34,7 @@ class Recorder:
         self.claims: dict[int, Claimed] = {}
         self.received: dict[int, datetime] = {}  # message id -> reception (the retry lifetime counts from it)
         self.waiting: list[Result] = []
-        self.releasing: list[int] = []
+        self.releasing: list[tuple[int, datetime | None]] = []  # untried claims, due now (None) or later
         self.task: asyncio.Task[None] | None = None
         self.groups = 0  # writes done (for tests and logs)
 
@@ -51,10 +51,11 @@ class Recorder:
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._write_all())
 
-    def give_back(self, ids: list[int]) -> None:
-        """Claims never tried: released (due at once, attempt not counted) with the next group."""
+    def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
+        """Claims never tried: released (due at once or at ``due``, attempt not counted) with the next group."""
         if ids:
-            self.releasing += ids
+            times: list[datetime | None] = list(due) if due is not None else [None] * len(ids)
+            self.releasing += zip(ids, times, strict=True)
             if self.task is None or self.task.done():
                 self.task = asyncio.ensure_future(self._write_all())
 
@@ -80,18 +81,20 @@ class Recorder:
                 continue
             pause = 0.05
             self.groups += 1
-            for delivery_id in [*(result.delivery_id for result in group), *released]:
+            for delivery_id in [*(result.delivery_id for result in group), *(pair[0] for pair in released)]:
                 self.claims.pop(delivery_id, None)
 
-    async def _write(self, group: list[Result], released: list[int]) -> None:
+    async def _write(self, group: list[Result], released: list[tuple[int, datetime | None]]) -> None:
         settings = self.settings
         claims = {result.delivery_id: self.claims[result.delivery_id] for result in group}
         now = clock.now()
         received = {item.message_id: self.received.get(item.message_id, now) for item in claims.values()}
-        await self.run_in_db(_write, group, claims, released, first=settings.retry_first,
+        due = [(delivery_id, moment or now) for delivery_id, moment in released]
+        await self.run_in_db(_write, group, claims, due, first=settings.retry_first,
                              longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received, now=now)
 
 
-def _write(results: list[Result], claims: dict[int, Claimed], released: list[int], **options: Any) -> None:
+def _write(results: list[Result], claims: dict[int, Claimed], released: list[tuple[int, datetime]],
+           **options: Any) -> None:
     record(results, claims, **options)
-    release(released)
+    release_at(released)

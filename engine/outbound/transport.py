@@ -1,7 +1,8 @@
-"""Where copies go: long-lived pipelining SMTP connections to the smarthost, or the local capture.
+"""Where copies go: pipelining SMTP connections to the smarthost, or the local capture.
 
-A transport runs ``lanes`` concurrently; each lane takes copies from the worker until none is left
-and reports each copy's reply. Only ``smtp`` speaks SMTP; this module decides on connections.
+A transport runs ``lanes`` concurrently; each lane asks the batch's ``Dispatch`` for sessions and
+sends their copies, reporting each reply to ``done``. Only ``smtp`` speaks SMTP; this module decides
+on connections: long-lived ones for the shared pool, dedicated ones for throttled groups.
 """
 
 from __future__ import annotations
@@ -11,17 +12,21 @@ from collections.abc import Callable
 
 from engine.config import Settings
 from engine.outbound import mail, smarthost
+from engine.outbound.dispatch import Dispatch, Session
 from engine.outbound.smtp import Connection, Item, Reply, SmtpError
+from engine.outbound.throttle import is_slow_down
+
+Done = Callable[[Item, Reply], None]
 
 
 class Transport:
-    """Where copies go. ``lanes`` run concurrently; each takes copies until ``take`` returns None."""
+    """Where copies go. ``lanes`` run concurrently; each takes sessions from the dispatch until none is left."""
 
     lanes = 1
     last_error = ""
     dot_stuffed = True  # copies come in SMTP DATA form (RFC 5321 §4.5.2)
 
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
+    async def run_lane(self, lane: int, dispatch: Dispatch, done: Done) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -29,7 +34,7 @@ class Transport:
 
 
 class SmtpTransport(Transport):
-    """Long-lived pipelining connections to the smarthost, one per lane.
+    """Pipelining connections to the smarthost: one long-lived per lane, plus sessions for throttled groups.
 
     A connection the server closed while it was idle is replaced before use; one left idle longer
     than ``idle_check`` seconds is probed with NOOP first (RFC 5321 §4.5.3.2.7: servers drop idle
@@ -45,6 +50,12 @@ class SmtpTransport(Transport):
         self.idle_check = idle_check
         self.connections: dict[int, Connection] = {}
 
+    async def _open(self) -> Connection:
+        relay = self.relay
+        return await Connection.open(relay.host, relay.port, helo=self.helo, starttls=relay.starttls,
+                                     implicit_tls=relay.implicit_tls, tls_context=self.tls_context,
+                                     username=relay.username, password=relay.password)
+
     async def _connection(self, lane: int) -> Connection:
         connection = self.connections.get(lane)
         if connection is not None and (connection.closed or (connection.idle_for() > self.idle_check
@@ -52,11 +63,7 @@ class SmtpTransport(Transport):
             self._drop(lane)
             connection = None
         if connection is None:
-            relay = self.relay
-            connection = await Connection.open(relay.host, relay.port, helo=self.helo, starttls=relay.starttls,
-                                               implicit_tls=relay.implicit_tls, tls_context=self.tls_context,
-                                               username=relay.username, password=relay.password)
-            self.connections[lane] = connection
+            connection = self.connections[lane] = await self._open()
         return connection
 
     def _drop(self, lane: int) -> None:
@@ -64,29 +71,43 @@ class SmtpTransport(Transport):
         if dropped is not None:
             dropped.abort()
 
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        retry: list[Item] = []  # copies put back: their connection died before their content left
-
-        def taking() -> Item | None:
-            return retry.pop(0) if retry else take()
-
+    async def run_lane(self, lane: int, dispatch: Dispatch, done: Done) -> None:
         failures = 0
         while failures < 2:  # two failures in a row without a reply: leave the rest for later
-            answered = 0
+            session = dispatch.open(lane)
+            if session is None:
+                if not await dispatch.wait():
+                    return
+                continue
             try:
-                connection = await self._connection(lane)
-                answered = connection.answered
-                await connection.send_stream(taking, lambda item, reply: self._done(item, reply, done))
-                return
-            except SmtpError as exc:
-                self.last_error = f"4.4.2 {exc}"
-                retry[:0] = exc.unsent
-                failed = self.connections.get(lane)
-                progressed = failed is not None and failed.answered > answered
-                failures = 0 if progressed else failures + 1
-                self._drop(lane)
+                progressed = await self._carry(lane, session, done)
+            finally:
+                dispatch.close(session)
+            failures = 0 if progressed else failures + 1
 
-    def _done(self, item: Item, reply: Reply, done: Callable[[Item, Reply], None]) -> None:
+    async def _carry(self, lane: int, session: Session, done: Done) -> bool:
+        """Send a session's copies; False when its connection failed before any reply."""
+        connection: Connection | None = None
+        answered = 0
+        try:
+            connection = await (self._open() if session.dedicated else self._connection(lane))
+            answered = connection.answered
+            await connection.send_stream(session.take, lambda item, reply: self._done(session, item, reply, done))
+        except SmtpError as exc:
+            self.last_error = f"4.4.2 {exc}"
+            session.put_back(exc.unsent)
+            if connection is not None:
+                connection.abort()
+            if not session.dedicated:
+                self.connections.pop(lane, None)
+            return connection is not None and connection.answered > answered
+        if session.dedicated:
+            await connection.quit()  # a throttled group's session ends with its share (per_connection)
+        return True
+
+    def _done(self, session: Session, item: Item, reply: Reply, done: Done) -> None:
+        if not reply.local and is_slow_down(reply.code, reply.text):
+            session.dispatch.slow(item[0])  # no more copies of this copy's group in this batch
         if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
             raise SmtpError(f"server closing: {reply}")
         done(item, reply)
@@ -105,8 +126,8 @@ class CaptureTransport(Transport):
     def __init__(self, settings: Settings) -> None:
         self.folder = settings.capture_dir
 
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        while (item := take()) is not None:
+    async def run_lane(self, lane: int, dispatch: Dispatch, done: Done) -> None:
+        while (item := dispatch.take_any()) is not None:
             key, sender, recipient, data = item
             envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
             stored = mail.capture(self.folder, envelope + data)
