@@ -10,6 +10,7 @@ delivery's result is written.
 
 from __future__ import annotations
 
+import random
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -114,6 +115,17 @@ def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
     return min(wait, longest)
 
 
+RETRY_SPREAD = 0.25  # each wait is lengthened by up to a quarter, so that a list's retries do not come at once
+
+
+def retry_after(attempts: int, first: timedelta, longest: timedelta, spread: float | None = None) -> timedelta:
+    """The wait before the next try of a copy that failed temporarily ``attempts`` times: ``first``
+    (greylisting lets a sender through after a few minutes), doubled each time up to ``longest``,
+    lengthened by a random part of up to a quarter (``spread`` in [0, 1) replaces the draw)."""
+    draw = random.random() if spread is None else spread
+    return backoff(attempts, first, longest) * (1 + RETRY_SPREAD * draw)
+
+
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
            lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None) -> None:
     """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt.
@@ -128,7 +140,7 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
         state, due = result.outcome, now
         reply = result.reply[:1000]
         if state == DeliveryState.DEFERRED:
-            due = now + backoff(attempts, first, longest)
+            due = now + retry_after(attempts, first, longest)
             if due > received[item.message_id] + lifetime:
                 state, reply = DeliveryState.FAILED, f"{reply} (gave up after {lifetime})"
         rows.append((state, stamp if due == now else sql_datetime(due), reply, stamp, result.delivery_id))

@@ -2,7 +2,7 @@
 
 Rules (``ThrottleRule``) name groups of domains, by domain or by MX host. Every engine shares each
 group's pace through one ``ThrottleState`` row: a generic cell rate algorithm spaces copies at the
-per-minute rate (a burst of one second's worth at most), hourly and daily counts are quotas. Copies
+per-minute rate (a burst of about a second's worth at most), hourly and daily counts are quotas. Copies
 over the pace are put off to the time the group can take them (not an attempt), so a large list to
 one provider spreads over time while the others' copies go at once. A ``421`` or a 4.7.x
 "slow down" halves the group's rate; it recovers by a twentieth of the configured rate a minute
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from engine.outbound import outbox
 from engine.outbound.models import ThrottleRule, ThrottleState
 
-BURST_SECONDS = 1.0  # a group may take one second's worth of its rate at once
+CREDIT = timedelta(seconds=1)  # unused slots kept for copies that come due late (and a burst after a pause)
 RECOVERY_PER_MINUTE = 0.05  # of the configured rate, after a slow-down
 SMALLEST_FACTOR = 1 / 16
 COOLDOWN = timedelta(seconds=30)  # pipelined refusals come in bursts: one halving per 30 s at most
@@ -110,7 +110,7 @@ def load_rules(mx_of: Callable[[str], str | None] = lambda domain: None) -> Rule
 
 
 def _fresh(key: str, now: datetime) -> ThrottleState:
-    return ThrottleState(key=key, tat=now, horizon=now, hour_start=now, day_start=now, factor_at=now)
+    return ThrottleState(key=key, tat=now - CREDIT, horizon=now, hour_start=now, day_start=now, factor_at=now)
 
 
 def _recover(state: ThrottleState, now: datetime) -> None:
@@ -142,19 +142,22 @@ def _quota(group: Group, state: ThrottleState, now: datetime) -> tuple[int, date
 
 
 def admit_one(state: ThrottleState, group: Group, wanted: int, now: datetime) -> tuple[int, list[datetime]]:
-    """How many of ``wanted`` copies may go now, and when each of the others may (changes ``state``)."""
+    """How many of ``wanted`` copies may go now, and when each of the others may (changes ``state``).
+
+    ``state.tat`` is the slot of the group's next copy. Slots left unused while no copy was due are
+    lost beyond a credit of about a second (at least two slots), which bounds the burst after a quiet
+    spell and lets copies that come due a little late (the poll, the claim) catch up: the rate held
+    over a long send is the configured one."""
     _recover(state, now)
     step = interval(group, state)
     left, reopens = _quota(group, state, now)
-    tat = max(state.tat, now)
     if step:
-        burst = max(1, int(group.per_minute * state.factor * BURST_SECONDS / 60)) if group.per_minute else 1
-        room = step * (burst - 1) - (tat - now)
-        on_time = 0 if room < timedelta(0) else int(room / step) + 1
+        base = max(state.tat, now - max(CREDIT, 2 * step))
+        on_time = 0 if base > now else int((now - base) / step) + 1
     else:
-        on_time = wanted
+        base, on_time = now, wanted
     granted = max(0, min(wanted, left, on_time))
-    state.tat = tat + step * granted
+    state.tat = max(state.tat, base + step * granted)
     state.hour_count += granted
     state.day_count += granted
     rest = wanted - granted
@@ -183,7 +186,7 @@ def slow_one(state: ThrottleState, group: Group, leftover: int, now: datetime) -
 
 def _locked_states(keys: list[str], now: datetime) -> dict[str, ThrottleState]:
     """The state rows of ``keys``, created when missing, locked for this transaction (PostgreSQL)."""
-    rows = [{"key": key, "tat": now, "horizon": now, "hour_start": now, "day_start": now, "factor_at": now}
+    rows = [{"key": key, "tat": now - CREDIT, "horizon": now, "hour_start": now, "day_start": now, "factor_at": now}
             for key in keys]
     ThrottleState.insert_many(rows).on_conflict_ignore().execute()
     query = ThrottleState.select().where(ThrottleState.key.in_(keys))

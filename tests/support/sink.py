@@ -40,6 +40,11 @@ class SinkHandler:
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
     drop_at_mail: int = 0  # close the next N sessions at MAIL, without a reply (a relay that died)
+    domain_limit: dict[str, int] = field(default_factory=dict)  # a provider: at most N sessions at once, else 421
+    domain_sessions: dict[str, int] = field(default_factory=dict)  # sessions that sent to the domain, now
+    max_domain_sessions: dict[str, int] = field(default_factory=dict)
+    max_per_session: dict[str, int] = field(default_factory=dict)  # most copies to the domain in one session
+    refusals: list[str] = field(default_factory=list)  # the 421s given
     noops: int = 0
     sessions: int = 0
     max_sessions: int = 0
@@ -56,6 +61,9 @@ class SinkHandler:
                           rcpt_options: list[str]) -> str:
         with self.lock:
             self.attempts[address] = attempt = self.attempts.get(address, 0) + 1
+            refusal = self._count_domain(session, address.rpartition("@")[2].lower())
+        if refusal:
+            return refusal
         reply = self.script(address, attempt) if self.script else "250 OK"
         if reply.startswith("250"):
             envelope.rcpt_tos.append(address)
@@ -68,6 +76,26 @@ class SinkHandler:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           envelope.original_content or b"", list(envelope.mail_options)))
         return "250 2.0.0 Ok: queued"
+
+    def _count_domain(self, session: Session, domain: str) -> str:
+        """A session counts for a domain from its first copy to it until it ends (as a provider sees it)."""
+        counts = session.__dict__.setdefault("domains", {})
+        if domain not in counts:
+            counts[domain] = 0
+            self.domain_sessions[domain] = now = self.domain_sessions.get(domain, 0) + 1
+            self.max_domain_sessions[domain] = max(self.max_domain_sessions.get(domain, 0), now)
+        counts[domain] += 1
+        self.max_per_session[domain] = max(self.max_per_session.get(domain, 0), counts[domain])
+        limit = self.domain_limit.get(domain)
+        if limit is not None and self.domain_sessions[domain] > limit:
+            self.refusals.append(domain)
+            return "421 4.7.0 Too many connections from your host, slow down"
+        return ""
+
+    def session_ended(self, session: Session) -> None:
+        with self.lock:
+            for domain in session.__dict__.get("domains", {}):
+                self.domain_sessions[domain] -= 1
 
     def by_recipient(self) -> dict[str, list[Received]]:
         found: dict[str, list[Received]] = {}
@@ -106,6 +134,8 @@ class _CountingSMTP(SMTP):
         handler: SinkHandler = self.event_handler
         with handler.lock:
             handler.sessions -= 1
+        if self.session is not None:
+            handler.session_ended(self.session)
         super().connection_lost(exc)
 
 
