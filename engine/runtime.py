@@ -21,8 +21,8 @@ from typing import Any
 
 import peewee
 
+from engine import clock, jobs
 from engine import db as engine_db
-from engine import jobs
 from engine.bounces import verp
 from engine.config import Settings
 from engine.intake.server import start_listeners
@@ -212,6 +212,8 @@ class Engine:
             if worker.stopping:
                 break
             idle = self.poll_seconds if (due or self.delivery_only) else self.poll_seconds * 5
+            if due is not None:  # copies put off by throttling: wake at their slot, not a poll later
+                idle = min(idle, max(0.005, (due - clock.now()).total_seconds()))
             self.idle = True
             await self._wait(self._wake_delivery, idle)
             self.idle = False
