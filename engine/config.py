@@ -219,6 +219,11 @@ SPECS: tuple[Spec, ...] = (
          "processes `palanquee engine` delivers with (itself and helpers that share the claims)"),
     Spec("delivery_lease", parse_duration, "5m",
          "how long a claim lasts; claims of a worker that died are taken back after it"),
+    Spec("delivery_idle_check", parse_duration, "30s",
+         "a connection to the smarthost left idle longer than this is checked (NOOP) before it is reused"),
+    Spec("throttle_mx_lookup", parse_bool, "0",
+         "look up the MX host of recipient domains so that a domain hosted by a large provider follows "
+         "its throttling rule (needs DNS; turn on in production)"),
     Spec("retry_first", parse_duration, "5m", "first retry after a temporary failure (then doubled)"),
     Spec("retry_max", parse_duration, "1h", "longest wait between two retries"),
     Spec("retry_lifetime", parse_duration, "5d",
@@ -273,6 +278,8 @@ class Settings:
     delivery_batch: int
     delivery_processes: int
     delivery_lease: timedelta
+    delivery_idle_check: timedelta
+    throttle_mx_lookup: bool
     retry_first: timedelta
     retry_max: timedelta
     retry_lifetime: timedelta

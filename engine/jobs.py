@@ -10,20 +10,23 @@ import time
 from collections.abc import Callable
 
 from engine.directory.email_change import apply_due_changes
-from engine.outbound import outbox
+from engine.outbound import outbox, wakeup
 from engine.posting.expand import accepted_messages, expand
 
 log = logging.getLogger("palanquee.jobs")
 
 
 def expand_accepted() -> int:
-    """Expand every accepted post (new ones, approved ones, and those a crash interrupted)."""
+    """Expand every accepted post (new ones, approved ones, and those a crash interrupted); other
+    engines are told at once that copies are queued."""
     done = 0
     for message_id in accepted_messages():
         count = expand(message_id)
         if count is not None:
             log.info("message %s expanded to %s recipients", message_id, count)
             done += 1
+            if count:
+                wakeup.announce()
     return done
 
 

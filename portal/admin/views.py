@@ -231,4 +231,5 @@ def audit_log():  # type: ignore[no-untyped-def]
                            has_more=len(events) == PER_PAGE)
 
 
-from portal.admin import list_views  # noqa: E402,F401  (one list's pages register on this blueprint)
+# One list's pages and the throttling rules register on this blueprint.
+from portal.admin import list_views, throttle_views  # noqa: E402,F401

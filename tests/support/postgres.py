@@ -44,6 +44,16 @@ class Cluster:
             check=True, capture_output=True,
         )
 
+    def stop_server(self) -> None:
+        """Shut the server down as an operator's restart does (sessions are terminated)."""
+        _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-m", "fast", "-w", "stop"])
+
+    def start_server(self) -> None:
+        """Start it again with the options it had (postmaster.opts), waiting until it accepts sessions."""
+        _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-l", self.folder + "/log",
+                      "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
+                      "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"])
+
     def stop(self) -> None:
         _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-m", "immediate", "stop"],
                      check=False)
