@@ -12,6 +12,7 @@ import time
 import click
 
 from engine import db as engine_db
+from engine.bounces.commands import bounces_group
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
 
@@ -124,4 +125,4 @@ def engine_command(delivery_only: bool) -> None:
 
 
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command]
+                                        engine_command, bounces_group]
