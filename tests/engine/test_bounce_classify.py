@@ -146,3 +146,36 @@ def test_the_palanquee_entry_point_needs_no_database_or_secret(tmp_path: Path) -
                             env={"PATH": "/usr/bin:/bin", "PALANQUEE_INSTANCE": str(tmp_path)}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{CORPUS / 'vacation-sieve.eml'}\tauto-reply\t\t\n"
+
+
+# --- the held-out set: written after the classifier was frozen, run once, never tuned on ---------------
+
+HELD_OUT = CORPUS / "heldout"
+# What the first and only run got wrong (kept visible: strict xfails turn into failures once fixed).
+HELD_OUT_MISSES = {
+    "mimecast-anti-spoofing.eml": "'Anti-Spoofing policy' is not in the refusal phrases: soft instead of policy",
+    "provider-text-fr-introuvable.eml": "'introuvable' is not in the unknown-address phrases: soft instead of hard",
+    "exchange-2003-text.eml": "the list address quoted in the text is taken for a failed recipient",
+    "opensmtpd-invalid-recipient.eml": "'Below is a copy of the original message' is not a known copy marker",
+}
+
+
+def _held_out_params() -> list[object]:
+    return [pytest.param(*row, marks=[pytest.mark.xfail(reason=HELD_OUT_MISSES[row[0]], strict=True)]
+                         if row[0] in HELD_OUT_MISSES else []) for row in expected(HELD_OUT)]
+
+
+@pytest.mark.parametrize(("name", "kind", "status", "recipients"), _held_out_params(), ids=_ids(expected(HELD_OUT)))
+def test_held_out(name: str, kind: str, status: str, recipients: str) -> None:
+    found = classify((HELD_OUT / name).read_bytes())
+    assert (found.kind, found.status, " ".join(found.recipients)) == (kind, status, recipients)
+
+
+def test_held_out_never_disables_by_mistake() -> None:
+    # The error that costs a member their mail: "hard" for what is not. None on the held-out set; and
+    # the kinds are right for at least 15 of the 17 files (the two misses above answer "soft").
+    rows = expected(HELD_OUT)
+    found = {name: classify((HELD_OUT / name).read_bytes()).kind for name, *_ in rows}
+    assert not [name for name, kind, *_ in rows if found[name] == Kind.HARD and kind != Kind.HARD]
+    assert sum(found[name] == kind for name, kind, *_ in rows) >= 15
+    assert {f.name for f in HELD_OUT.glob("*.eml")} == set(found)
