@@ -34,6 +34,7 @@ class Purpose:
     PASSWORD_RESET = "palanquee.password-reset"
     MODERATION = "palanquee.moderation"
     UNSUBSCRIBE = "palanquee.unsubscribe"
+    BOUNCE_PROBE = "palanquee.bounce-probe"  # "my address works again", mailed to a disabled address
 
 
 class BadToken(Exception):

@@ -51,6 +51,7 @@ class MailingList(BaseModel):
     created_at = pw.DateTimeField()
     deleted_at = pw.DateTimeField(null=True)
     last_posted_at = pw.DateTimeField(null=True)
+    bounce_threshold = pw.FloatField(null=True)  # bounce score that disables an address; None: the setting
 
     class Meta:
         indexes = ((("domain", "local_part"), True),)
