@@ -37,7 +37,7 @@ def up(migrator, db):
         weight = FloatField(default=0.0)
         recipients = CharField(max_length=1000, default='')
         diagnostic = TextField(default='')
-        raw = BlobField(null=True)
+        content = BlobField(null=True)
         forwarded = BooleanField(default=False)
 
         class Meta:

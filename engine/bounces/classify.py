@@ -211,7 +211,9 @@ def _from_text(message: Message, text: str) -> Classification | None:
     if temporary and not permanent and not named and kind == Kind.HARD:
         kind = Kind.SOFT
     line = next((ln.strip() for ln in text.splitlines() if status and status in ln), "") or _reason_line(text)
-    return Classification(kind, status, recipients, line[:1000], final=bool(permanent or named or failed))
+    # A failure is final unless only temporary ones were seen (a 4.x.x code, or flufl's "delayed" detectors).
+    temporary_only = status.startswith("4.") or (bool(temporary) and not (permanent or named))
+    return Classification(kind, status, recipients, line[:1000], final=not temporary_only)
 
 
 def _reason_line(text: str) -> str:

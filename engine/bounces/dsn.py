@@ -97,7 +97,8 @@ def _blocks(part: Message) -> list[Message]:
     if not isinstance(payload, list):
         return _split_blocks(_decoded(part))
     blocks = [block for block in payload if isinstance(block, Message)]
-    if len(blocks) == 1 and isinstance(blocks[0].get_payload(), str) and blocks[0].get_payload().strip():
+    body = blocks[0].get_payload() if len(blocks) == 1 else None
+    if isinstance(body, str) and body.strip():
         return [blocks[0], *_split_blocks(_decoded(blocks[0]))]
     return blocks
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import peewee as pw
-
 from engine import clock, tokens
 from engine.bounces import scoring, service
-from engine.bounces.models import Bounce
+from engine.bounces.models import Bounce, tuples
 from engine.config import Settings
-from engine.directory.models import EmailChange, Member
+from engine.directory.models import EmailChange, Member, email_key
 
 PROBE_MAX_AGE = timedelta(days=7)
 PROBE_INTERVAL = timedelta(minutes=10)  # one probe at a time: the form cannot be used to flood an address
@@ -90,22 +88,29 @@ def confirm_probe(settings: Settings, token: str) -> Member:
     member = Member.get_or_none(Member.id == payload["m"])
     if member is None:
         raise ProbeLinkError("invalid")
-    if member.email_key != payload.get("k"):
+    key = member.email_key
+    if not key or key != payload.get("k"):
         raise ProbeLinkError("changed")
-    scoring.clear(member.email_key, how="probe")
+    scoring.clear(key, how="probe")
     return member  # type: ignore[no-any-return]
 
 
-def clear_confirmed_addresses(now: datetime | None = None) -> int:
+def clear_confirmed_addresses(now: datetime | None = None, window: timedelta = timedelta(days=1)) -> int:
     """Addresses confirmed by an address-change link after they were disabled receive mail: clear them.
 
-    Scheduled (``engine/jobs.py``). Addresses are compared in lower case as the database sees it (the
-    same as ``email_key`` for every ASCII address).
+    Scheduled every minute (``engine/jobs.py``); it looks at the confirmations of the last ``window``.
     """
     now = now or clock.now()
-    confirmed = EmailChange.select(pw.SQL("1")).where(
-        (pw.fn.LOWER(EmailChange.new_email) == Bounce.email_key) & (EmailChange.verified_at >= Bounce.disabled_at)
-        & (EmailChange.verified_at <= now))
-    keys = [key for (key,) in Bounce.select(Bounce.email_key)
-            .where(Bounce.disabled_at.is_null(False) & pw.fn.EXISTS(confirmed)).tuples()]
-    return sum(scoring.clear(key, how="confirmed", now=now) for key in keys)
+    confirmed: dict[str, datetime] = {}
+    recent = (EmailChange.select(EmailChange.new_email, EmailChange.verified_at)
+              .where((EmailChange.verified_at >= now - window) & (EmailChange.verified_at <= now)))
+    for address, verified_at in tuples(recent):
+        key = email_key(address)
+        if key:
+            confirmed[key] = max(verified_at, confirmed.get(key, verified_at))
+    if not confirmed:
+        return 0
+    rows = tuples(Bounce.select(Bounce.email_key, Bounce.disabled_at)
+                  .where(Bounce.email_key.in_(list(confirmed)) & Bounce.disabled_at.is_null(False)))
+    return sum(scoring.clear(key, how="confirmed", now=now) for key, disabled_at in rows
+               if confirmed[key] >= disabled_at)

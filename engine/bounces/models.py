@@ -3,6 +3,9 @@ counts of finished messages (the statistics read those instead of counting 100,0
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import peewee as pw
 
 from engine.db import BaseModel
@@ -42,7 +45,7 @@ class BounceEvent(BaseModel):
     weight = pw.FloatField(default=0.0)  # what it added to the address's score
     recipients = pw.CharField(max_length=1000, default="")
     diagnostic = pw.TextField(default="")
-    raw = pw.BlobField(null=True)  # the returned message's first 64 KB
+    content = pw.BlobField(null=True)  # the returned message's first 64 KB (``raw`` is a Model method)
     forwarded = pw.BooleanField(default=False)  # unrecognised: sent on to the list's owner
 
     class Meta:
@@ -63,3 +66,8 @@ class MessageStats(BaseModel):
 
 
 MODELS = [Bounce, BounceEvent, MessageStats]
+
+
+def tuples(query: pw.SelectBase) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` as tuples (typed: peewee's stubs type ``.tuples()`` as model instances)."""
+    return list(cast(Iterable[tuple[Any, ...]], query.tuples()))

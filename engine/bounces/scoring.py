@@ -5,7 +5,8 @@ once a day per address (the heaviest of the day counts); a score with no failure
 ``PALANQUEE_BOUNCE_STALE_AFTER`` starts again; a *hard* bounce that brings the score to the list's threshold
 disables the address for every list (soft bounces alone never disable anyone: a full mailbox is the
 member's passing trouble, not a dead address). An address disabled before and never cleared is disabled
-again by its next hard bounce.
+again by its next hard bounce. Scores decay without a job: a stale score is read as zero (``current``)
+and starts again at the next failure.
 """
 
 from __future__ import annotations
@@ -45,14 +46,18 @@ def write_transaction():  # type: ignore[no-untyped-def]
 
 
 def _locked_row(key: str) -> Bounce:
-    query = Bounce.select().where(Bounce.email_key == key)
-    if isinstance(database.obj, pw.PostgresqlDatabase):
-        query = query.for_update()
-    row = query.first()
+    def read() -> Bounce | None:
+        query = Bounce.select().where(Bounce.email_key == key)
+        if isinstance(database.obj, pw.PostgresqlDatabase):
+            query = query.for_update()  # another engine counting this address waits for our commit
+        return query.first()  # type: ignore[no-any-return]
+
+    row = read()
     if row is None:
         Bounce.insert(email_key=key).on_conflict_ignore().execute()
-        row = query.first()
-    return row  # type: ignore[no-any-return]
+        row = read()
+    assert row is not None
+    return row
 
 
 def is_disabled(row: Bounce, now: datetime) -> bool:
@@ -102,14 +107,12 @@ def clear(key: str, *, how: str, now: datetime | None = None) -> bool:
     return bool(done)
 
 
-def decay(settings: Settings, now: datetime | None = None) -> int:
-    """Scores with no failure for the stale period start again from zero (disabled addresses keep theirs,
-    for staff to read). Returns how many."""
+def current(settings: Settings, row: Bounce, now: datetime | None = None) -> float:
+    """The score as it stands: zero once stale (a disabled address keeps its score, for staff to read)."""
     now = now or clock.now()
-    return int(Bounce.update(score=0.0, counted_on=None, counted_weight=0.0)
-               .where((Bounce.score > 0) & (Bounce.last_bounce_at < now - settings.bounce_stale_after)
-                      & (Bounce.disabled_until.is_null() | (Bounce.disabled_until <= now)))
-               .execute())
+    if is_disabled(row, now) or row.last_bounce_at is None:
+        return float(row.score)
+    return 0.0 if now - row.last_bounce_at > settings.bounce_stale_after else float(row.score)
 
 
 def threshold_of(settings: Settings, list_threshold: float | None) -> float:

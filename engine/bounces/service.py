@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr
-
-import peewee as pw
 
 from engine import clock, notices
 from engine.bounces import scoring
 from engine.bounces.classify import Classification, Kind, classify, classify_reply
-from engine.bounces.models import BounceEvent
+from engine.bounces.models import BounceEvent, tuples
 from engine.config import Settings
 from engine.directory.models import Member
 from engine.lists.models import MailingList
@@ -58,7 +56,7 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
         event = BounceEvent.create(
             at=now, email_key=key, mailing_list=list_id, message=message_id, delivery_id=delivery_id, source="dsn",
             kind=found.kind, status=found.status[:16], final=found.final, weight=counted.weight,
-            recipients=" ".join(found.recipients)[:1000], diagnostic=found.diagnostic, raw=data[:RAW_KEPT])
+            recipients=" ".join(found.recipients)[:1000], diagnostic=found.diagnostic, content=data[:RAW_KEPT])
     log.info("bounce %s %s for %s (score %.1f)", found.kind, found.status or "-", key, counted.score)
     if counted.disabled_now:
         _tell_members(settings, key, found)
@@ -73,12 +71,12 @@ def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, s
               if scoring.weight_of(found := classify_reply(reply)) > 0]
     if not scored:
         return
-    targets = {row[0]: row[1:] for row in (
-        Delivery.select(Delivery.id, Delivery.address, Delivery.message, Message.mailing_list,
-                        MailingList.bounce_threshold)
-        .join(Message, on=(Delivery.message == Message.id))
-        .join(MailingList, on=(Message.mailing_list == MailingList.id))
-        .where(Delivery.id.in_([delivery_id for delivery_id, _ in scored])).tuples())}
+    query = (Delivery.select(Delivery.id, Delivery.address, Delivery.message, Message.mailing_list,
+                             MailingList.bounce_threshold)
+             .join(Message, on=(Delivery.message == Message.id))
+             .join(MailingList, on=(Message.mailing_list == MailingList.id))
+             .where(Delivery.id.in_([delivery_id for delivery_id, _ in scored])))
+    targets = {row[0]: row[1:] for row in tuples(query)}
     now = clock.now()
     disabled: list[tuple[str, Classification]] = []
     with scoring.write_transaction():
@@ -152,12 +150,3 @@ def _send_wrapped(settings: Settings, mailing_list: MailingList, to: str, data: 
     message.add_attachment(data[:RAW_KEPT], maintype="application", subtype="octet-stream",
                            filename="message-retourne.eml")
     mail.send(settings, message, sender="")
-
-
-def recent_events(key: str, limit: int = 20) -> list[BounceEvent]:
-    return list(BounceEvent.select().where(BounceEvent.email_key == key)
-                .order_by(BounceEvent.at.desc(), BounceEvent.id.desc()).limit(limit))
-
-
-def events_since(list_id: int, since: datetime) -> pw.ModelSelect:
-    return BounceEvent.select().where((BounceEvent.mailing_list == list_id) & (BounceEvent.at >= since))

@@ -12,13 +12,12 @@ from email import policy as email_policy
 from email.parser import BytesHeaderParser
 
 from engine import clock
-from engine.bounces.models import Bounce
+from engine.bounces import service as bounces
 from engine.config import Settings
 from engine.db import database
 from engine.intake.routes import Companion, Route
 from engine.lists.models import MailingList
 from engine.outbound import mail
-from engine.outbound.models import Delivery
 from engine.posting import moderation
 from engine.posting.models import Message, MessageState
 from engine.posting.policy import Action, Post, decide, is_auto_submitted
@@ -70,18 +69,8 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes) -
 
 
 def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """A bounce for one delivery: remember it against the address (scoring comes with bounce work)."""
-    delivery = Delivery.get_or_none(Delivery.id == route.delivery_id)
-    if delivery is not None:
-        key = delivery.address.lower()
-        now = clock.now()
-        with database.atomic():
-            bounce, _ = Bounce.get_or_create(email_key=key)
-            bounce.score += 1.0
-            bounce.bounce_count += 1
-            bounce.last_bounce_at = now
-            bounce.last_reply = str(_headers(data).get("Subject", ""))[:500]
-            bounce.save()
+    """A returned message for one delivery: classified, kept and counted (``engine/bounces/service.py``)."""
+    bounces.receive(settings, route.list_id, route.delivery_id, data)
     return Outcome(OK)
 
 

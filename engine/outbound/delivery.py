@@ -217,4 +217,4 @@ class Worker:
         received.update({item.message_id: clock.now() for item in claimed if item.message_id not in received})
         await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
                              longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
-                             now=clock.now())
+                             now=clock.now(), settings=settings)

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 import peewee as pw
 
 from engine import clock
+from engine.bounces.service import record_delivery_failures
+from engine.config import Settings
 from engine.db import database, sql_datetime
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
@@ -86,8 +88,10 @@ def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
 
 
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
-           lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None) -> None:
-    """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt."""
+           lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None,
+           settings: Settings | None = None) -> None:
+    """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt. With
+    ``settings``, failed copies count against their address as bounces do (``engine/bounces``)."""
     now = now or clock.now()
     stamp = sql_datetime(now)
     rows = []
@@ -110,6 +114,8 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
     with database.atomic():
         cursor = database.obj.cursor()
         cursor.executemany(sql, rows)
+    if settings is not None:
+        record_delivery_failures(settings, [(row[5], row[3]) for row in rows if row[0] == DeliveryState.FAILED])
 
 
 def finish_messages(now: datetime | None = None) -> int:

@@ -179,3 +179,13 @@ def test_held_out_never_disables_by_mistake() -> None:
     assert not [name for name, kind, *_ in rows if found[name] == Kind.HARD and kind != Kind.HARD]
     assert sum(found[name] == kind for name, kind, *_ in rows) >= 15
     assert {f.name for f in HELD_OUT.glob("*.eml")} == set(found)
+
+
+def test_a_minimal_text_bounce_with_a_5xx_code_is_a_final_failure() -> None:
+    data = (b"From: MAILER-DAEMON@mx.example.fr\nTo: l-bounces+1.abc@listes.example.fr\nSubject: Undelivered Mail\n\n"
+            b"550 5.1.1 <elodie.dupre@example.fr>: Recipient address rejected\n")
+    found = classify(data)
+    assert (found.kind, found.status, found.recipients, found.final) == (
+        Kind.HARD, "5.1.1", ("elodie.dupre@example.fr",), True)
+    warning = classify(data.replace(b"550 5.1.1", b"450 4.2.2").replace(b"Recipient address rejected", b"over quota"))
+    assert (warning.kind, warning.final) == (Kind.SOFT, False)
