@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -23,17 +23,21 @@ class AuditEvent(BaseModel):
     detail = pw.TextField(default="{}")
     ip = pw.CharField(max_length=64, null=True)
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        actor_id: pw.ForeignKeyField[int | None]
+
     class Meta:
         indexes = ((("object_type", "object_id"), False),)
 
     @property
     def details(self) -> dict[str, Any]:
-        return json.loads(self.detail or "{}")
+        details: dict[str, Any] = json.loads(self.detail or "{}")
+        return details
 
 
 def record(
     action: str,
-    obj: pw.Model | None = None,
+    obj: BaseModel | None = None,
     *,
     actor: Member | None = None,
     actor_label: str = "",
@@ -48,7 +52,7 @@ def record(
         actor_label=actor_label or ("" if actor else "system"),
         action=action,
         object_type=obj._meta.table_name if obj is not None else "",
-        object_id=obj._pk if obj is not None else None,
+        object_id=obj.id if obj is not None else None,
         structure_id=structure_id,
         detail=json.dumps(detail, default=str, ensure_ascii=False),
         ip=ip,

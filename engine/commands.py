@@ -7,6 +7,7 @@ registers them on the Flask app so that ``flask`` reaches them too. Add new engi
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
@@ -96,7 +97,7 @@ def import_members_command(path: str, overwrite_member_emails: bool) -> None:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         total = max(sum(1 for _ in handle) - 1, 0)
         handle.seek(0)
-        with click.progressbar(length=total, label="importing", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=total, label="importing", file=sys.stderr) as bar:
             done = [0]
 
             def advance(rows: int) -> None:

@@ -6,12 +6,16 @@ The schema's history is the numbered scripts in ``migrations/``, run by ``playho
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee
 from playhouse.migrations import Runner
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -30,6 +34,13 @@ SQLITE_PRAGMAS = {
 
 
 class BaseModel(peewee.Model):
+    # Declared rather than implicit so that the type checker knows ``Model.id`` (a field) and
+    # ``instance.id`` (an int); peewee copies it into every model, as it would the implicit one.
+    id = peewee.AutoField()
+
+    if TYPE_CHECKING:
+        DoesNotExist: ClassVar[type[peewee.DoesNotExist]]
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -48,7 +59,7 @@ def make_database(url: str) -> peewee.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     if parts.scheme in ("postgres", "postgresql"):
-        options = dict(parse_qsl(parts.query))
+        options: dict[str, Any] = dict(parse_qsl(parts.query))  # libpq parameters: sslmode=…
         return peewee.PostgresqlDatabase(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
@@ -94,7 +105,8 @@ def pending_migrations(db: peewee.Database) -> list[str]:
 
 def upgrade(db: peewee.Database, target: str | None = None) -> list[str]:
     """Apply pending migrations (up to ``target``); returns their names."""
-    return runner(db).up(target)
+    applied: list[str] = runner(db).up(target)
+    return applied
 
 
 def check_schema(db: peewee.Database) -> None:
@@ -107,9 +119,9 @@ def check_schema(db: peewee.Database) -> None:
         )
 
 
-def batched(iterable, size: int):  # type: ignore[no-untyped-def]
+def batched(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     """Yield lists of at most ``size`` items (insert and update in batches)."""
-    batch = []
+    batch: list[T] = []
     for item in iterable:
         batch.append(item)
         if len(batch) >= size:

@@ -156,10 +156,11 @@ class _Builder:
             club = clubs[i % len(clubs)] if i % 4 else self.rng.choice(clubs)
             first, last = self.fake.first_name(), self.fake.last_name()
             roll = self.rng.random()
+            email: str | None
             if roll < 0.03:
                 email = None  # no address on file
             elif roll < 0.09 and rows and rows[-1]["club"] == club.id and rows[-1]["email"]:
-                email, last = rows[-1]["email"], str(rows[-1]["last_name"])  # a family address
+                email, last = str(rows[-1]["email"]), str(rows[-1]["last_name"])  # a family address
             else:
                 email = f"{_ascii(first)}.{_ascii(last)}{self.rng.randint(1, 999)}@{self.rng.choice(PROVIDERS)}"
                 if self.rng.random() < 0.05:
@@ -208,8 +209,8 @@ class _Builder:
     def _mandate(self, member_id: int, role: str, structure: Structure, ended: bool = False) -> dict[str, object]:
         start = self.today - timedelta(days=self.rng.randint(30, 3 * 365))
         end = self.today - timedelta(days=self.rng.randint(1, 25)) if ended else None
-        if ended:
-            start = min(start, end - timedelta(days=365))  # type: ignore[operator]
+        if end is not None:
+            start = min(start, end - timedelta(days=365))
         return dict(member=member_id, role=self.roles[role].id, structure=structure.id, starts_on=start,
                     ends_on=end, source="import")
 

@@ -125,11 +125,11 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
 
 
 @functools.lru_cache(maxsize=8)
-def _serializer_for(secret_key: str) -> URLSafeSerializer:
+def _serializer_for(secret_key: str) -> _PlainURLSafeSerializer:
     return _PlainURLSafeSerializer(secret_key, salt=Purpose.UNSUBSCRIBE)
 
 
-def _unsubscribe_serializer(settings: Settings) -> URLSafeSerializer:
+def _unsubscribe_serializer(settings: Settings) -> _PlainURLSafeSerializer:
     return _serializer_for(settings.secret_key)
 
 

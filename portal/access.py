@@ -35,10 +35,11 @@ def require_structure(structure: Structure) -> None:
 def current_list(list_id: int):  # type: ignore[no-untyped-def]
     """The live list ``list_id`` if the logged-in staff member manages it: 404 when absent, 403 outside scope."""
     from engine.lists import admin
+    from engine.lists.models import MailingList
 
     try:
         return admin.get_list(current_user, list_id)
-    except admin.MailingList.DoesNotExist:
+    except MailingList.DoesNotExist:
         abort(404)
     except staff.NotAllowed:
         abort(403)

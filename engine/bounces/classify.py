@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from flufl.bounce import all_failures
+from flufl.bounce import all_failures  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from engine.bounces import dsn
 

@@ -92,7 +92,7 @@ def confirm_probe(settings: Settings, token: str) -> Member:
     if not key or key != payload.get("k"):
         raise ProbeLinkError("changed")
     scoring.clear(key, how="probe")
-    return member  # type: ignore[no-any-return]
+    return member
 
 
 def clear_confirmed_addresses(now: datetime | None = None, window: timedelta = timedelta(days=1)) -> int:

@@ -4,7 +4,7 @@ counts of finished messages (the statistics read those instead of counting 100,0
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import peewee as pw
 
@@ -48,6 +48,10 @@ class BounceEvent(BaseModel):
     content = pw.BlobField(null=True)  # the returned message's first 64 KB (``raw`` is a Model method)
     forwarded = pw.BooleanField(default=False)  # unrecognised: sent on to the list's owner
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int | None]
+        message_id: pw.ForeignKeyField[int | None]
+
     class Meta:
         indexes = (
             (("message", "kind"), False),  # bounced copies of a message
@@ -63,6 +67,9 @@ class MessageStats(BaseModel):
     sent = pw.IntegerField(default=0)
     failed = pw.IntegerField(default=0)
     settled_at = pw.DateTimeField()
+
+    if TYPE_CHECKING:
+        message_id: pw.ForeignKeyField[int]
 
 
 MODELS = [Bounce, BounceEvent, MessageStats]

@@ -37,7 +37,7 @@ def weight_of(found: Classification) -> float:
     return WEIGHTS.get(found.kind, 0.0) if found.final else 0.0
 
 
-def write_transaction():  # type: ignore[no-untyped-def]
+def write_transaction() -> pw._atomic:
     """A transaction that holds the write lock from its start (SQLite: BEGIN IMMEDIATE), so that two
     engines counting bounces of one address never lose an update."""
     if isinstance(database.obj, pw.SqliteDatabase):

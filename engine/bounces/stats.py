@@ -114,7 +114,7 @@ def _unsubscribed(messages: list[Message]) -> dict[int, int]:
     """Opt-outs of each message's list between it and the list's next distributed message."""
     if not messages:
         return {}
-    list_ids = list({m.mailing_list_id for m in messages})  # type: ignore[attr-defined]
+    list_ids = list({m.mailing_list_id for m in messages})
     nxt = pw.fn.LEAD(Message.received_at).over(partition_by=[Message.mailing_list],
                                                order_by=[Message.received_at, Message.id])
     spans = (Message.select(Message.id.alias("mid"), Message.mailing_list.alias("lid"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from typing import Any
 
 from engine.config import Settings
 
@@ -18,7 +17,7 @@ _SALT = b"palanquee.verp:"
 
 
 @functools.lru_cache(maxsize=8)
-def _mac_base(key: bytes) -> Any:
+def _mac_base(key: bytes) -> hmac.HMAC:
     return hmac.new(key, _SALT, hashlib.sha256)
 
 

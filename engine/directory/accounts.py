@@ -101,7 +101,7 @@ def login(identifier: str, password: str, ip: str | None = None) -> LoginResult:
         if member is not None:
             audit.record("login.failed", member, actor_label="anonymous", ip=ip)
         return LoginResult(LoginStatus.FAILED)
-    assert member is not None  # verify_password refuses a missing hash
+    assert member is not None and member.password_hash is not None  # verify_password refuses a missing hash
     clear_events(key)
     if needs_rehash(member.password_hash):
         member.password_hash = hash_password(password)

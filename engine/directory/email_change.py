@@ -204,7 +204,7 @@ def apply_due_changes(now: datetime | None = None) -> int:
            .where(EmailChange.verified_at.is_null(False) & EmailChange.cancelled_at.is_null()
                   & EmailChange.applied_at.is_null() & (EmailChange.effective_at <= now))
            .order_by(EmailChange.effective_at, EmailChange.id))
-    return sum(1 for (change_id,) in list(due.tuples()) if _apply(change_id, now))
+    return sum(1 for (change_id,) in list(due.tuples().iterator()) if _apply(change_id, now))
 
 
 def _apply(change_id: int, now: datetime) -> bool:
@@ -228,7 +228,7 @@ def _apply(change_id: int, now: datetime) -> bool:
 
 def _move_subscriptions(member: Member, old_key: str | None) -> int:
     """Static subscriptions linked to the member follow their address (where the list lacks the new one)."""
-    if old_key is None:
+    if old_key is None or member.email is None or member.email_key is None:
         return 0
     moved = 0
     linked = Subscription.select().where((Subscription.member == member.id) & (Subscription.email_key == old_key))

@@ -99,7 +99,7 @@ class _Parser:
     def __init__(self, settings: Settings, actor: Member | None) -> None:
         self.season_start = settings.season_start
         self.structures = {s.code.upper(): s for s in Structure.select()}
-        self.roles = {r.code.lower(): r.id for r in Role.select(Role.id, Role.code)}
+        self.roles: dict[str, int] = {r.code.lower(): r.id for r in Role.select(Role.id, Role.code)}
         self.scope = None if actor is None else {s.id for s in staff.manageable_structures(actor)}
         self.seen: dict[str, int] = {}
 

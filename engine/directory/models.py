@@ -7,6 +7,7 @@ structure below it" is one indexed range scan that sorts the same way under any 
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import peewee as pw
 
@@ -34,10 +35,14 @@ class Structure(BaseModel):
     code = pw.CharField(max_length=32, unique=True)
     name = pw.CharField(max_length=200)
     kind = pw.CharField(max_length=16, index=True)
-    parent = pw.ForeignKeyField("self", null=True, backref="children", on_delete="RESTRICT")
+    parent: pw.ForeignKeyField[Structure | None] = pw.ForeignKeyField(
+        "self", null=True, backref="children", on_delete="RESTRICT")
     path = pw.CharField(max_length=255, index=True, default="")
     depth = pw.SmallIntegerField(default=0)
     department = pw.CharField(max_length=3, null=True)  # département code for CODEPs and clubs
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        parent_id: pw.ForeignKeyField[int | None]
 
     @staticmethod
     def segment(structure_id: int) -> str:
@@ -52,12 +57,12 @@ class Structure(BaseModel):
         high = low[:-PATH_SEGMENT] + str(last).zfill(PATH_SEGMENT)
         return low, high
 
-    def subtree(self) -> pw.ModelSelect:
+    def subtree(self) -> pw.ModelSelect[Structure]:
         """This structure and every structure below it, in one indexed query."""
         low, high = self.subtree_bounds()
         return Structure.select().where((Structure.path >= low) & (Structure.path < high))
 
-    def ancestors(self) -> pw.ModelSelect:
+    def ancestors(self) -> pw.ModelSelect[Structure]:
         """This structure and every structure above it, root first."""
         paths = [self.path[: i + PATH_SEGMENT] for i in range(0, len(self.path), PATH_SEGMENT)]
         return Structure.select().where(Structure.path.in_(paths)).order_by(Structure.depth)
@@ -74,7 +79,7 @@ class Structure(BaseModel):
         return node
 
     def set_path(self) -> None:
-        parent_path = self.parent.path if self.parent_id else ""
+        parent_path = self.parent.path if self.parent is not None else ""
         self.path = parent_path + self.segment(self.id)
         self.depth = len(self.path) // PATH_SEGMENT - 1
 
@@ -110,6 +115,9 @@ class Member(BaseModel):
     language = pw.CharField(max_length=5, null=True)
     created_at = pw.DateTimeField()
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        club_id: pw.ForeignKeyField[int | None]
+
     # flask-login protocol (kept here so the portal needs no wrapper class)
     is_active = True
     is_anonymous = False
@@ -118,7 +126,7 @@ class Member(BaseModel):
     def is_authenticated(self) -> bool:
         return True
 
-    def get_id(self) -> str:  # type: ignore[override]
+    def get_id(self) -> str:
         """Session identity; changing ``auth_version`` invalidates every session of this member."""
         return f"{self.id}:{self.auth_version}"
 
@@ -134,7 +142,7 @@ class Member(BaseModel):
         return self.licence_valid_until is not None and self.licence_valid_until >= day
 
     @classmethod
-    def using_address(cls, address: str) -> pw.ModelSelect:
+    def using_address(cls, address: str) -> pw.ModelSelect[Member]:
         """Members whose effective address is ``address``, compared case-insensitively (indexed)."""
         key = email_key(address)
         if key is None:  # "== None" would match every member without an address
@@ -151,6 +159,11 @@ class Mandate(BaseModel):
     starts_on = pw.DateField()
     ends_on = pw.DateField(null=True)
     source = pw.CharField(max_length=16, default="import")
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        member_id: pw.ForeignKeyField[int]
+        role_id: pw.ForeignKeyField[int]
+        structure_id: pw.ForeignKeyField[int]
 
     class Meta:
         indexes = (
@@ -178,6 +191,9 @@ class EmailChange(BaseModel):
     applied_at = pw.DateTimeField(null=True)
     requested_ip = pw.CharField(max_length=64, null=True)
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        member_id: pw.ForeignKeyField[int]
+
 
 class StaffScope(BaseModel):
     """A member is staff for a structure and everything below it; on the root, a federation admin."""
@@ -185,6 +201,10 @@ class StaffScope(BaseModel):
     member = pw.ForeignKeyField(Member, backref="staff_scopes", on_delete="CASCADE")
     structure = pw.ForeignKeyField(Structure, backref="staff_scopes", on_delete="CASCADE")
     granted_at = pw.DateTimeField()
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        member_id: pw.ForeignKeyField[int]
+        structure_id: pw.ForeignKeyField[int]
 
     class Meta:
         indexes = ((("member", "structure"), True),)

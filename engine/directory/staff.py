@@ -36,7 +36,7 @@ def is_federation_admin(member: Member) -> bool:
         (StaffScope.member == member) & Structure.parent.is_null()).exists()
 
 
-def within_scopes(member: Member, path: pw.Field) -> pw.Expression:
+def within_scopes(member: Member, path: pw.Field) -> pw.ColumnBase:
     """Condition on a structure path column: inside one of the member's scopes (false for non-staff)."""
     parts = []
     for scope in scopes(member):
@@ -47,7 +47,7 @@ def within_scopes(member: Member, path: pw.Field) -> pw.Expression:
     return functools.reduce(operator.or_, parts)
 
 
-def manageable_structures(member: Member) -> pw.ModelSelect:
+def manageable_structures(member: Member) -> pw.ModelSelect[Structure]:
     """Every structure within one of the member's staff scopes (empty for non-staff)."""
     return Structure.select().where(within_scopes(member, Structure.path))
 
@@ -89,7 +89,7 @@ def _visible_to(member: Member) -> pw.Expression:
     return AuditEvent.structure_id.in_(mine) | unplaced
 
 
-def audit_events(member: Member, filters: AuditFilter | None = None) -> pw.ModelSelect:
+def audit_events(member: Member, filters: AuditFilter | None = None) -> pw.ModelSelect[AuditEvent]:
     """The audit events ``member`` may read, newest first, narrowed by ``filters``."""
     filters = filters or AuditFilter()
     query = AuditEvent.select(AuditEvent, Member).join(Member, pw.JOIN.LEFT_OUTER, on=(AuditEvent.actor == Member.id))

@@ -61,7 +61,7 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes) -
         message = Message.create(
             mailing_list=mailing_list, message_id=str(headers.get("Message-ID", ""))[:255] or None,
             envelope_sender=envelope_sender[:254], author=post.author[:254],
-            subject=" ".join(str(headers.get("Subject", "")).split())[:255], raw=data, size=len(data), state=state,
+            subject=" ".join(str(headers.get("Subject", "")).split())[:255], content=data, size=len(data), state=state,
             reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
     if state == MessageState.HELD:
         moderation.request(settings, message)

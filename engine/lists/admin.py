@@ -69,7 +69,7 @@ def check_local_part(local_part: str) -> str:
 
 # --- scoping ---
 
-def visible_lists(member: Member | None) -> pw.ModelSelect:
+def visible_lists(member: Member | None) -> pw.ModelSelect[MailingList]:
     """Live lists whose structure the member manages (every live list for the system)."""
     query = (MailingList.select(MailingList, Domain, Structure).join(Domain)
              .switch(MailingList).join(Structure).where(MailingList.deleted_at.is_null()))
@@ -204,8 +204,9 @@ def update_settings(actor: Member | None, ml: MailingList, *, name: str, descrip
         MailingList.update(**{k: values[k] for k in changed}).where(MailingList.id == ml.id).execute()
         for key in changed:
             setattr(ml, "owner_id" if key == "owner" else key, values[key])
+        new_values: dict[str, Any] = {k: values[k] for k in changed}
         audit.record("list.settings_changed", ml, actor=actor, structure_id=ml.structure_id, ip=ip,
-                     fields=changed, **{k: values[k] for k in changed})
+                     fields=changed, **new_values)
     return changed
 
 
@@ -244,7 +245,7 @@ class PostingRules:
 
 def posting_rules(ml: MailingList) -> PostingRules:
     perms = list(PostingPermission.select().where(PostingPermission.mailing_list == ml))
-    mods = [m.member.licence_number if m.member_id else (m.email or "")
+    mods = [m.member.licence_number if m.member is not None else (m.email or "")
             for m in ListModerator.select().where(ListModerator.mailing_list == ml)]
     return PostingRules(ml.post_policy, ml.hold_unauthorised,
                         tuple(p.role_id for p in perms if p.role_id),

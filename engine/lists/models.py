@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import peewee as pw
 
 from engine.db import BaseModel
@@ -15,6 +17,9 @@ class Domain(BaseModel):
     structure = pw.ForeignKeyField(Structure, backref="domains", on_delete="RESTRICT")
     lists_enabled = pw.BooleanField(default=True)
     created_at = pw.DateTimeField()
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        structure_id: pw.ForeignKeyField[int]
 
 
 class ListKind:
@@ -53,6 +58,11 @@ class MailingList(BaseModel):
     last_posted_at = pw.DateTimeField(null=True)
     bounce_threshold = pw.FloatField(null=True)  # bounce score that disables an address; None: the setting
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        domain_id: pw.ForeignKeyField[int]
+        structure_id: pw.ForeignKeyField[int]
+        owner_id: pw.ForeignKeyField[int | None]
+
     class Meta:
         indexes = ((("domain", "local_part"), True),)
 
@@ -70,10 +80,18 @@ class ListCriterion(BaseModel):
     structure_kind = pw.CharField(max_length=16, null=True)  # e.g. only clubs below a CODEP
     require_valid_licence = pw.BooleanField(default=True)
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
+        structure_id: pw.ForeignKeyField[int]
+
 
 class CriterionRole(BaseModel):
     criterion = pw.ForeignKeyField(ListCriterion, backref="role_links", on_delete="CASCADE")
     role = pw.ForeignKeyField(Role, backref="criterion_links", on_delete="CASCADE")
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        criterion_id: pw.ForeignKeyField[int]
+        role_id: pw.ForeignKeyField[int]
 
     class Meta:
         indexes = ((("criterion", "role"), True),)
@@ -89,6 +107,10 @@ class Subscription(BaseModel):
     created_at = pw.DateTimeField()
     source = pw.CharField(max_length=16, default="staff")
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
+        member_id: pw.ForeignKeyField[int | None]
+
     class Meta:
         indexes = ((("mailing_list", "email_key"), True),)
 
@@ -102,6 +124,10 @@ class OptOut(BaseModel):
     created_at = pw.DateTimeField()
     source = pw.CharField(max_length=16)  # footer, one-click, mailto, espace, staff, bounce
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
+        member_id: pw.ForeignKeyField[int | None]
+
     class Meta:
         indexes = (
             (("mailing_list", "member"), False),
@@ -114,6 +140,10 @@ class ListModerator(BaseModel):
     member = pw.ForeignKeyField(Member, null=True, backref="moderated_lists", on_delete="CASCADE")
     email = pw.CharField(max_length=254, null=True)
 
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
+        member_id: pw.ForeignKeyField[int | None]
+
 
 class PostingPermission(BaseModel):
     """With post policy ``roles``: a role (in a structure scope); with ``addresses``: an address."""
@@ -122,6 +152,11 @@ class PostingPermission(BaseModel):
     role = pw.ForeignKeyField(Role, null=True, on_delete="CASCADE")
     structure = pw.ForeignKeyField(Structure, null=True, on_delete="CASCADE")
     email_key = pw.CharField(max_length=254, null=True)
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
+        role_id: pw.ForeignKeyField[int | None]
+        structure_id: pw.ForeignKeyField[int | None]
 
 
 MODELS = [

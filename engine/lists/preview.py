@@ -48,7 +48,7 @@ def current_specs(ml: MailingList) -> list[CriterionSpec]:
 
 def check_specs(actor: Member | None, specs: list[CriterionSpec]) -> None:
     """Every structure exists and is within the actor's scopes; roles exist; the kind is known."""
-    known_roles = {r for (r,) in Role.select(Role.id).tuples()}
+    known_roles = {r for (r,) in Role.select(Role.id).tuples().iterator()}
     for spec in specs:
         structure = Structure.get_or_none(Structure.id == spec.structure_id)
         if structure is None:
@@ -81,7 +81,7 @@ def replace_criteria(actor: Member | None, ml: MailingList, specs: list[Criterio
     with database.atomic():
         _write(ml, specs)
         codes = dict(Structure.select(Structure.id, Structure.code).where(
-            Structure.id.in_([s.structure_id for s in specs])).tuples())
+            Structure.id.in_([s.structure_id for s in specs])).tuples().iterator())
         audit.record("list.criteria_changed", ml, actor=actor, structure_id=ml.structure_id, ip=ip,
                      criteria=[dict(structure=codes.get(s.structure_id), roles=list(s.role_ids),
                                     subtree=s.include_subtree, kind=s.structure_kind,
@@ -114,8 +114,9 @@ class Preview:
 def last_expanded_message(ml: MailingList) -> Message | None:
     """The list's latest message that was expanded into delivery rows."""
     has_rows = pw.fn.EXISTS(Delivery.select(Delivery.id).where(Delivery.message == Message.id))
-    return (Message.select().where((Message.mailing_list == ml) & has_rows)
-            .order_by(Message.received_at.desc(), Message.id.desc()).first())
+    found: Message | None = (Message.select().where((Message.mailing_list == ml) & has_rows)
+                             .order_by(Message.received_at.desc(), Message.id.desc()).first())
+    return found
 
 
 def diff_since_last_message(ml: MailingList, day: date | None = None, sample: int = 10) -> Diff | None:
@@ -124,7 +125,8 @@ def diff_since_last_message(ml: MailingList, day: date | None = None, sample: in
         return None
     before = {email_key(a) for (a,) in Delivery.select(Delivery.address).where(Delivery.message == message)
               .tuples().iterator()}
-    added, added_sample = 0, []
+    added = 0
+    added_sample: list[str] = []
     for batch in resolve(ml, day=day, batch_size=2000, with_reasons=False):
         for recipient in batch:
             if recipient.email_key in before:

@@ -10,7 +10,7 @@ licensees of the clubs in its scope.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -80,6 +80,7 @@ def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) 
     where = in_scope & Member.email_key.is_null(False)
     if criterion.require_valid_licence:
         where &= Member.licence_valid_until >= day
+    query: pw.ModelSelect[Any]
     if role_ids:
         query = (Mandate.select(Member.email_key, Member.email, Member.id.alias("member_id"),
                                 pw.Value(criterion.id).alias("criterion_id"),
@@ -146,7 +147,7 @@ class _Labels:
 
     def __init__(self) -> None:
         self.roles = {r.id: (r.name_fr, r.name_en) for r in Role.select(Role.id, Role.name_fr, Role.name_en)}
-        self.structures = dict(Structure.select(Structure.id, Structure.name).tuples())
+        self.structures = dict(Structure.select(Structure.id, Structure.name).tuples().iterator())
         self._reasons: dict[tuple[int | None, int | None, int | None], Reason] = {}
 
     def reason(self, criterion_id: int | None, role_id: int | None, structure_id: int | None) -> Reason:
@@ -199,7 +200,7 @@ def _members(ids: list[int]) -> tuple[int, ...]:
 
 
 def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
-            with_reasons: bool = True) -> Iterator[list[Recipient]]:
+            with_reasons: bool = True) -> Generator[list[Recipient], None, None]:
     """Stream the list's recipients now, one per distinct address, in batches ordered by address key."""
     query = _rows_query(mailing_list, _today(day))
     labels = _Labels() if with_reasons else None
@@ -207,7 +208,9 @@ def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: i
     batch: list[Recipient] = []
     append = batch.append
     current_key: str | None = None
-    address, members, reasons = "", [], []  # type: ignore[var-annotated]
+    address: str = ""
+    members: list[int] = []
+    reasons: list[Reason] = []
     # The hot loop of every expansion: one pass over rows ordered by address key, locals only.
     for rows in _stream(query):
         for key, email, member_id, criterion_id, role_id, structure_id in rows:

@@ -86,7 +86,7 @@ def subscribers_text(ml: MailingList) -> str:
     return "\n".join(address for (address,) in rows)
 
 
-def subscribers_page(ml: MailingList, *, page: int = 1, per_page: int = 100, search: str = "") -> tuple[list, int]:
+def subscribers_page(ml: MailingList, *, page: int = 1, per_page: int = 100, search: str = "") -> tuple[list[Subscription], int]:
     query = Subscription.select().where(Subscription.mailing_list == ml)
     if search.strip():
         query = query.where(Subscription.email_key.contains(search.strip().lower()))
@@ -103,7 +103,7 @@ def _insert(ml: MailingList, wanted: dict[str, str]) -> None:
     for keys in batched(list(wanted), BATCH):
         owners: dict[str, int] = {}
         for member_id, key in (Member.select(Member.id, Member.email_key).where(Member.email_key.in_(keys))
-                               .order_by(Member.id).tuples()):
+                               .order_by(Member.id).tuples().iterator()):
             owners.setdefault(key, member_id)  # a family address: linked to its first member
         Subscription.insert_many([dict(mailing_list=ml.id, email=wanted[k], email_key=k, member=owners.get(k),
                                        created_at=now, source="staff") for k in keys]).execute()
@@ -120,7 +120,7 @@ def _opted_out(ml: MailingList, keys: list[str]) -> list[str]:
         by_key = OptOut.select(OptOut.email_key).where((OptOut.mailing_list == ml) & OptOut.email_key.in_(chunk))
         by_member = (OptOut.select(Member.email_key).join(Member, on=(OptOut.member == Member.id))
                      .where((OptOut.mailing_list == ml) & Member.email_key.in_(chunk)))
-        found += [k for (k,) in by_key.tuples()] + [k for (k,) in by_member.tuples()]
+        found += [k for (k,) in by_key.tuples().iterator()] + [k for (k,) in by_member.tuples().iterator()]
     return sorted(set(found))
 
 
@@ -160,7 +160,7 @@ def add_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: str
     with MailingList._meta.database.atomic():
         for keys in batched(list(wanted), BATCH):
             present = {k for (k,) in Subscription.select(Subscription.email_key).where(
-                (Subscription.mailing_list == ml) & Subscription.email_key.in_(keys)).tuples()}
+                (Subscription.mailing_list == ml) & Subscription.email_key.in_(keys)).tuples().iterator()}
             _insert(ml, {k: wanted[k] for k in keys if k not in present})
             change.added += len(keys) - len(present)
             change.kept += len(present)
@@ -183,7 +183,7 @@ def remove_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: 
 
 # --- opt-outs, as staff see them ---
 
-def opt_outs(ml: MailingList, *, source: str = "", search: str = "") -> pw.ModelSelect:
+def opt_outs(ml: MailingList, *, source: str = "", search: str = "") -> pw.ModelSelect[OptOut]:
     """The list's opt-outs, newest first, with the member when there is one; filtered by source and text."""
     query = (OptOut.select(OptOut, Member).join(Member, pw.JOIN.LEFT_OUTER, on=(OptOut.member == Member.id))
              .where(OptOut.mailing_list == ml))
@@ -199,7 +199,7 @@ def opt_outs(ml: MailingList, *, source: str = "", search: str = "") -> pw.Model
 
 def opt_out_sources(ml: MailingList) -> list[str]:
     return [s for (s,) in OptOut.select(OptOut.source).where(OptOut.mailing_list == ml).distinct()
-            .order_by(OptOut.source).tuples()]
+            .order_by(OptOut.source).tuples().iterator()]
 
 
 CSV_HEADER = ("date_utc", "adresse", "numero_licence", "nom", "prenom", "source")

@@ -38,7 +38,7 @@ class PreparedMessage:
             list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part, domain=domain,
             subject_prefix=mailing_list.subject_prefix, reply_to_list=mailing_list.reply_to == "list",
             announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
-        self.prepared: Prepared = prepare(bytes(message.raw), self.info)
+        self.prepared: Prepared = prepare(bytes(message.content), self.info)
         self.received_at: datetime = message.received_at
         self.settings = settings
 

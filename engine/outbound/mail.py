@@ -54,7 +54,7 @@ def read_captured(folder: Path) -> list[EmailMessage]:
     for key in box.iterkeys():
         path = Path(folder) / ("new" if (Path(folder) / "new" / key).exists() else "cur") / key
         entries.append((path.stat().st_mtime_ns, key, box.get_bytes(key)))
-    return [parser.parsebytes(data) for _, _, data in sorted(entries)]  # type: ignore[misc]
+    return [parser.parsebytes(data) for _, _, data in sorted(entries)]
 
 
 def _smtp_client(url: str) -> smtplib.SMTP:
@@ -121,5 +121,5 @@ def read_one_captured(folder: Path, key: str, headers_only: bool = False) -> Ema
     except KeyError:
         return None
     if headers_only:
-        return BytesHeaderParser(policy=policy.default).parsebytes(data)  # type: ignore[return-value]
-    return BytesParser(policy=policy.default).parsebytes(data)  # type: ignore[return-value]
+        return BytesHeaderParser(policy=policy.default).parsebytes(data)
+    return BytesParser(policy=policy.default).parsebytes(data)

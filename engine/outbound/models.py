@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import peewee as pw
 
 from engine.db import BaseModel
@@ -31,6 +33,10 @@ class Delivery(BaseModel):
     claimed_by = pw.CharField(max_length=64, null=True)
     last_reply = pw.TextField(default="")
     updated_at = pw.DateTimeField()
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        message_id: pw.ForeignKeyField[int]
+        member_id: pw.ForeignKeyField[int | None]
 
     class Meta:
         indexes = (

@@ -8,6 +8,7 @@ per batch: a peewee call per row costs about 7 times more (../shared/PERFORMANCE
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,7 +54,7 @@ def _is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
-def _transaction():  # type: ignore[no-untyped-def]
+def _transaction() -> AbstractContextManager[object]:
     if isinstance(database.obj, pw.SqliteDatabase):
         return database.obj.atomic("IMMEDIATE")
     return database.atomic()
@@ -84,7 +85,12 @@ def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = 
 
 def backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
     """Wait before retry number ``attempts`` (1-based): first, then doubled, capped (RFC 5321 §4.5.4.1)."""
-    return min(first * (2 ** max(0, attempts - 1)), longest)
+    wait = first
+    for _ in range(attempts - 1):  # doubling stops at the cap: 2**attempts would overflow timedelta
+        if wait >= longest:
+            break
+        wait *= 2
+    return min(wait, longest)
 
 
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
@@ -137,7 +143,7 @@ def counts(message_id: int) -> dict[str, int]:
     """Deliveries of a message by state (every state present, zeros included)."""
     found = dict.fromkeys(DeliveryState.ALL, 0)
     query = (Delivery.select(Delivery.state, pw.fn.COUNT(Delivery.id))
-             .where(Delivery.message == message_id).group_by(Delivery.state).tuples())
+             .where(Delivery.message == message_id).group_by(Delivery.state).tuples().iterator())
     for state, number in query:
         found[state] = number
     return found

@@ -185,7 +185,7 @@ class Connection:
             raise SmtpError(f"TLS with {host} failed: {exc}") from exc
         if secured is None:
             raise SmtpError(f"TLS with {host} failed: connection closed")
-        self.transport = secured  # type: ignore[assignment]
+        self.transport = secured
         await self.ehlo(helo)
 
     async def _auth_plain(self, username: str, password: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import peewee as pw
 
 from engine.db import BaseModel
@@ -27,7 +29,7 @@ class Message(BaseModel):
     envelope_sender = pw.CharField(max_length=254, default="")
     author = pw.CharField(max_length=254, default="")  # From: address
     subject = pw.CharField(max_length=255, default="")
-    raw = pw.BlobField()
+    content = pw.BlobField()  # the message as received (not ``raw``: that is peewee's Model.raw query)
     size = pw.IntegerField()
     state = pw.CharField(max_length=16, default=MessageState.RECEIVED)
     reason = pw.TextField(default="")
@@ -36,6 +38,10 @@ class Message(BaseModel):
     decided_by = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
     recipient_count = pw.IntegerField(default=0)
     finished_at = pw.DateTimeField(null=True)
+
+    if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
+        mailing_list_id: pw.ForeignKeyField[int]
+        decided_by_id: pw.ForeignKeyField[int | None]
 
     class Meta:
         indexes = ((("state", "received_at"), False),)

@@ -45,11 +45,12 @@ def moderator_addresses(settings: Settings, mailing_list: MailingList) -> list[s
     nearest above the list's structure (a held post must reach someone); distinct, in order."""
     found: list[str] = []
     for moderator in ListModerator.select().where(ListModerator.mailing_list == mailing_list):
-        address = moderator.email or (moderator.member.email if moderator.member_id else None)
+        address = moderator.email or (moderator.member.email if moderator.member is not None else None)
         if address:
             found.append(address)
-    if not found and mailing_list.owner_id and mailing_list.owner.email:
-        found.append(mailing_list.owner.email)
+    owner = mailing_list.owner
+    if not found and owner is not None and owner.email:
+        found.append(owner.email)
     if not found and settings.admin_email:
         found.append(settings.admin_email)
     if not found:
@@ -61,7 +62,7 @@ def _nearest_staff(mailing_list: MailingList) -> list[str]:
     for structure in reversed(list(mailing_list.structure.ancestors())):
         staff = (Member.select(Member.email).join(StaffScope, on=(StaffScope.member == Member.id))
                  .where((StaffScope.structure == structure) & Member.email.is_null(False)))
-        addresses = [member.email for member in staff]
+        addresses = [member.email for member in staff if member.email]
         if addresses:
             return addresses
     return []
@@ -70,7 +71,7 @@ def _nearest_staff(mailing_list: MailingList) -> list[str]:
 def _may_notify_sender(message: Message) -> bool:
     if not message.envelope_sender or not message.author:
         return False
-    headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.raw))
+    headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
     if is_auto_submitted(headers):
         return False
     since = clock.now() - timedelta(days=1)

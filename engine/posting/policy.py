@@ -159,6 +159,7 @@ def holds_posting_role(mailing_list: MailingList, address: str) -> bool:
         mandates = Mandate.select(Mandate, Structure).join(Structure).where(
             Mandate.current(today) & Mandate.member.in_(members) & (Mandate.role == permission.role_id))
         for mandate in mandates:
-            if permission.structure_id is None or mandate.structure.is_within(permission.structure):
+            scope = permission.structure
+            if scope is None or mandate.structure.is_within(scope):
                 return True
     return False

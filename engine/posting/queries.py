@@ -44,7 +44,7 @@ class Progress:
                 "percent": self.percent, "finished": self.finished}
 
 
-def visible_messages(staff: Member) -> pw.ModelSelect:
+def visible_messages(staff: Member) -> pw.ModelSelect[Message]:
     """Messages of the lists whose structure the staff member manages, newest first."""
     structures = manageable_structures(staff).select(Structure.id)
     return (Message.select(Message, MailingList, Domain).join(MailingList).join(Domain)
@@ -72,7 +72,7 @@ def progress_of_many(messages: list[Message]) -> dict[int, dict[str, int]]:
     if not found:
         return found
     query = (Delivery.select(Delivery.message, Delivery.state, pw.fn.COUNT(Delivery.id))
-             .where(Delivery.message.in_(list(found))).group_by(Delivery.message, Delivery.state).tuples())
+             .where(Delivery.message.in_(list(found))).group_by(Delivery.message, Delivery.state).tuples().iterator())
     for message_id, state, number in query:
         found[message_id][state] = number
     return found

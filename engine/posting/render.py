@@ -134,7 +134,7 @@ def quoted_printable(data: bytes) -> bytes:
 
 
 def parse(raw: bytes) -> EmailMessage:
-    return BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[return-value]
+    return BytesParser(policy=policy.default).parsebytes(raw)
 
 
 def prepare(raw: bytes, info: ListInfo, *, domain_for_ids: str | None = None) -> Prepared:
@@ -204,8 +204,9 @@ def _find_targets(part: Message, targets: list[Message]) -> None:
     if ctype in PROTECTED or ctype == "message/rfc822":
         return
     if part.is_multipart():
-        children = part.get_payload()
-        assert isinstance(children, list)
+        payload = part.get_payload()
+        assert isinstance(payload, list)
+        children = [child for child in payload if isinstance(child, Message)]
         if ctype == "multipart/alternative":
             for child in children:
                 _find_targets(child, targets)
@@ -290,7 +291,6 @@ def _wrap_with_footer_part(message: EmailMessage, marker: str, slots: list[_Slot
     outer = message
     for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-Description"):
         del outer[name]
-    outer.set_payload(None)
     if "MIME-Version" not in outer:
         outer["MIME-Version"] = "1.0"
     boundary = f"=_palanquee_{secrets.token_hex(12)}"

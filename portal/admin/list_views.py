@@ -11,6 +11,7 @@ from wtforms import SelectChoice
 from engine.directory.models import Role, Structure
 from engine.lists import admin, preview, subscribers
 from engine.lists.admin import AdminError
+from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients
 from portal.access import client_ip, current_list, staff_required
 from portal.admin import texts
@@ -92,11 +93,11 @@ def _current_locale() -> str:
     return str(get_locale())
 
 
-def _criteria_form(ml: admin.MailingList) -> CriteriaForm:
+def _criteria_form(ml: MailingList) -> CriteriaForm:
     form = CriteriaForm()
     if request.method == "GET":
         specs = preview.current_specs(ml)
-        codes = dict(Structure.select(Structure.id, Structure.code).tuples())
+        codes = dict(Structure.select(Structure.id, Structure.code).tuples().iterator())
         form = CriteriaForm(data={"criteria": [
             dict(structure=codes.get(s.structure_id, ""), roles=list(s.role_ids), include_subtree=s.include_subtree,
                  structure_kind=s.structure_kind or "", require_valid_licence=s.require_valid_licence)

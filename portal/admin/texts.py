@@ -37,9 +37,9 @@ def admin_error(error: AdminError) -> str:
 
 def bad_line(line: BadLine) -> str:
     if line.reason == "unknown_licence":
-        return _("ligne %(number)s : « %(content)s » : numéro de licence inconnu", number=line.number,
-                 content=line.content)
-    return _("ligne %(number)s : « %(content)s » : adresse invalide", number=line.number, content=line.content)
+        return str(_("ligne %(number)s : « %(content)s » : numéro de licence inconnu", number=line.number,
+                     content=line.content))
+    return str(_("ligne %(number)s : « %(content)s » : adresse invalide", number=line.number, content=line.content))
 
 
 _IMPORT: dict[str, Callable[[BadRow], str]] = {

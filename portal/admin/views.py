@@ -18,6 +18,7 @@ from engine.directory import importer, staff
 from engine.directory.models import Member, Structure
 from engine.lists import admin
 from engine.lists.admin import AdminError
+from engine.lists.models import Domain, MailingList
 from portal.access import client_ip, staff_required
 from portal.admin import texts
 from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, ImportForm
@@ -144,8 +145,9 @@ def delete_lists():  # type: ignore[no-untyped-def]
 @bp.get("/domains")
 @staff_required
 def domains():  # type: ignore[no-untyped-def]
-    rows = [(d, staff.can_manage(current_user, d.structure), d.lists.where(admin.MailingList.deleted_at.is_null())
-             .count()) for d in admin.usable_domains(current_user)]
+    rows = [(d, staff.can_manage(current_user, d.structure),
+             MailingList.select().where((MailingList.domain == d) & MailingList.deleted_at.is_null()).count())
+            for d in admin.usable_domains(current_user)]
     return render_template("admin/domains.html", rows=rows, form=ButtonForm())
 
 
@@ -155,7 +157,7 @@ def switch_domain(domain_id: int):  # type: ignore[no-untyped-def]
     form = ButtonForm()
     if not form.validate_on_submit():
         abort(400)
-    domain = admin.Domain.get_or_none(admin.Domain.id == domain_id) or abort(404)
+    domain = Domain.get_or_none(Domain.id == domain_id) or abort(404)
     enabled = request.form.get("enabled") == "1"
     admin.set_domain_enabled(current_user, domain, enabled, ip=client_ip())
     if enabled:

@@ -7,6 +7,7 @@ passwords.py; these views validate a form, call one engine function, and render 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
@@ -29,7 +30,7 @@ def _defaults(state) -> None:  # type: ignore[no-untyped-def]
     state.app.config.setdefault("REMEMBER_COOKIE_DURATION", REMEMBER_FOR)
 
 
-def is_local(target: str | None) -> bool:
+def is_local(target: str | None) -> TypeGuard[str]:
     """Only redirect to paths of this site: no scheme, no host, no "//evil", no backslash or control tricks."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return False

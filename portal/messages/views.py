@@ -57,7 +57,7 @@ def detail(message_id: int):  # type: ignore[no-untyped-def]
     page = _page()
     return render_template("messages/detail.html", message=message, progress=queries.progress(message),
                            problems=queries.problems(message, (page - 1) * PER_PAGE, PER_PAGE), page=page,
-                           preview=_preview(bytes(message.raw)), per_page=PER_PAGE)
+                           preview=_preview(bytes(message.content)), per_page=PER_PAGE)
 
 
 @bp.get("/<int:message_id>/progress.json")
@@ -101,7 +101,7 @@ def by_link(token: str):  # type: ignore[no-untyped-def]
         actor = current_user if current_user.is_authenticated else None
         _apply_decision(message, actor)
         return redirect(url_for("moderation.by_link", token=token))
-    return render_template("messages/moderate.html", message=message, preview=_preview(bytes(message.raw)),
+    return render_template("messages/moderate.html", message=message, preview=_preview(bytes(message.content)),
                            token=token, decision=request.args.get("decision"))
 
 

@@ -85,10 +85,10 @@ def test_difference_since_the_last_message(fed):
     pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (fed["president"].id,), True)])
     assert pv.preview(None, ml, day=DAY).diff is None  # no message yet
     sent = datetime(2026, 11, 12, 9)
-    message = Message.create(mailing_list=ml, raw=b"x", size=1, received_at=sent, state="done")
+    message = Message.create(mailing_list=ml, content=b"x", size=1, received_at=sent, state="done")
     for address in ("PA@example.org", "gone@example.org"):
         Delivery.create(message=message, address=address, next_attempt_at=sent, updated_at=sent)
-    Message.create(mailing_list=ml, raw=b"y", size=1, received_at=datetime(2026, 11, 20), state="held")
+    Message.create(mailing_list=ml, content=b"y", size=1, received_at=datetime(2026, 11, 20), state="held")
     diff = pv.preview(None, ml, day=DAY).diff
     assert diff is not None and diff.since == sent
     assert (diff.added, diff.removed) == (1, 1)

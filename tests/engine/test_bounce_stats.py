@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 2, 9, 0)
 
 def message(ml, received: datetime, states: dict[str, int], state: str = MessageState.DONE) -> Message:  # type: ignore[no-untyped-def]
     total = sum(states.values())
-    msg = Message.create(mailing_list=ml, raw=b"Subject: x\r\n\r\nx\r\n", size=10, state=state, received_at=received,
+    msg = Message.create(mailing_list=ml, content=b"Subject: x\r\n\r\nx\r\n", size=10, state=state, received_at=received,
                          recipient_count=total, subject="x")
     n = 0
     rows = []

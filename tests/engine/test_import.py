@@ -157,7 +157,7 @@ def test_command_line_reports_progress_and_bad_rows(tmp_path, federation):
                    encoding="utf-8-sig")
     env = {**os.environ, "PALANQUEE_DATABASE_URL": federation.database_url, "PALANQUEE_SECRET_KEY": "k" * 32,
            "PALANQUEE_INSTANCE": str(tmp_path / "instance")}
-    result = subprocess.run([sys.executable, "-m", "portal.cli", "import-members", str(bad)], capture_output=True,
+    result = subprocess.run([sys.executable, "-W", "error", "-m", "portal.cli", "import-members", str(bad)], capture_output=True,
                             text=True, env=env, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "7 rows: 6 created" in result.stdout and "line 8: invalid e-mail address 'nope'" in result.stdout

@@ -36,7 +36,7 @@ def world(settings, db):  # type: ignore[no-untyped-def]
     messages = {}
     for name, mailing_list, state in (("held", ours, MessageState.HELD), ("sending", ours, MessageState.SENDING),
                                       ("other", theirs, MessageState.HELD)):
-        messages[name] = Message.create(mailing_list=mailing_list, raw=RAW, size=len(RAW), state=state,
+        messages[name] = Message.create(mailing_list=mailing_list, content=RAW, size=len(RAW), state=state,
                                         author="paul@example.org", envelope_sender="paul@example.org",
                                         subject=f"Sortie {name}", received_at=clock.now(), recipient_count=3)
     now = clock.now()
