@@ -27,6 +27,7 @@ BOUNCED_KINDS = (Kind.HARD, Kind.SOFT, Kind.POLICY)
 LEFT_BY_PEOPLE = ("footer", "one-click", "mailto", "espace")  # not staff, not bounces
 LIST_WINDOW = timedelta(days=30)  # the lists page sums the messages of the last 30 days
 SETTLE_BATCH = 200
+DISTRIBUTED = Message.state.in_([MessageState.SENDING, MessageState.DONE]) & (Message.recipient_count > 0)
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _unsubscribed(messages: list[Message]) -> dict[int, int]:
                                                order_by=[Message.received_at, Message.id])
     spans = (Message.select(Message.id.alias("mid"), Message.mailing_list.alias("lid"),
                             Message.received_at.alias("start"), nxt.alias("stop"))
-             .where(Message.mailing_list.in_(list_ids) & (Message.recipient_count > 0))
+             .where(Message.mailing_list.in_(list_ids) & DISTRIBUTED)
              .cte("spans", columns=("mid", "lid", "start", "stop")))
     query = (OptOut.select(spans.c.mid, pw.fn.COUNT(OptOut.id)).from_(spans)
              .join(OptOut, on=((OptOut.mailing_list == spans.c.lid) & (OptOut.created_at >= spans.c.start)
@@ -154,7 +155,7 @@ def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int
     if not list_ids:
         return found
     since = since or clock.now() - LIST_WINDOW
-    recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & (Message.recipient_count > 0))
+    recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & DISTRIBUTED)
     zero = pw.Value(0)
     columns = ("lid", "recipients", "sent", "deferred", "failed", "queued", "bounced", "unsubscribed")
 

@@ -136,3 +136,6 @@ def rejoin(list_id: int):  # type: ignore[no-untyped-def]
         abort(404)
     flash(_("Vous avez rejoint la liste « %(name)s ».", name=mailing_list.name), "info")
     return redirect(url_for("espace.index", _anchor="listes"))
+
+
+from portal.espace import bounce_views  # noqa: E402,F401  (an address that bounces: routes on this blueprint)
