@@ -204,3 +204,42 @@ def test_a_synchronous_5xx_counts_like_a_bounce(start_engine, federation: Federa
     send(engine, post(subject="Encore"))
     wait_until(lambda: Message.select().where(Message.state == MessageState.DONE).count() == 2, what="done")
     assert BounceEvent.select().count() == 1 and score() == (1.0, False)
+
+
+def test_the_member_sees_the_warning_and_a_new_address_brings_the_mail_back(
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings, advance) -> None:
+    import re
+
+    from portal import create_app
+    from tests import factories
+    from tests.portal.test_espace import csrf
+
+    engine = start_engine()
+    verp = distribute(engine, sink)
+    for _ in range(5):
+        bounce(engine, verp, "postfix-5.1.1-orange.eml")
+        advance(timedelta(days=1))
+    elodie = federation.board[0]
+    factories.cheap_password_hashing()
+    from engine.directory.passwords import hash_password
+
+    elodie.password_hash = hash_password("bonne-plongee-2026")
+    elodie.save()
+    client = create_app(engine_settings, config={"TESTING": True}).test_client()
+    client.post("/login", data={"identifier": elodie.licence_number, "password": "bonne-plongee-2026",
+                                "csrf_token": csrf(client, "/login")})
+    page = client.get("/espace/").get_data(as_text=True)
+    assert "Vos messages ne sont plus distribués : votre adresse renvoie des erreurs." in page
+    assert "Adresse d au moins un destinataire invalide" in page  # Orange's own words
+    client.post("/espace/adresse", data={"csrf_token": csrf(client, "/espace/adresse"),
+                                         "email": "elodie.dupre@exemple.net"})
+    [confirmation] = [r for r in sink.handler.received if r.rcpt_tos == ["elodie.dupre@exemple.net"]]
+    path = re.search(r"https://listes\.example\.fr(/\S+)", confirmation.message.get_content()).group(1)
+    client.post(path, data={"csrf_token": csrf(client, path)})  # PALANQUEE_PROPAGATION_DELAY=0 in the tests
+    assert "renvoie des erreurs" not in client.get("/espace/").get_data(as_text=True)
+    before = len(sink.handler.received)
+    send(engine, post(author="Famille.Martin@example.fr", subject="Après le changement"),
+         sender="Famille.Martin@example.fr")
+    wait_until(lambda: len(sink.handler.received) >= before + 2, what="two copies")
+    assert sorted(r.rcpt_tos[0] for r in sink.handler.received[before:]) == [
+        "Famille.Martin@example.fr", "elodie.dupre@exemple.net"]
