@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
 
 import peewee as pw
 
@@ -150,35 +149,42 @@ def message_figures(messages: list[Message]) -> dict[int, Figures]:
 
 
 def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int, Figures]:
-    """Figures of each list over its messages since ``since`` (``LIST_WINDOW`` ago): one aggregate query."""
+    """Figures of each list over its messages since ``since`` (``LIST_WINDOW`` ago): one aggregate query, a
+    UNION ALL of grouped branches giving (list, figure, value) rows. Finished messages are read from their
+    settled counts; only messages still sending count their deliveries (by the (message, state) index)."""
     found = {list_id: Figures() for list_id in list_ids}
     if not list_ids:
         return found
     since = since or clock.now() - LIST_WINDOW
     recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & DISTRIBUTED)
-    zero = pw.Value(0)
-    columns = ("lid", "recipients", "sent", "deferred", "failed", "queued", "bounced", "unsubscribed")
-
-    def branch(query: pw.ModelSelect[Any], **values: pw.ColumnBase) -> pw.ModelSelect[Any]:
-        return query.select(*[values.get(name, zero).alias(name) for name in columns])
-
-    totals = branch(Message.select().where(recent).group_by(Message.mailing_list), lid=Message.mailing_list,
-                    recipients=pw.fn.SUM(Message.recipient_count))
-    settled = branch(Message.select().join(MessageStats, on=(MessageStats.message == Message.id)).where(recent)
-                     .group_by(Message.mailing_list), lid=Message.mailing_list, sent=pw.fn.SUM(MessageStats.sent),
-                     failed=pw.fn.SUM(MessageStats.failed))
+    lid = Message.mailing_list.alias("lid")
     unsettled = ~pw.fn.EXISTS(MessageStats.select(pw.SQL("1")).where(MessageStats.message == Message.id))
-    live = branch(Message.select().join(Delivery, on=(Delivery.message == Message.id)).where(recent & unsettled)
-                  .group_by(Message.mailing_list), lid=Message.mailing_list,
-                  **{state: _count_state(state) for state in DeliveryState.ALL})
-    bounced = branch(BounceEvent.select().join(Message, on=(BounceEvent.message == Message.id))
-                     .where(recent & (BounceEvent.source == "dsn") & BounceEvent.final
-                            & BounceEvent.kind.in_(BOUNCED_KINDS)).group_by(Message.mailing_list),
-                     lid=Message.mailing_list, bounced=pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
-    left = branch(OptOut.select().where(OptOut.mailing_list.in_(list_ids) & (OptOut.created_at >= since)
-                                        & OptOut.source.in_(LEFT_BY_PEOPLE)).group_by(OptOut.mailing_list),
-                  lid=OptOut.mailing_list, unsubscribed=pw.fn.COUNT(OptOut.id))
-    query = totals + settled + live + bounced + left  # UNION ALL: one round trip
-    for row in tuples(query):
-        found[row[0]].add(Figures(*(int(value or 0) for value in row[1:])))
+    # grouped by (message, state) in the covering index's order first: no sort of every delivery
+    live = (Delivery.select(Delivery.message.alias("mid"), Delivery.state.alias("figure"),
+                            pw.fn.COUNT(pw.SQL("*")).alias("n"))
+            .where(Delivery.message.in_(Message.select(Message.id).where(recent & unsettled)))
+            .group_by(Delivery.message, Delivery.state).alias("live"))
+    branches: list[pw.SelectBase] = [
+        Message.select(lid, pw.Value("recipients").alias("figure"), pw.fn.SUM(Message.recipient_count))
+        .where(recent).group_by(Message.mailing_list),
+        *[Message.select(lid, pw.Value(name).alias("figure"), pw.fn.SUM(column))
+          .join(MessageStats, on=(MessageStats.message == Message.id)).where(recent).group_by(Message.mailing_list)
+          for name, column in (("sent", MessageStats.sent), ("failed", MessageStats.failed))],
+        Message.select(lid, live.c.figure, pw.fn.SUM(live.c.n)).join(live, on=(live.c.mid == Message.id))
+        .group_by(Message.mailing_list, live.c.figure),
+        BounceEvent.select(lid, pw.Value("bounced").alias("figure"), pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
+        .join(Message, on=(BounceEvent.message == Message.id))
+        .where(recent & (BounceEvent.source == "dsn") & BounceEvent.final & BounceEvent.kind.in_(BOUNCED_KINDS))
+        .group_by(Message.mailing_list),
+        OptOut.select(OptOut.mailing_list.alias("lid"), pw.Value("unsubscribed").alias("figure"),
+                      pw.fn.COUNT(OptOut.id))
+        .where(OptOut.mailing_list.in_(list_ids) & (OptOut.created_at >= since) & OptOut.source.in_(LEFT_BY_PEOPLE))
+        .group_by(OptOut.mailing_list),
+    ]
+    query = branches[0]
+    for branch in branches[1:]:
+        query = query + branch  # UNION ALL (a CompoundSelectQuery): one round trip
+    for list_id, figure, value in tuples(query):
+        figures = found[list_id]
+        setattr(figures, figure, getattr(figures, figure) + int(value or 0))
     return found
