@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import email
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
