@@ -56,7 +56,8 @@ MAILBOX_FULL = _any(r"over ?quota", r"quota (exceeded|exceed|depass)", r"mailbox
                     r"insufficient (system )?storage", r"exceeded (its )?storage", r"mail ?folder is (over|full)",
                     r"mailbox (size )?limit exceeded", r"not enough (disk )?space", r"storage (space )?(is )?full")
 REFUSED = _any(r"\bspam", r"\bblocked\b", r"block ?list", r"black ?list", r"\b(dns)?rbl\b", r"dnsbl",
-               r"spamhaus", r"spamcop", r"barracuda", r"reputation", r"\bdmarc\b", r"\bspf\b", r"\bdkim\b", r"policy (reasons|violation)",
+               r"spamhaus", r"spamcop", r"barracuda", r"reputation", r"\bdmarc\b", r"\bspf\b", r"\bdkim\b",
+               r"policy (reasons|violation)",
                r"rejected (by|due to) (local |our )?policy", r"content (rejected|filter)", r"\bvirus",
                r"malware", r"service refus", r"\bOFR\d*_\d+", r"SFR_IN_", r"unsolicited",
                r"too many (connections|messages|errors)", r"rate[- ]limit", r"relay(ing)? (access )?denied",
@@ -179,8 +180,9 @@ def _detected(message: Message) -> tuple[set[str], set[str]]:
 def _looks_like_bounce(message: Message) -> bool:
     sender = dsn.header_text(message, "From")
     name_or_address = sender.split("<")[-1] if "<" in sender else sender
+    subject = dsn.header_text(message, "Subject")
     return bool(message.get("X-Failed-Recipients") or BOUNCE_SENDER.match(name_or_address.strip(' "'))
-                or BOUNCE_SENDER.match(sender.strip(' "')) or BOUNCE_SUBJECT.search(dsn.header_text(message, "Subject")))
+                or BOUNCE_SENDER.match(sender.strip(' "')) or BOUNCE_SUBJECT.search(subject))
 
 
 def is_auto_reply(message: Message) -> bool:

@@ -70,7 +70,7 @@ def send_probe(settings: Settings, member: Member) -> bool:
                .execute())
     if not claimed:
         return False
-    service._send(settings, "bounce_probe", status.address, member.language or settings.default_language,
+    service.send_notice(settings, "bounce_probe", status.address, member.language or settings.default_language,
                   member=member, link=probe_url(settings, member), validity_days=PROBE_MAX_AGE.days)
     return True
 

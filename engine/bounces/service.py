@@ -95,7 +95,7 @@ def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, s
         _tell_members(settings, key, found)
 
 
-def _send(settings: Settings, template: str, to: str, language: str | None, **context: object) -> None:
+def send_notice(settings: Settings, template: str, to: str, language: str | None, **context: object) -> None:
     """A notice of this module, sent with a null envelope sender (RFC 5321 §4.5.5: no bounce comes back)."""
     subject, body = notices.render(template, language, settings=settings, **context)
     message = EmailMessage()
@@ -113,8 +113,9 @@ def _tell_members(settings: Settings, key: str, found: Classification) -> None:
     if not members:
         return  # a static subscriber who is no member: staff see it on the list's page
     try:
-        _send(settings, "bounce_disabled", members[0].email or key, members[0].language or settings.default_language,
-              members=members, reply=found.diagnostic[:500], espace_url=f"{settings.base_url}/espace/")
+        send_notice(settings, "bounce_disabled", members[0].email or key,
+                    members[0].language or settings.default_language, members=members,
+                    reply=found.diagnostic[:500], espace_url=f"{settings.base_url}/espace/")
     except Exception:  # the address bounces, the relay may refuse: the warning in Mon espace remains
         log.exception("could not tell %s that its address is disabled", key)
 
