@@ -9,6 +9,7 @@ envelope sender (RFC 5321 §4.5.5): nothing bounces back to it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
@@ -67,8 +68,9 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
 def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, str]]) -> None:
     """Deliveries that failed for good, ``(delivery id, last SMTP reply)``: the outbound worker calls this
     once per batch. Hard and soft failures count against the address as a returned message would."""
+    # Failed for good: final, even when the last reply was a 4xx (the retry lifetime ran out).
     scored = [(delivery_id, found) for delivery_id, reply in failures
-              if scoring.weight_of(found := classify_reply(reply)) > 0]
+              if scoring.weight_of(found := dataclasses.replace(classify_reply(reply), final=True)) > 0]
     if not scored:
         return
     query = (Delivery.select(Delivery.id, Delivery.address, Delivery.message, Message.mailing_list,

@@ -243,3 +243,17 @@ def test_the_member_sees_the_warning_and_a_new_address_brings_the_mail_back(
     wait_until(lambda: len(sink.handler.received) >= before + 2, what="two copies")
     assert sorted(r.rcpt_tos[0] for r in sink.handler.received[before:]) == [
         "Famille.Martin@example.fr", "elodie.dupre@exemple.net"]
+
+
+def test_a_temporary_failure_until_the_retry_lifetime_counts_half(start_engine, federation: Federation,
+                                                                  sink: Sink, engine_settings: Settings) -> None:
+    import dataclasses
+
+    sink.handler.script = lambda rcpt, attempt: "452 4.2.2 Mailbox full" if rcpt == ELODIE else "250 OK"
+    engine = start_engine(dataclasses.replace(engine_settings, retry_lifetime=timedelta(seconds=1)))
+    send(engine, post())
+    wait_until(lambda: BounceEvent.select().exists(), what="the expired copy counted")
+    [event] = BounceEvent.select()
+    assert (event.source, event.kind, event.status, event.weight, event.final) == ("smtp", "soft", "4.2.2", 0.5, True)
+    assert score() == (0.5, False)
+    assert Delivery.get(Delivery.address == ELODIE).state == "failed"
