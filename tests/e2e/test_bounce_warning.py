@@ -51,7 +51,7 @@ def test_the_warning_and_the_pencil_then_the_test_message(page: Page, live_serve
     warning = page.get_by_role("alert")
     expect(warning).to_be_visible()
     expect(warning).to_contain_text(WARNING)
-    pencil = page.get_by_role("button", name="Modifier l’adresse e-mail")
+    pencil = page.get_by_role("link", name="Modifier l’adresse e-mail")
     expect(pencil).to_be_visible()
     # beside the address: the pencil on the address line, the warning right under it
     address_box = page.locator("#adresse-actuelle").bounding_box()
@@ -71,5 +71,5 @@ def test_the_pencil_from_the_warning_leads_to_the_address_form(page: Page, live_
     bounce_five_days(live_server.settings, ml, "elodie@example.org")
     log_in(page, live_server.url)
     expect(page.get_by_role("alert")).to_contain_text("renvoie des erreurs")
-    page.get_by_role("button", name="Modifier l’adresse e-mail").click()
+    page.get_by_role("link", name="Modifier l’adresse e-mail").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Changer mon adresse e-mail")
