@@ -14,6 +14,7 @@ import click
 import peewee
 
 from engine import db as engine_db
+from engine.bounces.commands import bounces_group
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
 from engine.post import post_command
@@ -145,5 +146,5 @@ def backup_command(target: str) -> None:
 
 
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command, post_command, backup_command,
+                                        engine_command, post_command, backup_command, bounces_group,
                                         *DELIVERABILITY_COMMANDS]

@@ -229,6 +229,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("retry_lifetime", parse_duration, "5d",
          "give up on a copy that still fails temporarily after this long (RFC 5321: 4–5 days)"),
     Spec("moderation_max_age", parse_duration, "14d", "how long approve/reject links in moderation requests work"),
+    Spec("bounce_threshold", parse_positive_int, "5",
+         "bounce score that stops list mail to an address (a list may set its own); a hard bounce counts 1, "
+         "a soft one ½, once a day"),
+    Spec("bounce_stale_after", parse_duration, "7d", "a bounce score with no new failure for this long starts again"),
+    Spec("bounce_disabled_for", parse_duration, "365d",
+         "how long a disabled address stays off the lists unless its member fixes it sooner"),
     Spec("dkim_signing", choice("engine", "smarthost"), "engine",
          "`engine`: every copy is DKIM-signed (and ARC-sealed where the list asks) with the list domain's key "
          "(`palanquee dkim generate`); `smarthost`: left to the relay (OpenDKIM, rspamd), see docs/deliverability.md"),
@@ -284,6 +290,9 @@ class Settings:
     retry_max: timedelta
     retry_lifetime: timedelta
     moderation_max_age: timedelta
+    bounce_threshold: int
+    bounce_stale_after: timedelta
+    bounce_disabled_for: timedelta
     dkim_signing: str = "engine"
     inbound_authentication: str = "verify"
     authserv_id: str = ""

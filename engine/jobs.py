@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine.bounces import member as bounce_member
+from engine.bounces import stats as delivery_stats
 from engine.directory.email_change import apply_due_changes
 from engine.outbound import outbox, wakeup
 from engine.posting.expand import accepted_messages, expand
@@ -40,6 +42,8 @@ def propagate_addresses() -> int:
 SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("finish-messages", 1.0, outbox.finish_messages),
     ("propagate-addresses", 60.0, propagate_addresses),
+    ("bounce-confirmations", 60.0, bounce_member.clear_confirmed_addresses),
+    ("delivery-stats", 60.0, delivery_stats.settle),
 )
 
 

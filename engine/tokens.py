@@ -35,6 +35,7 @@ class Purpose:
     MODERATION = "palanquee.moderation"
     POST_CONFIRM = "palanquee.post-confirm"  # an author confirms a post whose From was not authenticated
     UNSUBSCRIBE = "palanquee.unsubscribe"
+    BOUNCE_PROBE = "palanquee.bounce-probe"  # "my address works again", mailed to a disabled address
     UNSUBSCRIBE_FORM = "palanquee.unsubscribe-form"
 
 

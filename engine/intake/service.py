@@ -13,14 +13,13 @@ from email import policy as email_policy
 from email.parser import BytesHeaderParser
 
 from engine import clock, notices
-from engine.bounces.models import Bounce
+from engine.bounces import service as bounces
 from engine.config import Settings
 from engine.db import database
 from engine.intake.routes import Companion, Route
 from engine.lists import mailto_unsubscribe
 from engine.lists.models import MailingList
 from engine.outbound import mail
-from engine.outbound.models import Delivery
 from engine.posting import authentication, confirmation, moderation, render
 from engine.posting.headers import one_line, readable, usable_address
 from engine.posting.headers import text as header_text
@@ -98,7 +97,7 @@ def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes,
 
 
 def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """A bounce for one delivery: remember it against the address (scoring comes with bounce work).
+    """A returned message for one delivery: classified, kept and counted (``engine/bounces/service.py``).
 
     ``LIST-bounces@`` without a token is the envelope sender of the engine's notices and of mail
     forwarded to the owner: what comes back there names no delivery and is only logged.
@@ -106,17 +105,7 @@ def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes)
     if route.delivery_id is None:
         log.info("bounce of a notice of list %s from <%s>, %d bytes", route.list_id, envelope_sender, len(data))
         return Outcome(OK)
-    delivery = Delivery.get_or_none(Delivery.id == route.delivery_id)
-    if delivery is not None:
-        key = delivery.address.lower()
-        now = clock.now()
-        with database.atomic():
-            bounce, _ = Bounce.get_or_create(email_key=key)  # type: ignore[no-untyped-call]  # untyped in peewee's stub
-            bounce.score += 1.0
-            bounce.bounce_count += 1
-            bounce.last_bounce_at = now
-            bounce.last_reply = str(_headers(data).get("Subject", ""))[:500]
-            bounce.save()
+    bounces.receive(settings, route.list_id, route.delivery_id, data)
     return Outcome(OK)
 
 

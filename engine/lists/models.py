@@ -62,6 +62,7 @@ class MailingList(BaseModel):
     created_at = pw.DateTimeField()
     deleted_at = pw.DateTimeField(null=True)
     last_posted_at = pw.DateTimeField(null=True)
+    bounce_threshold = pw.FloatField(null=True)  # bounce score that disables an address; None: the setting
 
     if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
         domain_id: pw.ForeignKeyField[int]

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 import peewee as pw
 
 from engine import clock
+from engine.bounces.service import record_delivery_failures
+from engine.config import Settings
 from engine.db import database, sql_datetime
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
@@ -127,10 +129,12 @@ def retry_after(attempts: int, first: timedelta, longest: timedelta, spread: flo
 
 
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
-           lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None) -> None:
+           lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None,
+           settings: Settings | None = None) -> None:
     """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt.
 
-    The one place where a delivery's result is written (its attempt was counted by its claim)."""
+    The one place where a delivery's result is written (its attempt was counted by its claim). With
+    ``settings``, failed copies count against their address as bounces do (``engine/bounces``)."""
     now = now or clock.now()
     stamp = sql_datetime(now)
     rows = []
@@ -153,6 +157,8 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
     with database.atomic():
         cursor = database.obj.cursor()
         cursor.executemany(sql, rows)
+    if settings is not None:
+        record_delivery_failures(settings, [(row[4], row[2]) for row in rows if row[0] == DeliveryState.FAILED])
 
 
 def finish_messages(now: datetime | None = None) -> int:

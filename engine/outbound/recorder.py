@@ -91,7 +91,8 @@ class Recorder:
         received = {item.message_id: self.received.get(item.message_id, now) for item in claims.values()}
         due = [(delivery_id, moment or now) for delivery_id, moment in released]
         await self.run_in_db(_write, group, claims, due, first=settings.retry_first,
-                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received, now=now)
+                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received, now=now,
+                             settings=settings)
 
 
 def _write(results: list[Result], claims: dict[int, Claimed], released: list[tuple[int, datetime]],

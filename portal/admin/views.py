@@ -15,6 +15,7 @@ from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 from wtforms import SelectChoice
 
+from engine.bounces.stats import list_figures
 from engine.directory import importer, staff
 from engine.directory.models import Member
 from engine.lists import admin, administrators
@@ -52,8 +53,9 @@ def index():  # type: ignore[no-untyped-def]
     search = request.args.get("q", "")[:100]
     rows, total = admin.lists_page(current_user, search=search, sort=sort, descending=descending,
                                    page=page_number(), per_page=PER_PAGE)
+    figures = list_figures([row.mailing_list.id for row in rows])  # one aggregate query for the page
     return render_template("admin/lists.html", rows=rows, total=total, sort=sort, descending=descending,
-                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm())
+                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm(), figures=figures)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])

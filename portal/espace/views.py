@@ -145,3 +145,6 @@ def _done_with(list_id: int, text: str):  # type: ignore[no-untyped-def]
     """Back to Mon espace at the list's row, where the confirmation is shown (and focused, so it is read out)."""
     session[DONE] = {"list": list_id, "text": text}
     return redirect(url_for("espace.index", _anchor=f"liste-{list_id}"))
+
+
+from portal.espace import bounce_views  # noqa: E402,F401  (an address that bounces: routes on this blueprint)

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from engine import tokens
+from engine.bounces import stats
 from engine.outbound import mail
 from engine.posting import moderation, queries
 from engine.posting.models import Message, MessageState
@@ -47,7 +48,7 @@ def index():  # type: ignore[no-untyped-def]
     total = query.count()
     messages = list(query.paginate(page, PER_PAGE))
     return render_template("messages/index.html", messages=messages, held=queries.held_messages(current_user),
-                           counts=queries.progress_of_many(messages), page=page, total=total, per_page=PER_PAGE)
+                           figures=stats.message_figures(messages), page=page, total=total, per_page=PER_PAGE)
 
 
 @bp.get("/<int:message_id>")
@@ -56,6 +57,7 @@ def detail(message_id: int):  # type: ignore[no-untyped-def]
     message = _visible(message_id)
     page = _page()
     return render_template("messages/detail.html", message=message, progress=queries.progress(message),
+                           figures=stats.message_figures([message])[message.id],
                            problems=queries.problems(message, (page - 1) * PER_PAGE, PER_PAGE), page=page,
                            preview=_preview(bytes(message.content)), per_page=PER_PAGE)
 
@@ -141,3 +143,6 @@ def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
                ("From", "To", "Delivered-To", "Subject", "Date", "List-Id", "List-Unsubscribe") if message.get(name)]
     return {"headers": headers, "text": text, "html": html, "attachments": attachments,
             "states": MessageState}
+
+
+from portal.messages import list_stats  # noqa: E402,F401  (one list's statistics register on this blueprint)
