@@ -12,7 +12,7 @@ from flask_login import current_user
 from engine import db as engine_db
 from engine.config import Settings, load_settings
 from engine.directory.models import Member
-from portal import errors
+from portal import errors, hardening
 from portal.extensions import babel, csrf, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     _register_blueprints(app)
     errors.register(app)
     _register_template_helpers(app)
+    hardening.init_app(app, https=settings.secure_cookies)
     _register_commands(app)
     return app
 

@@ -112,7 +112,7 @@ def by_link(token: str):  # type: ignore[no-untyped-def]
 def captured():  # type: ignore[no-untyped-def]
     folder = _settings().capture_dir
     page = _page()
-    rows, more = queries.captured_page(current_user, folder, (page - 1) * PER_PAGE, PER_PAGE)
+    rows, more = queries.captured_page(_settings(), current_user, (page - 1) * PER_PAGE, PER_PAGE)
     return render_template("messages/captured.html", rows=rows, page=page, more=more,
                            smarthost=_settings().smarthost, folder=folder)
 
@@ -121,7 +121,7 @@ def captured():  # type: ignore[no-untyped-def]
 @staff_required
 def captured_message(key: str):  # type: ignore[no-untyped-def]
     message = mail.read_one_captured(_settings().capture_dir, key)
-    if message is None or not queries.may_see_captured(current_user, message):
+    if message is None or not queries.may_see_captured(_settings(), current_user, key, message):
         abort(404)
     return render_template("messages/captured_message.html", key=key, message=message, preview=_preview(message))
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from engine import clock
+from engine.bounces import verp
 from engine.directory.models import StaffScope, StructureKind
 from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
@@ -129,11 +130,14 @@ def test_bad_and_expired_moderation_links(world, settings) -> None:  # type: ign
 
 def test_captured_mail_is_listed_and_shown_as_received(world, settings) -> None:  # type: ignore[no-untyped-def]
     copy = RAW.replace(b"Subject: Sortie du dimanche", b"Subject: Copie capturee\r\nX-Loop: cd@listes.example.fr")
-    mail.capture(settings.capture_dir, b"Return-Path: <cd-bounces+x@listes.example.fr>\r\n"
-                 b"Delivered-To: a@example.org\r\n" + copy)
+    delivery = Delivery.get(Delivery.address == "a@example.org")  # a copy of a message to "cd" (Provence)
+    token = verp.make_token(verp.signing_key(settings), delivery.id)
+    mail.capture(settings.capture_dir, f"Return-Path: <cd-bounces+{token}@listes.example.fr>\r\n".encode()
+                 + b"Delivered-To: a@example.org\r\n" + copy)
+    # who may read a copy is read from its signed return path, never from a header its sender wrote
     other = RAW.replace(b"Subject: Sortie du dimanche",
-                        b"Subject: Autre region\r\nX-Loop: cd.bretagne@listes.example.fr")
-    mail.capture(settings.capture_dir, other)
+                        b"Subject: Autre region\r\nX-Loop: cd@listes.example.fr")
+    mail.capture(settings.capture_dir, b"Return-Path: <cd-bounces+1.0000000000@listes.example.fr>\r\n" + other)
     client = _client(world, world["staff"])
     listing = client.get("/admin/messages/captured").get_data(as_text=True)
     assert "Copie capturee" in listing and "Autre region" not in listing
