@@ -115,6 +115,13 @@ def use(resolver: Resolver | None) -> Resolver | None:
     return previous
 
 
+def configure(dns_resolver: str) -> None:
+    """Apply PALANQUEE_DNS_RESOLVER: ``none`` installs a resolver that knows no record and never uses the
+    network; ``system`` keeps the resolver in place (dnspython, or one a test installed)."""
+    if dns_resolver == "none":
+        use(StaticResolver())
+
+
 def txt(name: str) -> list[str]:
     """The TXT strings at ``name`` (empty when none); raises TemporaryDnsError."""
     return list(current().lookup(name, "TXT").records)
