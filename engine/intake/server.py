@@ -51,7 +51,8 @@ class IntakeHandler:
         sender = "" if sender == "<>" else sender
         replies: list[str] = []
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
-        client = Client(str(peer), str(session.host_name or ""))
+        # Over LMTP the client is the MTA in front, not the sender: no SPF verdict about it (use header mode).
+        client = None if self.lmtp else Client(str(peer), str(session.host_name or ""))
         for route in getattr(envelope, "routes", []):
             try:
                 outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, client)
