@@ -65,7 +65,8 @@ class IntakeHandler:
         # One post per distinct list (and companion) however often it was named: RCPT repeated six
         # times must not make six posts. LMTP still answers once per accepted RCPT (RFC 2033 §4.2).
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
-        client = Client(str(peer), str(session.host_name or ""))
+        # Over LMTP the client is the MTA in front, not the sender: no SPF verdict about it (use header mode).
+        client = None if self.lmtp else Client(str(peer), str(session.host_name or ""))
         done: dict[tuple[int, str, int | None], str] = {}
         for route in getattr(envelope, "routes", []):
             key = (route.list_id, route.companion, route.delivery_id)
@@ -83,7 +84,7 @@ class IntakeHandler:
         return temporary[0] if temporary else replies[0]
 
 
-    async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client) -> str:
+    async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client | None) -> str:
         try:
             problem = await self._render_problem(route, data)
             outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,

@@ -39,6 +39,12 @@ class PostPolicy:
     ALL = (MEMBERS, ROLES, ADDRESSES, MODERATORS, ANYONE)
 
 
+# Deliverability options of a list (docs/deliverability.md); the engine's posting code reads them.
+DMARC_MODES = ("always", "automatic", "never")
+DMARC_AUTHOR_IN = ("reply-to", "cc")
+SENDER_CHECKS = ("hold", "confirm", "off")
+
+
 class MailingList(BaseModel):
     """``local_part@domain``. ``deleted_at`` set: refuses mail at once; history is kept."""
 

@@ -58,6 +58,18 @@ class SettingsForm(FlaskForm):
     reply_to = SelectField(_l("Réponses"), choices=[SelectChoice("author", _l("à l'auteur du message")),
                                                     SelectChoice("list", _l("à la liste"))])
     owner = StringField(_l("Propriétaire (numéro de licence)"), validators=[Optional(), Length(max=32)])
+    # Deliverability (docs/deliverability.md)
+    dmarc_mode = SelectField(_l("Expéditeur affiché (DMARC)"), choices=[
+        SelectChoice("always", _l("toujours « Auteur via la liste » (recommandé)")),
+        SelectChoice("automatic", _l("seulement si le domaine de l'auteur l'exige (p=quarantine ou p=reject)")),
+        SelectChoice("never", _l("jamais (l'adresse de l'auteur)"))])
+    dmarc_author_in = SelectField(_l("Adresse de l'auteur, quand l'expéditeur est la liste"), choices=[
+        SelectChoice("reply-to", _l("en Reply-To (les réponses vont à l'auteur)")), SelectChoice("cc", _l("en copie (Cc)"))])
+    sender_check = SelectField(_l("Message d'un membre dont l'adresse n'est pas authentifiée (DKIM, SPF)"), choices=[
+        SelectChoice("hold", _l("retenu pour modération")),
+        SelectChoice("confirm", _l("diffusé après confirmation par un lien envoyé à l'auteur")),
+        SelectChoice("off", _l("diffusé sans vérification (déconseillé)"))])
+    arc_seal = BooleanField(_l("Sceller les messages relayés (ARC)"))
 
 
 class SubscribersForm(FlaskForm):

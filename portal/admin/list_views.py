@@ -38,7 +38,11 @@ def list_settings(list_id: int):  # type: ignore[no-untyped-def]
             try:
                 admin.update_settings(current_user, ml, name=form.name.data, description=form.description.data or "",
                                       subject_prefix=form.subject_prefix.data or "", reply_to=form.reply_to.data,
-                                      owner_id=owner.id if owner else None, ip=client_ip())
+                                      owner_id=owner.id if owner else None, ip=client_ip(),
+                                      delivery={"dmarc_mode": form.dmarc_mode.data,
+                                                "dmarc_author_in": form.dmarc_author_in.data,
+                                                "sender_check": form.sender_check.data,
+                                                "arc_seal": bool(form.arc_seal.data)})
                 flash(_("Réglages enregistrés."), "ok")
                 return redirect(url_for("admin.list_settings", list_id=ml.id))
             except AdminError as error:

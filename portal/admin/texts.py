@@ -24,6 +24,7 @@ _ADMIN: dict[str, Callable[[dict[str, Any]], str]] = {
                                    "conservé ; choisissez une autre adresse.", address=p.get("address", "")),
     "bad_kind": lambda p: _("Type de liste inconnu."),
     "bad_reply_to": lambda p: _("Choix de réponse inconnu."),
+    "bad_option": lambda p: _("Réglage de distribution inconnu."),
     "bad_policy": lambda p: _("Règle d'envoi inconnue."),
     "roles_required": lambda p: _("Choisissez au moins un rôle autorisé à écrire."),
     "bad_lines": lambda p: _("Lignes invalides : %(lines)s", lines="; ".join(f"{n} « {c} »" for n, c in p["lines"])),
