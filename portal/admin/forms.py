@@ -116,7 +116,7 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search form: it changes nothing
 
-    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
+    action = SelectField(_l("Action"), choices=[], validators=[Optional()])  # choices: portal.admin.journal
     object_type = SelectField(_l("Objet"), choices=[
         SelectChoice("", _l("tous")), SelectChoice("mailing_list", _l("liste")),
         SelectChoice("member", _l("licencié")), SelectChoice("domain", _l("domaine"))], validators=[Optional()])
