@@ -60,8 +60,9 @@ def sender_address(settings: Settings) -> str:
 
 def send_notice(settings: Settings, template: str, to: str, /, *, language: str | None = None,
                 headers: dict[str, str] | None = None, **context: Any) -> EmailMessage:
-    """Render notice ``template`` and send it to ``to`` now; returns the message sent."""
-    subject, body = render(template, language, settings=settings, **context)
+    """Render notice ``template`` and send it to ``to`` now, in ``language`` or else PALANQUEE_DEFAULT_LANGUAGE;
+    returns the message sent."""
+    subject, body = render(template, language or settings.default_language, settings=settings, **context)
     message = EmailMessage()
     message["From"] = formataddr(("Palanquée", sender_address(settings)))
     message["To"] = Address(addr_spec=safe_header_value(to))

@@ -63,7 +63,8 @@ def _calls(name: str) -> list[ast.Call]:
             if isinstance(node, ast.Call) and _called(node) == name]
 
 
-def recorded_actions() -> set[str]:
+@functools.cache
+def recorded_actions() -> frozenset[str]:
     """Every audit action the code records: literals given to ``audit.record``, and the other literals of the
     same families (``list.subscribers_added`` reaches ``record`` through a helper's parameter)."""
     direct = {text for call in _calls("record") if call.args for text in _strings(call.args[0])}
@@ -71,7 +72,7 @@ def recorded_actions() -> set[str]:
     pattern = re.compile(r"^[a-z]+(?:_[a-z]+)*\.[a-z]+(?:_[a-z]+)*$")
     every = {node.value for tree in _python_sources() for node in ast.walk(tree)
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and pattern.match(node.value)}
-    return direct | {text for text in every if text.startswith(tuple(families))}
+    return frozenset(direct | {text for text in every if text.startswith(tuple(families))})
 
 
 def opt_out_sources() -> set[str]:
