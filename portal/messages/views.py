@@ -95,7 +95,7 @@ def _apply_decision(message: Message, actor, via: str = "") -> None:  # type: ig
             flash(_("Message accepté : il part vers les membres de la liste."), "info")
         elif action == "reject":
             moderation.reject(_settings(), message, actor, request.form.get("reason", "").strip(), via=via)
-            flash(_("Message refusé ; l'expéditeur en est informé."), "info")
+            flash(_("Message refusé ; l’expéditeur en est informé."), "info")
         else:
             abort(400)
     except moderation.NotHeld:

@@ -69,3 +69,11 @@ def test_same_seed_same_federation(db, settings):
     demo.build(settings, members=50, seed=3)
     first = [(m.first_name, m.last_name, m.email) for m in Member.select().order_by(Member.licence_number)]
     assert len(first) == 53 and len(set(first)) > 40
+
+
+def test_generated_town_names_keep_their_space() -> None:
+    from engine.demo import town_name
+
+    assert town_name("Sainte ConstanceBourg") == "Sainte Constance Bourg"
+    assert town_name("MartinVille") == "Martin Ville"
+    assert town_name("Saint-Denis") == "Saint-Denis" and town_name("Bourg") == "Bourg"

@@ -107,3 +107,18 @@ def test_what_the_engine_records_for_people_has_words_in_both_languages() -> Non
               *journal.KEYS.values(), *MEMBER_SOURCES.values()]
     untranslated = sorted({str(label) for label in labels if not english.get(str(label))})  # str(): the msgid here
     assert not untranslated, f"labels missing from the English catalogue: {untranslated[:10]}"
+
+
+def test_french_text_uses_the_typographic_apostrophe_only(tmp_path: Path) -> None:
+    """« l’adresse », never a mix of ' and ’ (the pages' strings and the French mail)."""
+    pot = tmp_path / "messages.pot"
+    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_l",
+                    "-k", "lazy_gettext", "-o", str(pot), "--no-location", "."], cwd=ROOT, check=True,
+                   capture_output=True)
+    straight = re.compile(r"(?<=[A-Za-zÀ-ÿ])'(?=[A-Za-zÀ-ÿ])")
+    with pot.open("rb") as handle:
+        found = [m.id for m in read_po(handle) if m.id and any(straight.search(i) for i in
+                                                               (m.id if isinstance(m.id, tuple) else (m.id,)))]
+    found += [path.name for path in sorted((ROOT / "templates" / "mail").glob("*.fr.txt"))
+              if straight.search(path.read_text(encoding="utf-8"))]
+    assert not found, f"straight apostrophes in French text: {found[:10]}"
