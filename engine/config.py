@@ -162,7 +162,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("timezone", parse_timezone, "Europe/Paris", "time zone of dates shown to people"),
     Spec("default_language", parse_language, "fr", "language of pages and mail when none is asked for"),
     Spec("admin_email", parse_text, "",
-         "address told when a list is created with “notify the administrator” and no owner"),
+         "the platform administration's address: told when a list is created with “notify the administrator” "
+         "(unset: the administrators of the structure above the list's)"),
     Spec("secure_cookies", parse_bool, "0",
          "send cookies with the Secure flag (turn on behind HTTPS)"),
     Spec("delivery_connections", parse_positive_int, "8",
