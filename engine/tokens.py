@@ -33,6 +33,7 @@ class Purpose:
     EMAIL_CANCEL = "palanquee.email-cancel"
     PASSWORD_RESET = "palanquee.password-reset"
     MODERATION = "palanquee.moderation"
+    POST_CONFIRM = "palanquee.post-confirm"  # an author confirms a post whose From was not authenticated
     UNSUBSCRIBE = "palanquee.unsubscribe"
     UNSUBSCRIBE_FORM = "palanquee.unsubscribe-form"
 

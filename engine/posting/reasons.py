@@ -23,6 +23,18 @@ REASONS: dict[str, dict[str, str]] = {
         "fr": "réponse automatique (en-tête Auto-Submitted, RFC 3834)",
         "en": "automatic reply (Auto-Submitted header, RFC 3834)",
     },
+    "the From address was not authenticated (no aligned DKIM or SPF pass): held for moderation": {
+        "fr": "l’adresse de l’expéditeur n’est pas authentifiée (ni DKIM ni SPF alignés) : message retenu pour "
+              "modération",
+        "en": "the sender's address was not authenticated (no aligned DKIM or SPF pass): message held for "
+              "moderation",
+    },
+    "the From address was not authenticated (no aligned DKIM or SPF pass): waiting for its author to confirm": {
+        "fr": "l’adresse de l’expéditeur n’est pas authentifiée (ni DKIM ni SPF alignés) : en attente de la "
+              "confirmation de son auteur",
+        "en": "the sender's address was not authenticated (no aligned DKIM or SPF pass): waiting for its author "
+              "to confirm",
+    },
     "bulk or list mail (Precedence) sent to the list address": {
         "fr": "courrier de masse ou d’une autre liste (en-tête Precedence) envoyé à l’adresse de la liste",
         "en": "bulk or list mail (Precedence header) sent to the list address",

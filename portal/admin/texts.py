@@ -89,6 +89,8 @@ _IMPORT: dict[str, Callable[[BadRow], str]] = {
     "unknown_structure": lambda b: _("structure inconnue « %(value)s »", value=b.value),
     "bad_dates": lambda b: _("dates de mandat invalides « %(value)s »", value=b.value),
     "out_of_scope": lambda b: _("%(value)s est hors de votre périmètre", value=b.value),
+    "protected": lambda b: _("%(value)s a des droits d’administration : seul un administrateur fédéral peut "
+                             "changer son adresse", value=b.value),
     "database": lambda b: _("enregistrement impossible (%(value)s)", value=b.value),
 }
 

@@ -53,6 +53,7 @@ def index():  # type: ignore[no-untyped-def]
 @login_required
 def email():  # type: ignore[no-untyped-def]
     form = EmailForm()
+    status = 200
     if form.validate_on_submit():
         try:
             change = email_change.request_change(g.settings, current_user, form.email.data,
@@ -61,12 +62,15 @@ def email():  # type: ignore[no-untyped-def]
             form.email.errors.append(_("Cette adresse n’est pas valide."))
         except email_change.SameAddress:
             form.email.errors.append(_("C’est déjà l’adresse utilisée par les listes."))
+        except email_change.TooManyRequests:
+            form.email.errors.append(_("Trop de demandes de changement d’adresse aujourd’hui : réessayez demain."))
+            status = 429
         else:
             flash(_("Un lien de confirmation vient d’être envoyé à %(address)s. Ouvrez-le pour confirmer "
                     "la nouvelle adresse.", address=change.new_email), "info")
             return redirect(url_for("espace.index"))
     return render_template("espace/email.html", form=form, profile=profile(g.settings, current_user),
-                           delay_words=format_duration)
+                           delay_words=format_duration), status
 
 
 @bp.post("/adresse/annulation")

@@ -101,6 +101,7 @@ def test_role_based_list_live_count_matches_resolve(federation, live_server, pag
     page.wait_for_load_state("networkidle")
     shown = int(count.inner_text())
     assert shown > 0
+    expect(count).to_have_text(str(shown))  # the live preview caught up with the last change
     expect(page.locator("#preview").get_by_text("Président(e) — ").first).to_be_visible()  # the reason shown
     page.get_by_role("button", name="Enregistrer les critères").click()
     expect(page.get_by_text("Critères enregistrés.")).to_be_visible()

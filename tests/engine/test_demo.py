@@ -77,3 +77,8 @@ def test_generated_town_names_keep_their_space() -> None:
     assert town_name("Sainte ConstanceBourg") == "Sainte Constance Bourg"
     assert town_name("MartinVille") == "Martin Ville"
     assert town_name("Saint-Denis") == "Saint-Denis" and town_name("Bourg") == "Bourg"
+
+
+def test_the_summary_counts_the_same_on_every_start(summary):
+    assert demo.describe(summary) == demo.describe(demo.existing_summary())
+    assert f"{Mandate.select().count()} mandates" in demo.describe(summary)
