@@ -10,13 +10,13 @@ from email.message import EmailMessage
 
 from engine import clock, demo, tokens
 from engine.config import Settings
-from engine.directory import accounts, email_change, importer, passwords
+from engine.directory import accounts, email_change, importer, passwords, staff_changes
 from engine.directory.models import Member, Role, Structure
 from engine.lists import admin, mailto_unsubscribe, optouts, preview, subscribers
 from engine.lists.models import Domain, ListKind, MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
-from engine.posting import moderation, policy
+from engine.posting import confirmation, moderation, policy
 from engine.posting.models import Message, MessageState
 from tests import factories as f
 
@@ -35,6 +35,7 @@ class World:
     held: Message
     sent: Message
     captured_key: str
+    waiting: Message | None = None  # held until its author confirms it
     tokens: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,8 +57,9 @@ def build(settings: Settings) -> World:
     _staff_actions(settings, staff, admin_)
     _member_actions(settings, elodie, role_list, static_list)
     held, sent = _messages(settings, role_list)
+    waiting = Message.get((Message.reason == policy.RULES[-1][3]) & (Message.state == MessageState.HELD))
     key = _captured(settings, role_list)
-    world = World(settings, role_list, static_list, held, sent, key)
+    world = World(settings, role_list, static_list, held, sent, key, waiting=waiting)
     _links(world, elodie)
     return world
 
@@ -89,6 +91,8 @@ def _staff_actions(settings: Settings, staff: Member, admin_: Member) -> None:
            "A-13-200001;Doublon;Marc;;CLUB-13-0001;2026;\n")
     importer.import_members(settings, io.StringIO(csv), actor=admin_, source="licencies.csv")
     importer.import_members(settings, io.StringIO(csv.replace("Rinaldi", "Rinaldi-Fabre")), actor=None)
+    someone = Member.get(Member.licence_number == "A-13-200001")
+    staff_changes.impose_address(settings, admin_, someone, "marc.rinaldi@free.fr")
 
 
 def _member_actions(settings: Settings, elodie: Member, role_list: MailingList, static_list: MailingList) -> None:
@@ -129,6 +133,11 @@ def _messages(settings: Settings, ml: MailingList) -> tuple[Message, Message]:
     moderation.reject(settings, refused, None, "Hors sujet pour cette liste", via="secretariat@example.org")
     discarded = _message(ml, 4, MessageState.DISCARDED, policy.RULES[2][3], author="mailer-daemon@example.org")
     moderation.send_help(settings, ml, "curieux@example.org")
+    waiting = policy.RULES[-1][3]  # the From was not authenticated: its author is asked to confirm
+    for n in (6, 7):
+        unconfirmed = _message(ml, n, MessageState.HELD, waiting)
+        confirmation.request(settings, unconfirmed)
+    confirmation.confirm(settings, unconfirmed)
     sent = _message(ml, 5, MessageState.SENDING)
     now = clock.now()
     for address, state, reply in (("a@example.org", DeliveryState.SENT, "250 2.0.0 Ok"),
@@ -158,4 +167,6 @@ def _links(world: World, elodie: Member) -> None:
         "espace.cancel": email_change.cancel_url(settings, change).rsplit("/", 1)[1],
         "auth.reset_password": passwords.make_reset_token(settings, member),
         "moderation.by_link": moderation.moderation_url(settings, world.held, "moderation@example.org").rsplit("/", 1)[1],
+        "post_confirm.by_link": confirmation.confirmation_url(settings, world.waiting).rsplit("/", 1)[1]
+        if world.waiting else "",
     }
