@@ -201,7 +201,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("timezone", parse_timezone, "Europe/Paris", "time zone of dates shown to people"),
     Spec("default_language", parse_language, "fr", "language of pages and mail when none is asked for"),
     Spec("admin_email", parse_text, "",
-         "address told when a list is created with “notify the administrator” and no owner"),
+         "the platform administration's address: told when a list is created with “notify the administrator” "
+         "(unset: the administrators of the structure above the list's)"),
     Spec("mail_from", parse_address, "",
          "address the product's own mail (confirmations, notices, moderation requests) comes from; default: "
          "`PALANQUEE_ADMIN_EMAIL`, else `noreply@` the host of `PALANQUEE_BASE_URL`; "

@@ -90,11 +90,11 @@ def within_daily_limit(limits: dict[str, int]) -> bool:
 
 def send_notice(settings: Settings, template: str, to: str, /, *, language: str | None = None,
                 headers: dict[str, str] | None = None, sender: str | None = None, **context: Any) -> EmailMessage:
-    """Render notice ``template`` and send it to ``to`` now; returns the message sent.
-
-    ``sender`` is the envelope sender (default: the From address); ``list_sender`` for mail about a list.
+    """Render notice ``template`` and send it to ``to`` now, in ``language`` or else PALANQUEE_DEFAULT_LANGUAGE;
+    returns the message sent. ``sender`` is the envelope sender (default: the From address);
+    ``list_sender`` for mail about a list.
     """
-    subject, body = render(template, language, settings=settings, **context)
+    subject, body = render(template, language or settings.default_language, settings=settings, **context)
     message = EmailMessage()
     message["From"] = formataddr(("Palanquée", sender_address(settings)))
     message["To"] = Address(addr_spec=safe_header_value(to))

@@ -104,7 +104,7 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
         change = EmailChange.create(member=member, old_email=member.email, new_email=new, requested_at=now,
                                     requested_ip=ip)
         audit.record("email_change.requested", change, actor=member, ip=ip, old=member.email, new=new)
-    language = member.language or language
+    language = member.language or language or settings.default_language
     delay = duration_words(settings.propagation_delay, language)
     validity = duration_words(settings.email_change_max_age, language)
     notices.send_notice(settings, "email_confirm", new, language=language, member=member, new_email=new,

@@ -143,9 +143,10 @@ def request_reset(settings: Settings, identifier: str, *, language: str | None =
         if not member.email or not throttle.attempt([(throttle.RESET_MAIL, throttle.RESET_MAIL.key(member.id))]).allowed:
             continue
         template = "account_activation" if member.password_hash is None else "password_reset"
-        notices.send_notice(settings, template, member.email, language=member.language or language,
-                            member=member, link=reset_url(settings, member),
-                            validity=duration_words(settings.password_reset_max_age, member.language or language))
+        words = member.language or language or settings.default_language
+        notices.send_notice(settings, template, member.email, language=words, member=member,
+                            link=reset_url(settings, member),
+                            validity=duration_words(settings.password_reset_max_age, words))
         audit.record("password.reset_requested", member, actor_label="anonymous", ip=ip, template=template)
         sent += 1
     return sent

@@ -41,7 +41,7 @@ def _shared_note(shared_by: int) -> str:
     if shared_by <= 1:
         return ""
     return (f"Cette adresse est partagée par {shared_by} licenciés : ils reçoivent ensemble "
-            "cet unique exemplaire, et le lien ci-dessous retire l'adresse de la liste pour eux tous.")
+            "cet unique exemplaire, et le lien ci-dessous retire l’adresse de la liste pour eux tous.")
 
 
 def text_head(info: ListInfo, reason: str, shared_by: int) -> str:

@@ -184,6 +184,9 @@ def _unauthenticated(check: str) -> Callable[[Post], bool]:
 
 Rule = tuple[str, Callable[[Post], bool], str, str]
 
+# The reason stored with a post held because its sender may not post (engine/posting/reasons.py words it for people)
+HELD_REASON = "sender not allowed to post: held for moderation"
+
 # (name, matches, action, reply or reason). Order matters: the first match decides.
 RULES: tuple[Rule, ...] = (
     ("loop", _loop, Action.REFUSE, "550 5.4.6 Mail loop detected: this message already went through the list"),
@@ -214,7 +217,7 @@ def decide(post: Post) -> Decision:
     if post.may_post:
         return Decision(Action.ACCEPT, "posting", "")
     if post.mailing_list.hold_unauthorised:
-        return Decision(Action.HOLD, "posting", "sender not allowed to post: held for moderation")
+        return Decision(Action.HOLD, "posting", HELD_REASON)
     return Decision(Action.REFUSE, "posting",
                     f"550 5.7.1 You are not allowed to post to {post.mailing_list.address}")
 

@@ -16,7 +16,7 @@ from engine.lists.admin import AdminError
 from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients
 from portal.access import client_ip, current_list, staff_required
-from portal.admin import picker, texts
+from portal.admin import journal, picker, texts
 from portal.admin.forms import BulkSubscribersForm, CriteriaForm, PostingForm, SettingsForm, SubscribersForm
 from portal.admin.views import bp, flash_subscriber_change, member_by_licence, page_number
 
@@ -228,7 +228,7 @@ def list_optouts(list_id: int):  # type: ignore[no-untyped-def]
     rows = list(query.paginate(page_number(), PAGE))
     return render_template("admin/list_optouts.html", ml=ml, rows=rows, total=query.count(), source=source,
                            search=search, sources=subscribers.opt_out_sources(ml), page=page_number(),
-                           per_page=PAGE, tab="optouts")
+                           per_page=PAGE, tab="optouts", source_label=journal.source_label)
 
 
 @bp.get("/lists/<int:list_id>/optouts.csv")

@@ -22,10 +22,10 @@ from portal.admin.views import bp
 
 _ERRORS: dict[str, Callable[[dict[str, Any]], str]] = {
     "bad_label": lambda p: _("Le nom du groupe est obligatoire (100 caractères au plus)."),
-    "default_lists_nothing": lambda p: _("La règle par défaut vaut pour tous les autres domaines : elle n'en "
+    "default_lists_nothing": lambda p: _("La règle par défaut vaut pour tous les autres domaines : elle n’en "
                                          "liste aucun."),
     "bad_domain": lambda p: _("Domaine invalide : « %(value)s »", value=p.get("value", "")),
-    "bad_mx": lambda p: _("Serveur MX invalide : « %(value)s » (un nom d'hôte, ou *.suffixe)",
+    "bad_mx": lambda p: _("Serveur MX invalide : « %(value)s » (un nom d’hôte, ou *.suffixe)",
                           value=p.get("value", "")),
     "bad_limit": lambda p: _("Les limites vont de 1 à %(largest)s ; laissez vide pour aucune limite.",
                              largest=p.get("largest", "")),
@@ -41,7 +41,7 @@ def _limit(label: Any) -> IntegerField:
 class ThrottleRuleForm(FlaskForm):
     label = StringField(_l("Nom du groupe"), validators=[DataRequired(), Length(max=100)])
     domains = TextAreaField(_l("Domaines (un par ligne)"), validators=[Length(max=20_000)])
-    mx_patterns = TextAreaField(_l("Serveurs MX (un par ligne : nom d'hôte ou *.suffixe)"),
+    mx_patterns = TextAreaField(_l("Serveurs MX (un par ligne : nom d’hôte ou *.suffixe)"),
                                 validators=[Length(max=5_000)])
     per_minute = _limit(_l("Messages par minute"))
     per_hour = _limit(_l("Messages par heure"))
@@ -76,7 +76,7 @@ def throttle_edit(rule_id: int):  # type: ignore[no-untyped-def]
             describe = _ERRORS.get(error.code)
             flash(describe(error.params) if describe else error.code, "error")
         else:
-            flash(_("Règle « %(label)s » enregistrée ; les moteurs l'appliquent dans la minute.",
+            flash(_("Règle « %(label)s » enregistrée ; les moteurs l’appliquent dans la minute.",
                     label=form.label.data), "success")
             return redirect(url_for("admin.throttle"))
     return render_template("admin/throttle_edit.html", rule=rule, form=form)

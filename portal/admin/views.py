@@ -22,7 +22,7 @@ from engine.lists import admin, administrators
 from engine.lists.admin import AdminError
 from engine.lists.models import Domain, ListKind, MailingList
 from portal.access import client_ip, staff_required
-from portal.admin import picker, texts
+from portal.admin import journal, picker, texts
 from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, ImportForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -34,6 +34,12 @@ MAX_UPLOAD = 20 * 1024 * 1024  # bytes; the national file belongs to the command
 def _outside_scope(_error: staff.NotAllowed):  # type: ignore[no-untyped-def]
     # answered like abort(403), through the application's own 403 handling
     return current_app.handle_http_exception(Forbidden())
+
+
+def _language() -> str:
+    from flask_babel import get_locale
+
+    return "en" if str(get_locale()).startswith("en") else "fr"
 
 
 def page_number() -> int:
@@ -220,6 +226,7 @@ def import_members():  # type: ignore[no-untyped-def]
 @staff_required
 def audit_log():  # type: ignore[no-untyped-def]
     form = AuditFilterForm(request.args)
+    form.action.choices = journal.action_choices()
     filters = staff.AuditFilter()
     if form.validate():
         object_id = form.object_id.data or ""
@@ -230,7 +237,7 @@ def audit_log():  # type: ignore[no-untyped-def]
     query = staff.audit_events(current_user, filters)
     events = list(query.paginate(page_number(), PER_PAGE))
     return render_template("admin/audit.html", form=form, events=events, page=page_number(), per_page=PER_PAGE,
-                           has_more=len(events) == PER_PAGE)
+                           has_more=len(events) == PER_PAGE, journal=journal, language=_language())
 
 
 # One list's pages and the throttling rules register on this blueprint.

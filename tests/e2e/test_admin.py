@@ -56,7 +56,7 @@ def test_create_a_list_under_the_second_domain_with_notice(federation, live_serv
     page.get_by_label("Nom de la liste").fill("Sorties de l'été")
     page.get_by_label("Structure de la liste").fill("CD-13")
     page.get_by_label("Abonnés (une adresse par ligne)").fill("un@example.org\ndeux@example.org\ntrois@example.org")
-    page.get_by_label("Notifier l'administrateur de la création de la liste").check()
+    page.get_by_label("Notifier l’administrateur de la création de la liste").check()
     page.get_by_role("button", name="Créer la liste").click()
     expect(page.get_by_text(f"La liste sorties.ete@{second.name} est créée.")).to_be_visible()
     expect(page.get_by_text("3 abonnés saisis")).to_be_visible()

@@ -145,3 +145,40 @@ def test_captured_mail_is_listed_and_shown_as_received(world, settings) -> None:
     shown = client.get(f"/admin/messages/captured/{key}").get_data(as_text=True)
     assert "Bonjour à tous" in shown and "a@example.org" in shown
     assert client.get("/admin/messages/captured/../../etc").status_code == 404
+
+
+def test_a_decision_through_the_mailed_link_is_logged_as_the_moderator(world, settings) -> None:  # type: ignore[no-untyped-def]
+    from engine.audit import AuditEvent
+
+    moderator = f.member(first_name="Mona", email="mona@example.org")
+    client = _client(world)  # nobody logged in: the link is the authority
+    url = moderation.moderation_url(settings, world["held"], "Mona@example.org").replace(settings.base_url, "")
+    client.post(url, data={"action": "approve", "csrf_token": _csrf(client, url)})
+    approved = Message.get_by_id(world["held"].id)
+    assert approved.state == MessageState.ACCEPTED and approved.decided_by_id == moderator.id
+    event = AuditEvent.get(AuditEvent.action == "message.approved")
+    assert (event.actor_id, event.actor_label, event.details["moderator"]) == (moderator.id, "", "Mona@example.org")
+    staff = _client(world, world["staff"])
+    page = staff.get("/admin/audit?action=message.approved").get_data(as_text=True)
+    assert f"Mona {moderator.last_name} ({moderator.licence_number})" in page and "le système" not in page
+
+
+def test_held_reason_and_mail_headers_read_in_the_readers_language(world, settings) -> None:  # type: ignore[no-untyped-def]
+    from engine.posting.policy import HELD_REASON
+
+    Message.update(reason=HELD_REASON).where(Message.id == world["held"].id).execute()
+    mail.capture(settings.capture_dir, b"Date: Thu, 26 Nov 2026 13:05:00 +0000\r\nX-Loop: cd@listes.example.fr\r\n"
+                 + RAW)
+    client = _client(world, world["staff"])
+    for language, reason, date, labels in (
+            ("fr", "l’expéditeur n’est pas autorisé à écrire à cette liste", "26 novembre 2026 à 14 h 05",
+             ("<dt>De</dt>", "<dt>Objet du message</dt>")),
+            ("en", "the sender is not allowed to post to this list", "26 November 2026 at 14:05",
+             ("<dt>From</dt>", "<dt>Subject</dt>"))):
+        detail = client.get(f"/admin/messages/{world['held'].id}?lang={language}").get_data(as_text=True)
+        assert reason in detail and HELD_REASON not in detail
+        listing = client.get("/admin/messages/captured").get_data(as_text=True)
+        assert date in listing and "+0000" not in listing  # in Europe/Paris, in words
+        key = re.search(r'/admin/messages/captured/([^"]+)"', listing).group(1)
+        shown = client.get(f"/admin/messages/captured/{key}").get_data(as_text=True)
+        assert all(label in shown for label in labels) and date in shown, shown[shown.find("<dl"):][:600]
