@@ -4,7 +4,6 @@ a family token opts out everyone it names, tokens survive address changes and re
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import pytest
 from itsdangerous import URLSafeSerializer
@@ -17,6 +16,7 @@ from engine.lists.models import OptOut, Subscription
 from engine.lists.resolve import resolve
 from portal import create_app
 from tests import factories as f
+from tests.support.portal import csrf
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +54,6 @@ def path_for(settings, ml, *member_ids, email_key=None) -> str:
     return tokens.unsubscribe_url(settings, ml.id, member_ids, email_key).replace(settings.base_url, "")
 
 
-def csrf(client, path: str) -> str:
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
 
 
 def test_get_shows_the_list_and_a_button_and_changes_nothing(client, settings, family):
