@@ -17,6 +17,7 @@ from engine import db as engine_db
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
 from engine.post import post_command
+from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
 def open_database(settings: Settings, *, check: bool = True) -> peewee.Database:
@@ -126,5 +127,23 @@ def engine_command(delivery_only: bool) -> None:
     serve(settings, delivery_only=delivery_only)
 
 
+@click.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, writable=True))
+def backup_command(target: str) -> None:
+    """Write a consistent copy of the running database to TARGET (SQLite: online backup; PostgreSQL: pg_dump)."""
+    from pathlib import Path
+
+    from engine import backup
+
+    settings = load_settings()
+    try:
+        made = backup.backup(settings.database_url, Path(target))
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = ", ".join(f"{name}: {count}" for name, count in made.counts.items())
+    click.echo(f"backup written to {made.path} ({made.kind}{'; ' + counts if counts else ''})")
+
+
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command, post_command]
+                                        engine_command, post_command, backup_command,
+                                        *DELIVERABILITY_COMMANDS]

@@ -127,6 +127,27 @@ def parse_text(raw: str) -> str:
     return str(raw).strip()
 
 
+def choice(*allowed: str) -> Callable[[str], str]:
+    """A parser accepting one of ``allowed`` (case-insensitive)."""
+    def parse(raw: str) -> str:
+        value = str(raw).strip().lower()
+        if value not in allowed:
+            raise ValueError(" or ".join(allowed))
+        return value
+    return parse
+
+
+def parse_ip_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated IPv4/IPv6 addresses (empty: none)."""
+    import ipaddress
+
+    values = tuple(part.strip() for part in str(raw).split(",") if part.strip())
+    try:
+        return tuple(str(ipaddress.ip_address(value)) for value in values)
+    except ValueError as exc:
+        raise ValueError("comma-separated IP addresses, for example 192.0.2.10,2001:db8::10") from exc
+
+
 @dataclass(frozen=True)
 class Spec:
     """One setting: ``PALANQUEE_<NAME>``, its parser, its default (raw text) and its meaning."""
@@ -181,6 +202,10 @@ SPECS: tuple[Spec, ...] = (
          "`palanquee demo`: `noreply@` its list domain"),
     Spec("secure_cookies", parse_bool, "0",
          "send cookies with the Secure flag (turn on behind HTTPS)"),
+    Spec("session_max_age", parse_duration, "12h",
+         "a login without “rester connecté(e)” ends after this long, on the server (logging out ends it at once)"),
+    Spec("remember_max_age", parse_duration, "30d",
+         "a “rester connecté(e)” login ends after this long, on the server"),
     Spec("delivery_connections", parse_positive_int, "8",
          "SMTP connections each engine keeps open to the smarthost (pipelined, reused)"),
     Spec("delivery_batch", parse_positive_int, "500", "deliveries a worker claims at a time"),
@@ -193,6 +218,20 @@ SPECS: tuple[Spec, ...] = (
     Spec("retry_lifetime", parse_duration, "5d",
          "give up on a copy that still fails temporarily after this long (RFC 5321: 4–5 days)"),
     Spec("moderation_max_age", parse_duration, "14d", "how long approve/reject links in moderation requests work"),
+    Spec("dkim_signing", choice("engine", "smarthost"), "engine",
+         "`engine`: every copy is DKIM-signed (and ARC-sealed where the list asks) with the list domain's key "
+         "(`palanquee dkim generate`); `smarthost`: left to the relay (OpenDKIM, rspamd), see docs/deliverability.md"),
+    Spec("inbound_authentication", choice("verify", "header", "off"), "verify",
+         "how a post's sender is authenticated: `verify` (DKIM, SPF, DMARC checked by the engine), `header` (trust "
+         "the Authentication-Results of `PALANQUEE_AUTHSERV_ID`, added by the MTA in front), `off` (trust From)"),
+    Spec("authserv_id", parse_text, "",
+         "authserv-id of the MTA in front whose Authentication-Results are trusted (RFC 8601); also names the "
+         "engine in ARC-Authentication-Results (default: the list domain)"),
+    Spec("dns_resolver", choice("system", "none"), "system",
+         "`system`: DNS lookups (DMARC, SPF, DKIM keys, doctor) through the system's resolvers; `none`: no lookup "
+         "ever leaves the machine and every name has no record (the demo's default)"),
+    Spec("sending_ips", parse_ip_list, "",
+         "public IP addresses list mail leaves from (comma-separated), which `palanquee doctor` expects in SPF"),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -220,6 +259,8 @@ class Settings:
     admin_email: str
     mail_from: str
     secure_cookies: bool
+    session_max_age: timedelta
+    remember_max_age: timedelta
     delivery_connections: int
     delivery_batch: int
     delivery_processes: int
@@ -228,6 +269,11 @@ class Settings:
     retry_max: timedelta
     retry_lifetime: timedelta
     moderation_max_age: timedelta
+    dkim_signing: str = "engine"
+    inbound_authentication: str = "verify"
+    authserv_id: str = ""
+    dns_resolver: str = "system"
+    sending_ips: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -334,6 +380,8 @@ def load_settings(
     if not values["base_url"]:
         values["base_url"] = url_of_listen_address(values["web_listen"])
     values["secret_key"] = _secret_key(values["secret_key"], instance, generate_secret, require_secret)
+    if values["inbound_authentication"] == "header" and not values["authserv_id"]:
+        raise ConfigError(f"{PREFIX}AUTHSERV_ID: required when {PREFIX}INBOUND_AUTHENTICATION is header")
     extra = {k: v for k, v in overrides.items() if k not in SPEC_BY_NAME}
     return Settings(**values, extra=extra)
 

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from engine import db as engine_db
-from engine import jobs
+from engine import jobs, resolver
 from engine.bounces import verp
 from engine.config import Settings
 from engine.intake.server import start_listeners
@@ -36,6 +36,7 @@ class Engine:
                  smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False) -> None:
         self.settings = settings
+        resolver.configure(settings.dns_resolver)
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
         if delivery_only:
             smtp = lmtp = False

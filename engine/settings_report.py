@@ -51,9 +51,11 @@ def format_value(name: str, value: Any) -> str:
         return value.key
     if isinstance(value, tuple) and name == "season_start":
         return f"{value[0]:02d}-{value[1]:02d}"
-    if isinstance(value, tuple):
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):  # host:port
         host, port = value
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(value, tuple):  # a list setting, written as the variable takes it
+        return ", ".join(str(item) for item in value) if value else "(empty)"
     return str(value) if value != "" else "(empty)"
 
 

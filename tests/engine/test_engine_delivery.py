@@ -69,7 +69,8 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
     env = {**os.environ, "PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": engine_settings.secret_key,
            "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
            "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "2s", "PALANQUEE_DELIVERY_BATCH": "10",
-           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url}
+           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url,
+           "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
 
     def start(number: int) -> tuple[subprocess.Popen[bytes], int]:
         """The engine on a port it binds itself (port 0); its log names the port."""
