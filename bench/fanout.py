@@ -32,6 +32,7 @@ from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
+from bench.setup import migrated_database
 from engine import clock
 from engine import db as engine_db
 from engine.config import load_settings
@@ -48,9 +49,7 @@ def free_port() -> int:
 
 
 def seed(url: str, n: int) -> None:
-    database = engine_db.bind(engine_db.make_database(url))
-    database.connect()
-    engine_db.upgrade(database)
+    database = migrated_database(url)
     now = clock.now()
     national = Structure.create_node(code="FED", name="Fédération", kind=StructureKind.FEDERATION)
     region = Structure.create_node(code="CR13", name="Comité régional Provence", kind=StructureKind.REGIONAL,

@@ -82,3 +82,9 @@ def test_generated_town_names_keep_their_space() -> None:
 def test_the_summary_counts_the_same_on_every_start(summary):
     assert demo.describe(summary) == demo.describe(demo.existing_summary())
     assert f"{Mandate.select().count()} mandates" in demo.describe(summary)
+
+
+def test_the_progress_lines_agree_with_the_summary(db, settings):
+    lines: list[str] = []
+    summary = demo.build(settings, members=60, seed=5, progress=lines.append)
+    assert f"  {summary.mandates} mandates" in lines and f"  {summary.structures} structures" in lines

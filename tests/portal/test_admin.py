@@ -17,6 +17,8 @@ from engine.lists.resolve import count_recipients
 from engine.outbound.mail import read_captured
 from portal import create_app
 from tests import factories as f
+from tests.support.portal import csrf
+from tests.support.portal import logged_in as logged_in_client
 
 
 @pytest.fixture
@@ -32,18 +34,11 @@ def app(settings, db):
         database.obj.close()
 
 
-def token_of(client, path: str) -> str:
-    page = client.get(path)
-    assert page.status_code == 200, (path, page.status_code)
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.get_data(as_text=True)).group(1)
+token_of = csrf
 
 
 def logged_in(app, licence: str):
-    client = app.test_client()
-    response = client.post("/login", data={"identifier": licence, "password": demo.DEMO_PASSWORD,
-                                           "csrf_token": token_of(client, "/login")})
-    assert response.status_code == 302
-    return client
+    return logged_in_client(app.test_client(), licence, demo.DEMO_PASSWORD)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from engine.posting import moderation
 from engine.posting.models import Message, MessageState
 from portal import create_app
 from tests import factories as f
+from tests.support.portal import csrf, logged_in
 
 PASSWORD = "bonne-plongee-2026"
 RAW = (b"From: Paul <paul@example.org>\r\nTo: cd@listes.example.fr\r\nSubject: Sortie du dimanche\r\n"
@@ -52,16 +53,10 @@ def world(settings, db):  # type: ignore[no-untyped-def]
 
 def _client(world, member=None):  # type: ignore[no-untyped-def]
     client = world["app"].test_client()
-    if member is not None:
-        token = _csrf(client, "/login")
-        response = client.post("/login", data={"identifier": member.licence_number, "password": PASSWORD,
-                                               "csrf_token": token})
-        assert response.status_code == 302
-    return client
+    return logged_in(client, member.licence_number, PASSWORD) if member is not None else client
 
 
-def _csrf(client, path: str) -> str:  # type: ignore[no-untyped-def]
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+_csrf = csrf
 
 
 def test_staff_sees_their_messages_with_progress_and_failures(world) -> None:  # type: ignore[no-untyped-def]
