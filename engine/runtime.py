@@ -21,7 +21,7 @@ from typing import Any
 
 import peewee
 
-from engine import clock, jobs
+from engine import clock, jobs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
@@ -72,6 +72,7 @@ class Engine:
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
                  stop_grace: float = 30.0) -> None:
         self.settings = settings
+        resolver.configure(settings.dns_resolver)
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
         if delivery_only:
             smtp = lmtp = False

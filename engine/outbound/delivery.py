@@ -27,6 +27,7 @@ from engine.outbound.pacer import Pacer
 from engine.outbound.recorder import Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
+from engine.posting import dmarc, signing
 from engine.posting.models import Message, MessageState
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
@@ -41,7 +42,9 @@ def load_message(message_id: int) -> tuple[Message, ListInfo]:
     info = ListInfo(
         list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
         domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
-        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
+        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
+        rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
+        author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
     return message, info
 
 
@@ -62,6 +65,7 @@ class PreparedMessage:
         if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
             raw = mime.reencode(raw)
         self.prepared: Prepared = prepare(raw, self.info)
+        self.signer = signing.CopySigner(self.prepared, [])  # unsigned until ``sign`` (database thread)
         self.received_at: datetime = message.received_at
         self.settings = settings
 
@@ -77,7 +81,12 @@ class PreparedMessage:
             unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",
             reason=item.reason or "abonné(e) à la liste", shared_by=max(1, len(member_ids)))
         sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
-        return sender, self.prepared.copy(personal, stuffed=stuffed)
+        return sender, self.signer.copy(personal, stuffed=stuffed)
+
+    def sign(self, message: Message) -> None:
+        """DKIM and ARC, the copy's last step: the list domain's keys and the list's ARC setting (database
+        thread)."""
+        self.signer = signing.for_message(self.settings, message, self.prepared)
 
 
 class Worker:
@@ -111,6 +120,7 @@ class Worker:
             except Exception as exc:  # any fault of rendering: the same input fails the same way
                 log.exception("message %s cannot be rendered", message_id)
                 raise Unrenderable(failures.describe(exc)) from exc
+            await self.run_in_db(found.sign, message)
             self.cache[message_id] = found
             while len(self.cache) > 8:
                 self.cache.popitem(last=False)
@@ -162,9 +172,14 @@ class Worker:
                     await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
                     for delivery_id in ids:
                         self.recorder.add(Result(delivery_id, 554, exc.reason, local=True))
-            except Exception:  # the database, most likely: these copies go back, due again once it answers
-                log.warning("cannot load message %s; its copies are given back", mid, exc_info=True)
-                self.give_back(ids)
+            except Exception as exc:
+                if _database_error(exc):  # unreachable: these copies go back, due again once it answers
+                    log.warning("cannot load message %s; its copies are given back", mid, exc_info=True)
+                    self.give_back(ids)
+                    continue
+                log.exception("cannot prepare message %s", mid)  # signing keys…: retried, failed after the lifetime
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 0, _internal("preparing the message", exc), local=True))
         return prepared
 
     async def send(self, claimed: list[Claimed]) -> int:
@@ -221,6 +236,15 @@ class Worker:
             else:  # no lane could reach the relay
                 for delivery_id in ids:
                     self.recorder.add(Result(delivery_id, 0, error or "4.4.2 no connection"))
+
+
+def _database_error(error: BaseException) -> bool:
+    import sqlite3
+
+    import peewee
+    import psycopg
+
+    return isinstance(error, (peewee.PeeweeException, sqlite3.Error, psycopg.Error))
 
 
 def _internal(doing: str, error: BaseException) -> str:
