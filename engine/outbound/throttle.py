@@ -72,7 +72,7 @@ class Rules:
             group = Group(rule.name, rule.name, rule.per_minute, rule.per_hour, rule.per_day, rule.connections,
                           rule.per_connection)
             if rule.name == "default":
-                self.default = group
+                self.default = group if group.paced or group.dedicated else UNLIMITED
                 continue
             self.by_domain.update((domain, group) for domain in rule.domain_list)
             self.by_mx += [(pattern, group) for pattern in rule.mx_list]
