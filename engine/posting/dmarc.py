@@ -146,6 +146,8 @@ def author_address(headers: Message) -> tuple[str, str]:
     if not found:
         return "", ""
     name, address = found[0]
+    # A raw UTF-8 name (RFC 6532, an SMTPUTF8 post) is parsed as surrogate escapes: read it as UTF-8.
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     with contextlib.suppress(ValueError, LookupError):  # a broken encoded word is shown as it came
         name = str(make_header(decode_header(name)))
     return _CONTROL.sub(" ", name).strip(), address

@@ -196,3 +196,17 @@ def test_issue_15_aimd_arithmetic(db) -> None:  # type: ignore[no-untyped-def]
     assert state.factor == pytest.approx((0.5 + 0.05 * 40 / 60) / 2 + 0.25)  # +5 % of the rate a minute
     throttle.admit_one(state, group, 1, START + timedelta(minutes=30))
     assert state.factor == 1.0
+
+
+def test_issue_15_a_domain_follows_its_rule_by_name_then_by_mx_host_else_the_default(db) -> None:  # type: ignore[no-untyped-def]
+    hosts = {"club-cassis.fr": "aspmx.l.google.com.", "mairie.example": "mx.example.net"}
+    rules = throttle.load_rules(hosts.get)
+    assert rules.group("Jean@Wanadoo.FR").key == "orange"
+    assert rules.group("president@club-cassis.fr").key == "gmail"  # hosted by Google: its MX says so
+    assert rules.group("contact@mairie.example") is throttle.UNLIMITED  # the default rule has no limit
+    _rule("default", per_minute=120)
+    limited = throttle.load_rules(hosts.get).group("contact@mairie.example")
+    assert (limited.key, limited.per_minute) == ("default:mairie.example", 120)  # each domain on its own
+    assert throttle.is_slow_down(421, "4.7.0 Try again later") and throttle.is_slow_down(450, "4.7.1 Rate limited")
+    assert not throttle.is_slow_down(451, "4.7.1 Greylisted, see http://postgrey") and not throttle.is_slow_down(
+        452, "4.2.2 Mailbox full")
