@@ -44,7 +44,7 @@ def parse_hostport(raw: str) -> tuple[str, int]:
     """``host:port`` with a port between 1 and 65535 (``[::1]:25`` for IPv6)."""
     host, sep, port = str(raw).strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
         raise ValueError("host:port, for example 127.0.0.1:2525")
     return host, int(port)
 
@@ -142,6 +142,16 @@ SPECS: tuple[Spec, ...] = (
          "every other command refuses to start without one"),
     Spec("base_url", parse_url, "http://127.0.0.1:5000", "the public address used in links in mail"),
     Spec("web_listen", parse_hostport, "127.0.0.1:5000", "where `web` and `demo` serve the portal"),
+    Spec("web_workers", parse_positive_int, "3",
+         "processes `web` and `demo` serve the portal with (gunicorn sync workers: one request at a time each)"),
+    Spec("web_timeout", parse_duration, "30s",
+         "longest a request may take (reading its body, answering); a worker stuck longer is replaced"),
+    Spec("web_header_timeout", parse_duration, "10s",
+         "a connection that has not sent its whole request head by then is closed (no worker waits for it)"),
+    Spec("max_request_size", parse_positive_int, "1048576",
+         "largest request body the portal reads, in bytes (answered 413 before reading it)"),
+    Spec("max_upload_size", parse_positive_int, "20971520",
+         "largest body of the member import upload, in bytes (larger files: `palanquee import-members`)"),
     Spec("smtp_listen", parse_hostport, "127.0.0.1:2525", "the engine's SMTP intake"),
     Spec("lmtp_listen", parse_optional_hostport, "off",
          "the engine's LMTP intake, for an MTA in front (`off` or host:port)"),
@@ -195,6 +205,11 @@ class Settings:
     secret_key: str
     base_url: str
     web_listen: tuple[str, int]
+    web_workers: int
+    web_timeout: timedelta
+    web_header_timeout: timedelta
+    max_request_size: int
+    max_upload_size: int
     smtp_listen: tuple[str, int]
     lmtp_listen: tuple[str, int] | None
     smarthost: str

@@ -16,15 +16,20 @@ from engine.config import ConfigError, load_settings
 
 
 @click.command("web")
-@click.option("--debug", is_flag=True, help="reload on code changes, show tracebacks")
+@click.option("--debug", is_flag=True, help="Flask's development server: reload on code changes, show tracebacks")
 def web(debug: bool) -> None:
-    """Serve the portal on PALANQUEE_WEB_LISTEN (production: use a WSGI server on portal.wsgi:app)."""
+    """Serve the portal on PALANQUEE_WEB_LISTEN with gunicorn (PALANQUEE_WEB_WORKERS sync workers)."""
     from portal import create_app
 
     settings = load_settings()
     app = create_app(settings)
     host, port = settings.web_listen
-    app.run(host=host, port=port, debug=debug, use_reloader=debug)
+    if debug:
+        app.run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    from portal.serving import serve
+
+    serve(app, settings, on_ready=lambda url: click.echo(f"portal: {url}", nl=True))
 
 
 @click.command("demo")
@@ -46,23 +51,27 @@ def demo(members: int) -> None:
         summary = demo_data.existing_summary()
     database.close()
     app = create_app(settings)
-    host, port = settings.web_listen
-    from engine.runtime import EngineThread
+    from portal.serving import serve, start_engine
 
-    engine = EngineThread(settings).start()
-    smtp_host, smtp_port = engine.bound["smtp"]
-    click.echo("")
-    click.echo(demo_data.describe(summary))
-    click.echo(f"\nportal:        http://{host}:{port}/  (staff: Messages > Courrier capturé shows every copy)")
-    click.echo(f"list engine:   SMTP {smtp_host}:{smtp_port}"
-               + (f", LMTP {engine.bound['lmtp'][0]}:{engine.bound['lmtp'][1]}" if "lmtp" in engine.bound else ""))
-    click.echo(f"captured mail: {settings.capture_dir} (maildir: every copy the lists send lands here)")
-    click.echo(f"database:      {settings.database_url}")
-    click.echo("\nsend a message to a list, for example:")
-    click.echo(f"  swaks --server {smtp_host}:{smtp_port} --from {demo_data.DEMO_POSTER} "
-               f"--h-From {demo_data.DEMO_POSTER} --to comite_directeur.comite@listes.ffessm-demo.fr "
-               "--header 'Subject: Essai' --body 'Bonjour à tous'")
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    engine, bound = start_engine()  # a child process: never in the process that forks the web workers
+    try:
+        smtp_host, smtp_port = bound["smtp"]
+        click.echo("")
+        click.echo(demo_data.describe(summary))
+        click.echo(f"\nlist engine:   SMTP {smtp_host}:{smtp_port}"
+                   + (f", LMTP {bound['lmtp'][0]}:{bound['lmtp'][1]}" if "lmtp" in bound else ""))
+        click.echo(f"captured mail: {settings.capture_dir} (maildir: every copy the lists send lands here)")
+        click.echo(f"database:      {settings.database_url}")
+        click.echo("\nsend a message to a list, for example:")
+        click.echo(f"  swaks --server {smtp_host}:{smtp_port} --from {demo_data.DEMO_POSTER} "
+                   f"--h-From {demo_data.DEMO_POSTER} --to comite_directeur.comite@listes.ffessm-demo.fr "
+                   "--header 'Subject: Essai' --body 'Bonjour à tous'")
+        serve(app, settings, on_ready=lambda url: click.echo(
+            f"\nportal:        {url}  (staff: Messages > Courrier capturé shows every copy)"))
+    finally:
+        engine.terminate()
+        engine.wait(30)
+
 
 
 PORTAL_COMMANDS: list[click.Command] = [web, demo]
