@@ -267,7 +267,7 @@ class EngineThread:
         self.thread.join(timeout)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: a helper gets SIGTERM when its engine dies, even by SIGKILL (its claims then expire)."""
     import ctypes
     import signal
@@ -291,7 +291,7 @@ def serve(settings: Settings, *, delivery_only: bool = False) -> None:
     helpers: list[subprocess.Popen[bytes]] = []
     if not delivery_only:
         helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=die_with_parent)
                    for _ in range(settings.delivery_processes - 1)]
     engine = Engine(settings, delivery_only=delivery_only)
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import click
-from werkzeug.serving import make_server
 
 from engine import db as engine_db
 from engine import notices
@@ -22,15 +21,20 @@ from engine.config import ConfigError, Settings, load_settings, url_of_listen_ad
 
 
 @click.command("web")
-@click.option("--debug", is_flag=True, help="reload on code changes, show tracebacks")
+@click.option("--debug", is_flag=True, help="Flask's development server: reload on code changes, show tracebacks")
 def web(debug: bool) -> None:
-    """Serve the portal on PALANQUEE_WEB_LISTEN (production: use a WSGI server on portal.wsgi:app)."""
+    """Serve the portal on PALANQUEE_WEB_LISTEN with gunicorn (PALANQUEE_WEB_WORKERS sync workers)."""
     from portal import create_app
 
     settings = load_settings()
     app = create_app(settings)
     host, port = settings.web_listen
-    app.run(host=host, port=port, debug=debug, use_reloader=debug)
+    if debug:
+        app.run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    from portal.serving import serve
+
+    serve(app, settings, on_ready=lambda url: click.echo(f"portal: {url}", nl=True))
 
 
 @click.command("demo")
@@ -54,21 +58,26 @@ def demo(members: int) -> None:
     database.close()
     demo_data.prepare_capture(settings)
     app = create_app(settings)
-    from engine.runtime import EngineThread
+    from portal.serving import serve, start_engine
 
-    engine = EngineThread(settings).start()
-    click.echo("")
-    click.echo(demo_data.describe(summary))
-    click.echo(_where(settings, engine.bound), nl=False)
-    server = make_server(*settings.web_listen, app, threaded=True, fd=listener.fileno())
-    click.echo(f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)")
+    # The engine runs as a child process (never in the process that forks the web workers), with the
+    # demo's settings: the base URL of the port bound above, its notices' sender, no DNS, no inbound checks.
+    engine_env = {f"PALANQUEE_{name.upper()}": str(value) for name, value in demo_data.SETTING_DEFAULTS.items()
+                  if f"PALANQUEE_{name.upper()}" not in os.environ}
+    engine_env["PALANQUEE_BASE_URL"] = settings.base_url
+    engine, bound = start_engine(env=engine_env)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        click.echo("")
+        click.echo(demo_data.describe(summary))
+        click.echo(_where(settings, bound), nl=False)
+        serve(app, settings, listener=listener, on_ready=lambda url: click.echo(
+            f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
     finally:
-        server.server_close()
-        listener.close()
+        engine.terminate()
+        engine.wait(30)
+        if engine.stderr is not None:
+            engine.stderr.close()
+        listener.detach()  # gunicorn's arbiter closed the socket it was handed (fd://)
 
 
 def _bind_portal(settings: Settings) -> tuple[socket.socket, Settings]:
