@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from engine.config import Settings
 from engine.intake import routes, service
-from engine.posting.authentication import Client
+from engine.posting.authentication import UNCHECKED, Client, check_post
 
 log = logging.getLogger("palanquee.intake")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -53,9 +53,11 @@ class IntakeHandler:
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
         # Over LMTP the client is the MTA in front, not the sender: no SPF verdict about it (use header mode).
         client = None if self.lmtp else Client(str(peer), str(session.host_name or ""))
-        for route in getattr(envelope, "routes", []):
+        routes_ = list(getattr(envelope, "routes", []))
+        checked = await self._authenticate(routes_, data, sender, client)
+        for route in routes_:
             try:
-                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, client)
+                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, client, checked)
             except Exception:
                 log.exception("storing a message for %s", route.address)
                 replies.append("451 4.3.0 Could not store the message, try again later")
@@ -72,6 +74,21 @@ class IntakeHandler:
             return accepted[0]
         temporary = [reply for reply in replies if reply.startswith("4")]
         return temporary[0] if temporary else replies[0]
+
+
+    async def _authenticate(self, routes_: list[routes.Route], data: bytes, sender: str,
+                            client: Client | None) -> object:
+        """The post's DKIM/SPF/DMARC outcome, once per transaction, in a thread of its own (DNS lookups must
+        not stall the database thread); ``UNCHECKED`` when it cannot be had here (receive then retries)."""
+        posts = [route for route in routes_ if route.companion == routes.Companion.POST]
+        if not posts:
+            return UNCHECKED
+        try:
+            return await asyncio.to_thread(check_post, self.settings, data, sender, client,
+                                           posts[0].address.rpartition("@")[2])
+        except Exception:
+            log.exception("authenticating a post from %s", sender)
+            return UNCHECKED
 
 
 def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable[[], SMTP]:

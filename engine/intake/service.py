@@ -38,27 +38,27 @@ def _headers(data: bytes):  # type: ignore[no-untyped-def]
 
 
 def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-            client: authentication.Client | None = None) -> Outcome:
+            client: authentication.Client | None = None, checked: object = authentication.UNCHECKED) -> Outcome:
     """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it.
-    ``client`` is the SMTP client (address, HELO), for SPF when the engine verifies senders itself."""
-    handlers = {
-        Companion.POST: _post,
+    ``checked`` is the post's authentication (``authentication.check_post``), done by the intake outside
+    the database thread; without it, it is done here from ``client`` (the SMTP client's address, HELO)."""
+    handlers = {  # the post (Companion.POST) below
         Companion.BOUNCES: _bounce,
         Companion.UNSUBSCRIBE: _unsubscribe,
         Companion.REQUEST: _request,
         Companion.OWNER: _owner,
     }
     if route.companion == Companion.POST:
-        return _post(settings, route, envelope_sender, data, client)
+        if checked is authentication.UNCHECKED:
+            checked = authentication.check_post(settings, data, envelope_sender, client, route.address.rpartition("@")[2])
+        return _post(settings, route, envelope_sender, data, checked)
     return handlers[route.companion](settings, route, envelope_sender, data)
 
 
-def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-          client: authentication.Client | None = None) -> Outcome:
+def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object) -> Outcome:
+    assert checked is None or isinstance(checked, authentication.Outcome)
     mailing_list = MailingList.get_by_id(route.list_id)
     headers = _headers(data)
-    checked = authentication.check(settings.inbound_authentication, settings.authserv_id or mailing_list.domain.name,
-                                   data, headers, envelope_sender, client)
     post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)
     if decision.action == Action.REFUSE:
