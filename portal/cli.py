@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -38,37 +39,68 @@ def web(debug: bool) -> None:
 def demo(members: int) -> None:
     """The embedded default: migrate, build demo data if empty, run the portal and the engine."""
     from engine import demo as demo_data
-    from portal import create_app
 
+    _stop_on_signals()
     settings = load_settings(generate_secret=True, defaults=demo_data.SETTING_DEFAULTS)
     listener, settings = _bind_portal(settings)  # first: a port in use stops the demo at once
-    database = open_database(settings, check=False)
-    applied = engine_db.upgrade(database)
-    if applied:
-        click.echo(f"database upgraded: {', '.join(applied)}")
-    if demo_data.is_empty():
-        click.echo(f"building the demo federation ({members} members)…")
-        summary = demo_data.build(settings, members=members, progress=click.echo)
-    else:
-        summary = demo_data.existing_summary()
-    database.close()
-    demo_data.prepare_capture(settings)
-    app = create_app(settings)
-    from engine.runtime import EngineThread
-
-    engine = EngineThread(settings).start()
-    click.echo("")
-    click.echo(demo_data.describe(summary))
-    click.echo(_where(settings, engine.bound), nl=False)
-    server = make_server(*settings.web_listen, app, threaded=True, fd=listener.fileno())
-    click.echo(f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
+        _serve(settings, listener, _prepare(settings, members))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any step: everything below is closed on the way out
         pass
     finally:
-        server.server_close()
         listener.close()
+
+
+def _prepare(settings: Settings, members: int) -> str:
+    """Migrate, build the demo federation into an empty database, make the capture; returns the summary."""
+    from engine import demo as demo_data
+
+    database = open_database(settings, check=False)
+    try:
+        applied = engine_db.upgrade(database)
+        if applied:
+            click.echo(f"database upgraded: {', '.join(applied)}")
+        if demo_data.is_empty():
+            click.echo(f"building the demo federation ({members} members)…")
+            summary = demo_data.build(settings, members=members, progress=click.echo)
+        else:
+            summary = demo_data.existing_summary()
+    finally:
+        database.close()
+    demo_data.prepare_capture(settings)
+    return demo_data.describe(summary)
+
+
+def _serve(settings: Settings, listener: socket.socket, summary: str) -> None:
+    """The engine in a thread, the portal on ``listener`` in this one, until interrupted."""
+    from engine.runtime import EngineThread
+    from portal import create_app
+
+    app = create_app(settings)
+    thread = EngineThread(settings)
+    engine = thread.start()
+    try:
+        click.echo("\n" + summary)
+        click.echo(_where(settings, engine.bound), nl=False)
+        server = make_server(*settings.web_listen, app, threaded=True, fd=listener.fileno())
+        try:
+            click.echo(f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)")
+            server.serve_forever()
+        finally:
+            server.server_close()
+    finally:
+        thread.stop(timeout=10)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the demo, even when it was started with SIGINT ignored (a shell's
+    background job, some CI runners), where Python would otherwise never raise KeyboardInterrupt."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _bind_portal(settings: Settings) -> tuple[socket.socket, Settings]:
