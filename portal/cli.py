@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -42,42 +43,77 @@ def web(debug: bool) -> None:
 def demo(members: int) -> None:
     """The embedded default: migrate, build demo data if empty, run the portal and the engine."""
     from engine import demo as demo_data
-    from portal import create_app
 
+    _stop_on_signals()
     settings = load_settings(generate_secret=True, defaults=demo_data.SETTING_DEFAULTS)
     listener, settings = _bind_portal(settings)  # first: a port in use stops the demo at once
+    try:
+        _serve(settings, listener, _prepare(settings, members))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any step: everything below is closed on the way out
+        pass
+    finally:
+        if listener.fileno() != -1:  # not handed to gunicorn (which closes what it was given)
+            listener.close()
+
+
+def _prepare(settings: Settings, members: int) -> str:
+    """Migrate, build the demo federation into an empty database, make the capture; returns the summary."""
+    from engine import demo as demo_data
+
     database = open_database(settings, check=False)
-    applied = engine_db.upgrade(database)
-    if applied:
-        click.echo(f"database upgraded: {', '.join(applied)}")
-    if demo_data.is_empty():
-        click.echo(f"building the demo federation ({members} members)…")
-        summary = demo_data.build(settings, members=members, progress=click.echo)
-    else:
-        summary = demo_data.existing_summary()
-    database.close()
+    try:
+        applied = engine_db.upgrade(database)
+        if applied:
+            click.echo(f"database upgraded: {', '.join(applied)}")
+        if demo_data.is_empty():
+            click.echo(f"building the demo federation ({members} members)…")
+            summary = demo_data.build(settings, members=members, progress=click.echo)
+        else:
+            summary = demo_data.existing_summary()
+    finally:
+        database.close()
     demo_data.prepare_capture(settings)
-    app = create_app(settings)
+    return demo_data.describe(summary)
+
+
+def _serve(settings: Settings, listener: socket.socket, summary: str) -> None:
+    """The engine in a child process, the portal (gunicorn) on ``listener`` in this one, until interrupted.
+
+    The engine never lives in the process that forks the web workers; it gets the demo's settings: the
+    base URL of the port bound above, its notices' sender, no DNS, no inbound authentication."""
+    from engine import demo as demo_data
+    from portal import create_app
     from portal.serving import serve, start_engine
 
-    # The engine runs as a child process (never in the process that forks the web workers), with the
-    # demo's settings: the base URL of the port bound above, its notices' sender, no DNS, no inbound checks.
+    app = create_app(settings)
     engine_env = {f"PALANQUEE_{name.upper()}": str(value) for name, value in demo_data.SETTING_DEFAULTS.items()
                   if f"PALANQUEE_{name.upper()}" not in os.environ}
     engine_env["PALANQUEE_BASE_URL"] = settings.base_url
     engine, bound = start_engine(env=engine_env)
     try:
-        click.echo("")
-        click.echo(demo_data.describe(summary))
+        click.echo("\n" + summary)
         click.echo(_where(settings, bound), nl=False)
-        serve(app, settings, listener=listener, on_ready=lambda url: click.echo(
-            f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
+        try:
+            serve(app, settings, listener=listener, on_ready=lambda url: click.echo(
+                f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
+        finally:
+            listener.detach()  # gunicorn's arbiter closed the socket it was handed (fd://)
     finally:
         engine.terminate()
         engine.wait(30)
         if engine.stderr is not None:
             engine.stderr.close()
-        listener.detach()  # gunicorn's arbiter closed the socket it was handed (fd://)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the demo, even when it was started with SIGINT ignored (a shell's
+    background job, some CI runners), where Python would otherwise never raise KeyboardInterrupt."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _bind_portal(settings: Settings) -> tuple[socket.socket, Settings]:
