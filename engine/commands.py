@@ -11,13 +11,16 @@ import sys
 import time
 
 import click
+import peewee
 
 from engine import db as engine_db
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
+from engine.post import post_command
+from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
-def open_database(settings: Settings, *, check: bool = True):  # type: ignore[no-untyped-def]
+def open_database(settings: Settings, *, check: bool = True) -> peewee.Database:
     """Connect the models to the configured database; refuse a database that is behind."""
     database = engine_db.bind(engine_db.make_database(settings.database_url))
     database.connect(reuse_if_open=True)
@@ -71,16 +74,16 @@ def demo_data(count: int, seed: int) -> None:
 @click.command("config")
 @click.option("--markdown", is_flag=True, help="print the table of variables (for the README)")
 def config_command(markdown: bool) -> None:
-    """Show the settings in force, or the table of every variable."""
+    """Show the settings in force and which are missing or wrong (works before the first start)."""
     if markdown:
         click.echo(settings_table_markdown())
         return
-    settings = load_settings()
-    for name, value in vars(settings).items():
-        if name == "secret_key":
-            value = "(set)"
-        if name != "extra":
-            click.echo(f"{name} = {value}")
+    from engine import settings_report
+
+    rows = settings_report.report()
+    click.echo(settings_report.render(rows))
+    if any(row.value == "INVALID" for row in rows):
+        raise SystemExit(2)
 
 
 @click.command("import-members")
@@ -124,5 +127,23 @@ def engine_command(delivery_only: bool) -> None:
     serve(settings, delivery_only=delivery_only)
 
 
+@click.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, writable=True))
+def backup_command(target: str) -> None:
+    """Write a consistent copy of the running database to TARGET (SQLite: online backup; PostgreSQL: pg_dump)."""
+    from pathlib import Path
+
+    from engine import backup
+
+    settings = load_settings()
+    try:
+        made = backup.backup(settings.database_url, Path(target))
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = ", ".join(f"{name}: {count}" for name, count in made.counts.items())
+    click.echo(f"backup written to {made.path} ({made.kind}{'; ' + counts if counts else ''})")
+
+
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command]
+                                        engine_command, post_command, backup_command,
+                                        *DELIVERABILITY_COMMANDS]

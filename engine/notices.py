@@ -54,8 +54,9 @@ def render(template: str, language: str | None, /, **context: Any) -> tuple[str,
 
 
 def sender_address(settings: Settings) -> str:
-    """The address notices come from: PALANQUEE_ADMIN_EMAIL, else noreply@ the portal's host."""
-    return settings.admin_email or f"noreply@{urlsplit(settings.base_url).hostname or 'localhost'}"
+    """The address notices come from: PALANQUEE_MAIL_FROM, else PALANQUEE_ADMIN_EMAIL, else noreply@ the
+    portal's host."""
+    return settings.mail_from or settings.admin_email or f"noreply@{urlsplit(settings.base_url).hostname or 'localhost'}"
 
 
 def send_notice(settings: Settings, template: str, to: str, /, *, language: str | None = None,

@@ -12,7 +12,7 @@ from flask_login import current_user
 from engine import db as engine_db
 from engine.config import Settings, load_settings
 from engine.directory.models import Member
-from portal import hardening
+from portal import errors, hardening
 from portal.extensions import babel, csrf, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     babel.init_app(app, locale_selector=_select_locale, timezone_selector=lambda: str(settings.timezone))
 
     _register_blueprints(app)
+    errors.register(app)
     _register_template_helpers(app)
     _register_commands(app)
     return app
@@ -106,11 +107,13 @@ def _register_blueprints(app: Flask) -> None:
     from portal.auth.views import bp as auth_bp
     from portal.espace.views import bp as espace_bp
     from portal.main import bp as main_bp
+    from portal.messages.confirm import bp as post_confirm_bp
     from portal.messages.views import bp as messages_bp
     from portal.messages.views import moderation_bp
     from portal.unsubscribe.views import bp as unsubscribe_bp
 
-    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp):
+    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp,
+                      post_confirm_bp):
         app.register_blueprint(blueprint)
 
 

@@ -6,13 +6,18 @@ registers them on ``app.cli``.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import socket
 import sys
+from pathlib import Path
 
 import click
 
 from engine import db as engine_db
+from engine import notices
 from engine.commands import ENGINE_COMMANDS, open_database
-from engine.config import ConfigError, load_settings
+from engine.config import ConfigError, Settings, load_settings, url_of_listen_address
 
 
 @click.command("web")
@@ -20,16 +25,15 @@ from engine.config import ConfigError, load_settings
 def web(debug: bool) -> None:
     """Serve the portal on PALANQUEE_WEB_LISTEN with gunicorn (PALANQUEE_WEB_WORKERS sync workers)."""
     from portal import create_app
-
-    settings = load_settings()
-    app = create_app(settings)
-    host, port = settings.web_listen
-    if debug:
-        app.run(host=host, port=port, debug=True, use_reloader=True)
-        return
     from portal.serving import serve
 
-    serve(app, settings, on_ready=lambda url: click.echo(f"portal: {url}", nl=True))
+    settings = load_settings()
+    if debug:
+        host, port = settings.web_listen
+        create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    listener, settings = _bind_portal(settings)
+    serve(create_app(settings), settings, listener, on_ready=lambda: click.echo(f"portal: {settings.base_url}/"))
 
 
 @click.command("demo")
@@ -39,7 +43,8 @@ def demo(members: int) -> None:
     from engine import demo as demo_data
     from portal import create_app
 
-    settings = load_settings(generate_secret=True)
+    settings = load_settings(generate_secret=True, defaults=demo_data.SETTING_DEFAULTS)
+    listener, settings = _bind_portal(settings)  # first: a port in use stops the demo at once
     database = open_database(settings, check=False)
     applied = engine_db.upgrade(database)
     if applied:
@@ -50,28 +55,61 @@ def demo(members: int) -> None:
     else:
         summary = demo_data.existing_summary()
     database.close()
+    demo_data.prepare_capture(settings)
     app = create_app(settings)
     from portal.serving import serve, start_engine
 
-    engine, bound = start_engine()  # a child process: never in the process that forks the web workers
+    engine, bound = start_engine(settings)  # a child process: never in the process that forks the web workers
     try:
-        smtp_host, smtp_port = bound["smtp"]
         click.echo("")
         click.echo(demo_data.describe(summary))
-        click.echo(f"\nlist engine:   SMTP {smtp_host}:{smtp_port}"
-                   + (f", LMTP {bound['lmtp'][0]}:{bound['lmtp'][1]}" if "lmtp" in bound else ""))
-        click.echo(f"captured mail: {settings.capture_dir} (maildir: every copy the lists send lands here)")
-        click.echo(f"database:      {settings.database_url}")
-        click.echo("\nsend a message to a list, for example:")
-        click.echo(f"  swaks --server {smtp_host}:{smtp_port} --from {demo_data.DEMO_POSTER} "
-                   f"--h-From {demo_data.DEMO_POSTER} --to comite_directeur.comite@listes.ffessm-demo.fr "
-                   "--header 'Subject: Essai' --body 'Bonjour à tous'")
-        serve(app, settings, on_ready=lambda url: click.echo(
-            f"\nportal:        {url}  (staff: Messages > Courrier capturé shows every copy)"))
+        click.echo(_where(settings, bound), nl=False)
+        serve(app, settings, listener, on_ready=lambda: click.echo(
+            f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
     finally:
         engine.terminate()
         engine.wait(30)
+        listener.close()
 
+
+def _bind_portal(settings: Settings) -> tuple[socket.socket, Settings]:
+    """Listen on PALANQUEE_WEB_LISTEN now (port 0: any free port); when the base URL is the one derived
+    from the listen address, it follows the port actually bound, so that links in mail open this portal."""
+    host, port = settings.web_listen
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    bound = (host, int(listener.getsockname()[1]))
+    if settings.base_url == url_of_listen_address(settings.web_listen):
+        settings = dataclasses.replace(settings, base_url=url_of_listen_address(bound))
+    return listener, dataclasses.replace(settings, web_listen=bound)
+
+
+def _where(settings: Settings, bound: dict[str, tuple[str, int]]) -> str:
+    """The addresses the demo serves, where its mail goes, and how to post to a list."""
+    from engine import demo as demo_data
+
+    smtp = "{}:{}".format(*bound["smtp"])
+    lines = [
+        f"\nportal:        {settings.base_url}/  (staff: Messages > Courrier capturé shows every copy)",
+        f"list engine:   SMTP {smtp}" + (", LMTP {}:{}".format(*bound["lmtp"]) if "lmtp" in bound else ""),
+        f"captured mail: {settings.capture_dir}/new/ (Maildir: every copy the lists send, every notice)",
+        f"mail from:     {notices.sender_address(settings)}",
+        f"database:      {settings.database_url}",
+        "\npost a message to a list, as the demo member who sits on the Provence board:",
+        f"  {_palanquee()} post --server {smtp} --from {demo_data.DEMO_POSTER} --to {demo_data.DEMO_LIST} "
+        "--subject Essai 'Bonjour à tous'",
+        f"  (or: swaks --server {smtp} --from {demo_data.DEMO_POSTER} --h-From {demo_data.DEMO_POSTER} "
+        f"--to {demo_data.DEMO_LIST} --header 'Subject: Essai' --body 'Bonjour à tous')",
+    ]
+    return "\n".join(lines)
+
+
+def _palanquee() -> str:
+    """How to call this very command from the current folder (``.venv/bin/palanquee`` after bin/demo)."""
+    program = Path(sys.argv[0])
+    if program.name != "palanquee" or not program.exists():
+        return "palanquee"
+    relative = os.path.relpath(program.resolve().parent, Path.cwd())
+    return str(program.resolve()) if relative.startswith("..") else f"{relative}/palanquee"
 
 
 PORTAL_COMMANDS: list[click.Command] = [web, demo]

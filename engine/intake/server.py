@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from engine.config import Settings
 from engine.intake import routes, service
+from engine.posting.authentication import Client
 
 log = logging.getLogger("palanquee.intake")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -49,9 +50,11 @@ class IntakeHandler:
         sender = envelope.mail_from or ""
         sender = "" if sender == "<>" else sender
         replies: list[str] = []
+        peer = session.peer[0] if isinstance(session.peer, tuple) else ""
+        client = Client(str(peer), str(session.host_name or ""))
         for route in getattr(envelope, "routes", []):
             try:
-                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data)
+                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, client)
             except Exception:
                 log.exception("storing a message for %s", route.address)
                 replies.append("451 4.3.0 Could not store the message, try again later")

@@ -19,7 +19,7 @@ from engine.intake.routes import Companion, Route
 from engine.lists.models import MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery
-from engine.posting import moderation
+from engine.posting import authentication, confirmation, moderation
 from engine.posting.models import Message, MessageState
 from engine.posting.policy import Action, Post, decide, is_auto_submitted
 
@@ -37,8 +37,10 @@ def _headers(data: bytes):  # type: ignore[no-untyped-def]
     return BytesHeaderParser(policy=email_policy.default).parsebytes(data)
 
 
-def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it."""
+def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
+            client: authentication.Client | None = None) -> Outcome:
+    """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it.
+    ``client`` is the SMTP client (address, HELO), for SPF when the engine verifies senders itself."""
     handlers = {
         Companion.POST: _post,
         Companion.BOUNCES: _bounce,
@@ -46,25 +48,33 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes)
         Companion.REQUEST: _request,
         Companion.OWNER: _owner,
     }
+    if route.companion == Companion.POST:
+        return _post(settings, route, envelope_sender, data, client)
     return handlers[route.companion](settings, route, envelope_sender, data)
 
 
-def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
+def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes,
+          client: authentication.Client | None = None) -> Outcome:
     mailing_list = MailingList.get_by_id(route.list_id)
     headers = _headers(data)
-    post = Post(mailing_list, envelope_sender, headers)
+    checked = authentication.check(settings.inbound_authentication, settings.authserv_id or mailing_list.domain.name,
+                                   data, headers, envelope_sender, client)
+    post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)
     if decision.action == Action.REFUSE:
         return Outcome(decision.reply)
-    state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD,
+    state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD, Action.CONFIRM: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
     with database.atomic():
         message = Message.create(
             mailing_list=mailing_list, message_id=str(headers.get("Message-ID", ""))[:255] or None,
             envelope_sender=envelope_sender[:254], author=post.author[:254],
             subject=" ".join(str(headers.get("Subject", "")).split())[:255], content=data, size=len(data), state=state,
-            reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now())
-    if state == MessageState.HELD:
+            reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now(),
+            authentication=checked.header_value() if checked is not None else "")
+    if decision.action == Action.CONFIRM:
+        confirmation.request(settings, message)
+    elif state == MessageState.HELD:
         moderation.request(settings, message)
     return Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
 

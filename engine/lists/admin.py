@@ -18,7 +18,7 @@ from engine import audit, clock
 from engine.config import Settings
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure
-from engine.lists import subscribers
+from engine.lists import administrators, subscribers
 from engine.lists.models import (
     Domain,
     ListKind,
@@ -28,7 +28,6 @@ from engine.lists.models import (
     PostPolicy,
 )
 from engine.lists.resolve import count_recipients
-from engine.notices import send_notice
 
 # RFC 5321 allows more, but list addresses are typed by people and parsed by the intake: lower-case
 # letters, digits, dots, dashes and underscores; no "+" (sub-addresses) and none of the intake's suffixes.
@@ -146,11 +145,11 @@ class NewList:
 class Created:
     mailing_list: MailingList
     subscribers: subscribers.SubscriberChange
-    notified: str | None  # the address told of the creation
+    notified: tuple[administrators.Administrator, ...] = ()  # who was told of the creation
 
 
 def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: str | None = None) -> Created:
-    """Create a list, subscribe its valid lines, and mail the administrator when asked."""
+    """Create a list, subscribe its valid lines, and tell the administrators when asked (``administrators``)."""
     domain = Domain.get_by_id(new.domain_id)
     structure = Structure.get_by_id(new.structure_id)
     staff.require_manage(actor, structure)
@@ -171,22 +170,11 @@ def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: s
         audit.record("list.created", ml, actor=actor, structure_id=structure.id, ip=ip, address=ml.address,
                      kind=ml.kind, name=ml.name)
         change = subscribers.replace_subscribers(actor, ml, new.subscribers, ip=ip, audit_empty=False)
-    notified = _notify_created(settings, ml, change) if new.notify else None
-    if notified:
-        audit.record("list.creation_notified", ml, actor=actor, structure_id=structure.id, ip=ip, to=notified)
-    return Created(ml, change, notified)
-
-
-def _notify_created(settings: Settings, ml: MailingList, change: subscribers.SubscriberChange) -> str | None:
-    owner = Member.get_or_none(Member.id == ml.owner_id) if ml.owner_id else None
-    to = (owner.email if owner and owner.email else "") or settings.admin_email
-    if not to:
-        return None
-    language = (owner.language if owner else None) or settings.default_language
-    send_notice(settings, "list_created", to, language=language, mailing_list=ml, owner=owner,
-                subscriber_count=subscribers.subscriber_count(ml), structure=ml.structure,
-                domain_enabled=ml.domain.lists_enabled, admin_url=f"{settings.base_url}/admin/lists/{ml.id}")
-    return to
+    told = administrators.notify_created(settings, ml, actor, subscribers.subscriber_count(ml)) if new.notify else []
+    if told:
+        audit.record("list.creation_notified", ml, actor=actor, structure_id=structure.id, ip=ip,
+                     to=[person.address for person in told])
+    return Created(ml, change, tuple(told))
 
 
 def update_settings(actor: Member | None, ml: MailingList, *, name: str, description: str = "",

@@ -53,6 +53,12 @@ class MailingList(BaseModel):
     hold_unauthorised = pw.BooleanField(default=True)  # False: refuse with a notice
     subject_prefix = pw.CharField(max_length=64, default="")
     reply_to = pw.CharField(max_length=16, default="author")  # author, list
+    # Deliverability (docs/deliverability.md): DMARC From rewriting, where the author goes, ARC sealing,
+    # and what happens to a post from an allowed address that fails authentication (hold, confirm, off).
+    dmarc_mode = pw.CharField(max_length=16, default="always")  # automatic, always, never
+    dmarc_author_in = pw.CharField(max_length=16, default="reply-to")  # reply-to, cc
+    arc_seal = pw.BooleanField(default=False)
+    sender_check = pw.CharField(max_length=16, default="hold")  # hold, confirm, off
     created_at = pw.DateTimeField()
     deleted_at = pw.DateTimeField(null=True)
     last_posted_at = pw.DateTimeField(null=True)

@@ -22,6 +22,7 @@ from engine.notices import HeaderInjection
 from engine.outbound import mail, smarthost
 from engine.outbound.outbox import Claimed, Result, claim_due, record
 from engine.outbound.smtp import Connection, Item, Reply, SmtpError
+from engine.posting import dmarc, signing
 from engine.posting.models import Message
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
@@ -37,8 +38,11 @@ class PreparedMessage:
         self.info = ListInfo(
             list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part, domain=domain,
             subject_prefix=mailing_list.subject_prefix, reply_to_list=mailing_list.reply_to == "list",
-            announce_only=mailing_list.post_policy == PostPolicy.MODERATORS)
+            announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
+            rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
+            author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
         self.prepared: Prepared = prepare(bytes(message.content), self.info)
+        self.signer = signing.for_message(settings, message, self.prepared)  # DKIM and ARC: the copy's last step
         self.received_at: datetime = message.received_at
         self.settings = settings
 
@@ -53,7 +57,7 @@ class PreparedMessage:
             unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",
             reason=item.reason or "abonné(e) à la liste", shared_by=max(1, len(member_ids)))
         sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
-        return sender, self.prepared.copy(personal, stuffed=stuffed)
+        return sender, self.signer.copy(personal, stuffed=stuffed)
 
 
 class Transport:

@@ -38,6 +38,7 @@ class Message(BaseModel):
     decided_by = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
     recipient_count = pw.IntegerField(default=0)
     finished_at = pw.DateTimeField(null=True)
+    authentication = pw.TextField(default="")  # inbound Authentication-Results value (posting/authentication.py)
 
     if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
         mailing_list_id: pw.ForeignKeyField[int]

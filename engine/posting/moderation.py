@@ -68,7 +68,8 @@ def _nearest_staff(mailing_list: MailingList) -> list[str]:
     return []
 
 
-def _may_notify_sender(message: Message) -> bool:
+def may_notify_sender(message: Message) -> bool:
+    """Whether the post's author may be mailed about it: a person, not flooded (a forged From names a victim)."""
     if not message.envelope_sender or not message.author:
         return False
     headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
@@ -87,7 +88,7 @@ def request(settings: Settings, message: Message) -> None:
     for address in moderator_addresses(settings, mailing_list):
         notices.send_notice(settings, "moderation_request", address, mailing_list=mailing_list,
                             message=message, url=url)
-    if _may_notify_sender(message):
+    if may_notify_sender(message):
         notices.send_notice(settings, "moderation_pending", message.author, mailing_list=mailing_list,
                             message=message)
     audit.record("message.held", mailing_list, structure_id=mailing_list.structure_id,
@@ -117,7 +118,7 @@ def reject(settings: Settings, message: Message, actor: Member | None, reason: s
         Message.update(reason=reason[:2000]).where(Message.id == message.id).execute()
     audit.record("message.rejected", message.mailing_list, actor=actor,
                  structure_id=message.mailing_list.structure_id, message_id=message.id)
-    if _may_notify_sender(message):
+    if may_notify_sender(message):
         notices.send_notice(settings, "moderation_rejected", message.author, mailing_list=message.mailing_list,
                             message=message, reason=reason)
     return message

@@ -17,11 +17,22 @@ from engine import clock
 from engine.directory.models import Mandate, Member, Structure
 from engine.lists.models import ListModerator, MailingList, PostingPermission, PostPolicy, Subscription
 from engine.lists.resolve import LOCAL_TIME, reasons_for_member
+from engine.posting.authentication import Outcome
+
+
+class SenderCheck:
+    """What a list does with an allowed From that failed authentication (``MailingList.sender_check``)."""
+
+    HOLD = "hold"
+    CONFIRM = "confirm"
+    OFF = "off"
+    ALL = (HOLD, CONFIRM, OFF)
 
 
 class Action:
     ACCEPT = "accept"
     HOLD = "hold"
+    CONFIRM = "confirm"  # held until its author confirms by a signed link mailed to the From address
     REFUSE = "refuse"
     DISCARD = "discard"
 
@@ -40,6 +51,7 @@ class Post:
     mailing_list: MailingList
     envelope_sender: str
     headers: Message
+    authentication: Outcome | None = None  # None: not checked (PALANQUEE_INBOUND_AUTHENTICATION=off)
 
     @property
     def author(self) -> str:
@@ -100,6 +112,17 @@ def _may_post(post: Post) -> bool:
     return False  # MODERATORS: announce list
 
 
+def _unauthenticated(check: str) -> Callable[[Post], bool]:
+    """A post that would be allowed by its From address, whose From the inbound DKIM/SPF/DMARC did not
+    authenticate (authentication.py), on a list that chose ``check`` (hold or confirm) for such posts."""
+    def matches(post: Post) -> bool:
+        mailing_list = post.mailing_list
+        return (post.authentication is not None and mailing_list.sender_check == check
+                and mailing_list.post_policy != PostPolicy.ANYONE and not post.authentication.authenticated
+                and _may_post(post))
+    return matches
+
+
 Rule = tuple[str, Callable[[Post], bool], str, str]
 
 # (name, matches, action, reply or reason). Order matters: the first match decides.
@@ -109,6 +132,10 @@ RULES: tuple[Rule, ...] = (
     ("bounce", _bounce, Action.DISCARD, "bounce or message from an automaton sent to the list address"),
     ("auto-submitted", _auto_submitted, Action.DISCARD, "automatic reply (RFC 3834 Auto-Submitted)"),
     ("bulk", _bulk, Action.DISCARD, "bulk or list mail (Precedence) sent to the list address"),
+    ("unauthenticated", _unauthenticated(SenderCheck.HOLD), Action.HOLD,
+     "the From address was not authenticated (no aligned DKIM or SPF pass): held for moderation"),
+    ("unauthenticated", _unauthenticated(SenderCheck.CONFIRM), Action.CONFIRM,
+     "the From address was not authenticated (no aligned DKIM or SPF pass): waiting for its author to confirm"),
 )
 
 

@@ -20,7 +20,7 @@ from email.parser import BytesParser
 from email.utils import formatdate, make_msgid
 
 from engine.notices import safe_header_value
-from engine.posting import footer
+from engine.posting import dmarc, footer
 
 # Headers a post may carry that only the list may set (RFC 2369 §4: a list replaces its parent's).
 REMOVED_HEADERS = (
@@ -48,6 +48,8 @@ class ListInfo:
     reply_to_list: bool = False
     announce_only: bool = False
     help_url: str = ""
+    rewrite_from: bool = False  # DMARC: From becomes "Author via List" <list address> (dmarc.py)
+    author_in_cc: bool = False  # with rewrite_from: the author goes to Cc instead of Reply-To
 
     @property
     def address(self) -> str:
@@ -89,19 +91,27 @@ class Prepared:
 
     def copy(self, personal: Personal, *, stuffed: bool = False) -> bytes:
         """The complete copy for one recipient, CRLF line ends; ``stuffed`` for SMTP DATA."""
-        segments = self.stuffed if stuffed else self.segments
-        pieces: list[bytes] = [segments[0]]
+        return self.join(self.pieces(personal), stuffed=stuffed)
+
+    def pieces(self, personal: Personal) -> list[bytes]:
+        """The recipient's pieces, one per slot, as they go between the segments (not dot-stuffed)."""
         cache: dict[_Slot, bytes] = {}
-        for slot, segment in zip(self.slots, segments[1:], strict=True):
+        pieces: list[bytes] = []
+        for slot in self.slots:
             piece = cache.get(slot)
             if piece is None:
-                piece = self._fill(slot, personal)
-                if stuffed:
-                    piece = _stuff(piece, at_line_start=True)
-                cache[slot] = piece
+                piece = cache[slot] = self._fill(slot, personal)
             pieces.append(piece)
-            pieces.append(segment)
-        return b"".join(pieces)
+        return pieces
+
+    def join(self, pieces: list[bytes], *, stuffed: bool = False) -> bytes:
+        """Segments and ``pieces`` joined into one copy (``stuffed``: dot-stuffed for SMTP DATA)."""
+        segments = self.stuffed if stuffed else self.segments
+        joined: list[bytes] = [segments[0]]
+        for piece, segment in zip(pieces, segments[1:], strict=True):
+            joined.append(_stuff(piece, at_line_start=True) if stuffed else piece)
+            joined.append(segment)
+        return b"".join(joined)
 
     def _fill(self, slot: _Slot, personal: Personal) -> bytes:
         if slot.kind == "headers":
@@ -142,6 +152,8 @@ def prepare(raw: bytes, info: ListInfo, *, domain_for_ids: str | None = None) ->
     message = parse(raw)
     marker = f"PLQSLOT{secrets.token_hex(8)}X"
     _rewrite_headers(message, info, domain_for_ids or info.domain)
+    if info.rewrite_from:
+        dmarc.rewrite_from(message, info)
     slots: list[_Slot] = []
     message = _add_footers(message, marker, slots)
     data = message.as_bytes(policy=OUTPUT_POLICY)

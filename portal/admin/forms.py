@@ -42,7 +42,7 @@ class CreateListForm(FlaskForm):
                              validators=[DataRequired(), Length(max=64), single_line])
     domain = SelectField(_l("Domaine"), coerce=int)
     name = StringField(_l("Nom de la liste"), validators=[Optional(), Length(max=200), single_line])
-    structure = StringField(_l("Structure (code)"), validators=[DataRequired(), Length(max=32), single_line])
+    structure = StringField(_l("Structure de la liste"), validators=[DataRequired(), Length(max=300), single_line])
     kind = RadioField(_l("Type"), default=ListKind.STATIC, choices=[
         SelectChoice(ListKind.STATIC, _l("Liste d'abonnés (adresses saisies)")),
         SelectChoice(ListKind.ROLE, _l("Liste dynamique (par rôle)"))])
@@ -78,7 +78,7 @@ STRUCTURE_KINDS = [SelectChoice("", _l("toutes")), SelectChoice(StructureKind.CL
 class CriterionForm(Form):
     """One criterion: holders of these roles (none: every licensee) in this structure, and below it."""
 
-    structure = StringField(_l("Structure (code)"), validators=[Optional(), Length(max=32)])
+    structure = StringField(_l("Structure"), validators=[Optional(), Length(max=300)])
     roles = SelectMultipleField(_l("Rôles (aucun : tous les licenciés)"), coerce=int, validators=[Optional()])
     include_subtree = BooleanField(_l("et toutes les structures en dessous"))
     structure_kind = SelectField(_l("seulement les structures de type"), choices=STRUCTURE_KINDS, default="")
@@ -101,8 +101,7 @@ class PostingForm(FlaskForm):
         SelectChoice("hold", _l("retenus pour modération")),
         SelectChoice("refuse", _l("refusés avec un avis"))], default="hold")
     roles = SelectMultipleField(_l("Rôles autorisés"), coerce=int, validators=[Optional()])
-    role_structure = StringField(_l("dans la structure (code) et en dessous"),
-                                 validators=[Optional(), Length(max=32)])
+    role_structure = StringField(_l("dans la structure (et en dessous)"), validators=[Optional(), Length(max=300)])
     addresses = TextAreaField(_l("Adresses autorisées (une par ligne)"), validators=[Optional()])
     moderators = TextAreaField(_l("Modérateurs (numéro de licence ou adresse, un par ligne)"),
                                validators=[Optional()])

@@ -18,6 +18,8 @@ from engine.directory import accounts, passwords, sessions
 from engine.directory.accounts import LoginStatus
 from engine.directory.models import Member
 from portal.auth.forms import LoginForm, NewPasswordForm, ResetRequestForm
+from portal.errors import retry_after_words
+from portal.formatting import format_duration
 
 bp = Blueprint("auth", __name__)
 
@@ -64,7 +66,7 @@ def login():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
         return redirect(url_for("espace.index"))
     form = LoginForm()
-    status = 200
+    status, headers = 200, {}
     if form.validate_on_submit():
         result = accounts.login(form.identifier.data, form.password.data, ip=request.remote_addr)
         if result.status is LoginStatus.OK and result.member is not None:
@@ -75,12 +77,13 @@ def login():  # type: ignore[no-untyped-def]
             flash(_("Plusieurs licenciés utilisent cette adresse : saisissez votre numéro de licence."), "info")
             form.identifier.data = ""
         elif result.status is LoginStatus.THROTTLED:
-            flash(_("Trop de tentatives de connexion depuis votre connexion. Réessayez dans quelques minutes, "
-                    "ou choisissez un nouveau mot de passe avec « Mot de passe oublié »."), "error")
-            status = 429
+            wait = int(accounts.WINDOW.total_seconds())
+            flash(_("Trop de tentatives de connexion depuis votre connexion.") + " " + retry_after_words(wait) + " "
+                  + _("Vous pouvez aussi choisir un nouveau mot de passe avec « Mot de passe oublié »."), "error")
+            status, headers = 429, {"Retry-After": str(wait)}  # RFC 6585 §4
         else:
             flash(_("Identifiant ou mot de passe incorrect."), "error")
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form), status, headers
 
 
 @bp.post("/logout")
@@ -101,8 +104,8 @@ def _reset_request(activation: bool):  # type: ignore[no-untyped-def]
         passwords.request_reset(g.settings, form.identifier.data, language=str(get_locale()),
                                 ip=request.remote_addr)
         # The same answer whether or not an account matched: the form reveals nobody.
-        flash(_("Si ce compte existe et a une adresse e-mail, un lien vient d'y être envoyé. "
-                "Il n'est valable que peu de temps."), "info")
+        flash(_("Si ce compte existe et a une adresse e-mail, un lien vient d’y être envoyé. "
+                "Il est valable %(delay)s.", delay=format_duration(g.settings.password_reset_max_age)), "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/reset_request.html", form=form, activation=activation)
 

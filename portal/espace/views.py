@@ -6,7 +6,7 @@ public confirmation and cancel pages act for the member their signed token names
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -29,6 +29,7 @@ SOURCES = {
     "staff": _l("par l’administrateur"),
     "bounce": _l("adresse en erreur"),
 }
+DONE = "espace.done"  # the confirmation of the last leave or rejoin, shown in that list's row
 LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409, "cancelled": 409, "applied": 409, "other_member": 403}
 
 
@@ -44,7 +45,7 @@ def _me():  # type: ignore[no-untyped-def]
 @login_required
 def index():  # type: ignore[no-untyped-def]
     return render_template("espace/index.html", profile=profile(g.settings, current_user),
-                           lists=lists_of_member(current_user), button=ButtonForm(),
+                           lists=lists_of_member(current_user), done=session.pop(DONE, None),
                            language=str(get_locale()), source_label=source_label)
 
 
@@ -125,8 +126,7 @@ def leave(list_id: int):  # type: ignore[no-untyped-def]
         mailing_list = optouts.leave_from_espace(current_user, list_id, ip=request.remote_addr)
     except optouts.NotOnList:
         abort(404)
-    flash(_("Vous avez quitté la liste « %(name)s ».", name=mailing_list.name), "info")
-    return redirect(url_for("espace.index", _anchor="listes"))
+    return _done_with(mailing_list.id, _("Vous avez quitté la liste « %(name)s ».", name=mailing_list.name))
 
 
 @bp.post("/listes/<int:list_id>/rejoindre")
@@ -138,5 +138,10 @@ def rejoin(list_id: int):  # type: ignore[no-untyped-def]
         mailing_list = optouts.rejoin_from_espace(current_user, list_id, ip=request.remote_addr)
     except optouts.NotOnList:
         abort(404)
-    flash(_("Vous avez rejoint la liste « %(name)s ».", name=mailing_list.name), "info")
-    return redirect(url_for("espace.index", _anchor="listes"))
+    return _done_with(mailing_list.id, _("Vous avez rejoint la liste « %(name)s ».", name=mailing_list.name))
+
+
+def _done_with(list_id: int, text: str):  # type: ignore[no-untyped-def]
+    """Back to Mon espace at the list's row, where the confirmation is shown (and focused, so it is read out)."""
+    session[DONE] = {"list": list_id, "text": text}
+    return redirect(url_for("espace.index", _anchor=f"liste-{list_id}"))

@@ -51,7 +51,7 @@ def log_in(page: Page, url: str, licence: str = "A-13-000001") -> None:
 
 
 def change_address(page: Page, new: str) -> None:
-    page.get_by_role("button", name="Modifier l’adresse e-mail").click()
+    page.get_by_role("link", name="Modifier l’adresse e-mail").click()
     page.get_by_label("Nouvelle adresse e-mail").fill(new)
     page.get_by_role("button", name="Envoyer le lien de confirmation").click()
     expect(page.locator(".flash")).to_contain_text("Un lien de confirmation vient d’être envoyé")
@@ -83,9 +83,10 @@ def test_pencil_confirmation_and_the_effective_date(page: Page, live_server, mem
 
 def test_the_pencil_works_from_the_keyboard(page: Page, live_server, member_and_list):
     log_in(page, live_server.url)
-    page.get_by_role("button", name="Modifier l’adresse e-mail").focus()
+    page.get_by_role("link", name="Modifier l’adresse e-mail").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Changer mon adresse e-mail")
+    assert page.url.endswith("/espace/adresse")  # no stray "?"
 
 
 def test_cancel_from_the_old_address_link(page: Page, live_server, member_and_list):

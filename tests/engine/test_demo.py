@@ -69,3 +69,8 @@ def test_same_seed_same_federation(db, settings):
     demo.build(settings, members=50, seed=3)
     first = [(m.first_name, m.last_name, m.email) for m in Member.select().order_by(Member.licence_number)]
     assert len(first) == 53 and len(set(first)) > 40
+
+
+def test_the_summary_counts_the_same_on_every_start(summary):
+    assert demo.describe(summary) == demo.describe(demo.existing_summary())
+    assert f"{Mandate.select().count()} mandates" in demo.describe(summary)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from engine.config import Settings
 from engine.outbound.models import Delivery, DeliveryState
@@ -13,8 +15,7 @@ from engine.posting.models import Message, MessageState
 from tests import factories
 from tests.engine.conftest import Federation, wait_until
 from tests.engine.test_engine_e2e import post, send
-from tests.support.postgres import free_port
-from tests.support.sink import Sink, SinkHandler
+from tests.support.sink import Sink, SinkHandler, reserve
 
 
 def test_451_then_250_is_retried_and_550_is_failed(start_engine, federation: Federation, sink: Sink) -> None:
@@ -40,15 +41,14 @@ def test_connection_refused_defers_and_nothing_is_lost(start_engine, federation:
                                                        engine_settings: Settings) -> None:
     import dataclasses
 
-    port = free_port()
-    settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{port}")
+    down = reserve()  # bound, not listening: the smarthost refuses connections, and nobody can take its port
+    settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{down.getsockname()[1]}")
     engine = start_engine(settings)
     send(engine, post())
     wait_until(lambda: Delivery.select().where(Delivery.state == DeliveryState.DEFERRED).count() == 2,
                what="deferred copies")
     assert all("4.4.2" in d.last_reply for d in Delivery.select())
-    sink = Sink(SinkHandler())
-    sink.port = port  # the smarthost comes back on the same port
+    sink = Sink(SinkHandler(), sock=down)  # the smarthost comes back on the same port
     sink.start()
     try:
         wait_until(lambda: len(sink.handler.received) == 2, what="copies after the smarthost came back", timeout=30)
@@ -66,21 +66,23 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
     expected = members + 2
     sink = Sink(SinkHandler(delay=0.03))
     sink.start()
-    smtp_port = free_port()
     env = {**os.environ, "PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": engine_settings.secret_key,
-           "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+           "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
            "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "2s", "PALANQUEE_DELIVERY_BATCH": "10",
-           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url}
+           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_BASE_URL": engine_settings.base_url,
+           "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
 
-    def start() -> subprocess.Popen[bytes]:
-        log = open(engine_settings.instance.parent / "engine.log", "ab")  # noqa: SIM115 (closed with the process)
+    def start(number: int) -> tuple[subprocess.Popen[bytes], int]:
+        """The engine on a port it binds itself (port 0); its log names the port."""
+        path = engine_settings.instance.parent / f"engine-{number}.log"
+        log = open(path, "ab")  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: _listening(smtp_port), what="engine listening")
-        return process
+        wait_until(lambda: _bound_port(path) or process.poll() is not None, what="engine listening")
+        return process, _bound_port(path) or 0
 
-    first = start()
+    first, smtp_port = start(1)
     try:
         send(_Bound(smtp_port), post())
         wait_until(lambda: len(sink.handler.received) >= 15, what="a few copies")
@@ -88,7 +90,7 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
         first.wait(10)
         before = len(sink.handler.received)
         assert before < expected
-        second = start()
+        second, _port = start(2)
         try:
             wait_until(lambda: len(set(sink.handler.by_recipient())) == expected, timeout=60,
                        what="every recipient after restart")
@@ -110,12 +112,9 @@ class _Bound:
         self.bound = {"smtp": ("127.0.0.1", port)}
 
 
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+def _bound_port(log: Path) -> int | None:
+    found = re.search(r"listening on smtp 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+    return int(found.group(1)) if found else None
 
 
 def test_a_post_accepted_before_a_crash_is_expanded_after_restart(start_engine, federation: Federation,

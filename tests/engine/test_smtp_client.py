@@ -7,21 +7,19 @@ from pathlib import Path
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from engine.outbound.delivery import SmtpTransport
 from engine.outbound.smtp import Connection, Reply, dot_stuff
-from tests.support.postgres import free_port
-from tests.support.sink import SinkHandler
+from tests.support.sink import BoundController, SinkHandler
 
 COPY = dot_stuff(b"From: a@example.fr\r\nSubject: essai\r\n\r\nBonjour\r\n.ligne avec un point\r\n")
 
 
-class _Server(Controller):
+class _Server(BoundController):
     def __init__(self, handler: SinkHandler, **smtp_options: object) -> None:
         self.smtp_options = smtp_options
-        super().__init__(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10)
+        super().__init__(handler)
 
     def factory(self) -> SMTP:
         return SMTP(self.handler, **self.smtp_options)  # type: ignore[arg-type]

@@ -83,6 +83,8 @@ def test_login_rate_limiting_triggers_and_says_nothing_about_the_account(client)
         assert login(client, member.licence_number, "wrong-password").status_code == 200
     blocked = login(client, member.licence_number)  # from this source, even the right password waits now
     assert blocked.status_code == 429 and "Trop de tentatives" in blocked.get_data(as_text=True)
+    assert "Réessayez dans 15 minutes, à partir de" in blocked.get_data(as_text=True)  # when, not "a few minutes"
+    assert blocked.headers["Retry-After"] == "900"
     for _ in range(accounts.PAIR_LIMIT):
         login(client, "Z-99-999999", "wrong-password")
     assert login(client, "Z-99-999999", "wrong-password").status_code == 429  # unknown: same behaviour
@@ -170,7 +172,9 @@ def test_forgotten_password_by_mail_then_login_with_the_new_one(client, settings
     unknown = {"identifier": "nobody@example.org", "csrf_token": csrf(client, "/mot-de-passe-oublie")}
     same = client.post("/mot-de-passe-oublie", data=unknown, follow_redirects=True).get_data(as_text=True)
     assert "Si ce compte existe" in answer and "Si ce compte existe" in same
+    assert "Il est valable 2 heures." in answer  # what the mail says, not "peu de temps"
     [mail] = read_captured(settings.capture_dir)
+    assert "valable 2 heures" in mail.get_content()
     path = re.search(r"https://listes\.example\.fr(/mot-de-passe/\S+)", mail.get_content()).group(1)
     form = {"password": "nouveau-mot-de-passe", "confirm": "autre-chose-encore", "csrf_token": csrf(client, path)}
     assert "Les deux mots de passe diffèrent" in client.post(path, data=form).get_data(as_text=True)

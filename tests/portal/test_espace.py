@@ -84,7 +84,8 @@ def test_mon_espace_shows_the_profile_mandates_address_pencil_and_lists(settings
                  "depuis le 1 mars 2025", "elodie@example.org", "Comité directeur — Provence",
                  "Membre du comité directeur — Comité régional Provence"):
         assert text in page, text
-    assert re.search(r'<button type="submit" class="icon-button" aria-label="Modifier l’adresse e-mail"', page)
+    # the pencil leads to /espace/adresse itself (a GET form led to "/espace/adresse?")
+    assert re.search(r'<a class="icon-button" href="/espace/adresse" aria-label="Modifier l’adresse e-mail"', page)
     assert "<svg" in page and 'aria-label="Quitter la liste Comité directeur — Provence"' in page
 
 
@@ -220,12 +221,16 @@ def test_leave_and_rejoin_a_role_based_list(settings, elodie):
     member, ml = elodie
     client = make_client(settings)
     log_in(client, member)
-    assert post(client, f"/espace/listes/{ml.id}/quitter").headers["Location"] == "/espace/#listes"
+    assert post(client, f"/espace/listes/{ml.id}/quitter").headers["Location"] == f"/espace/#liste-{ml.id}"
     opt_out = OptOut.get()
     assert (opt_out.member_id, opt_out.source) == (member.id, "espace")
     assert [r for batch in resolve(ml) for r in batch] == []
     page = client.get("/espace/").get_data(as_text=True)
     assert "Vous l’avez quittée le" in page and "depuis Mon espace" in page
+    # the confirmation sits in the list's own row (where the page lands), once
+    row = re.search(rf'<li class="list-row list-left" id="liste-{ml.id}">(.*?)<form', page, re.S).group(1)
+    assert '<p class="confirmation" role="status" tabindex="-1" id="confirmation" autofocus>Vous avez quitté la liste' in row
+    assert "Vous avez quitté la liste" not in client.get("/espace/").get_data(as_text=True)
     assert 'aria-label="Rejoindre la liste Comité directeur — Provence"' in page
     assert post(client, f"/espace/listes/{ml.id}/rejoindre").status_code == 302
     assert OptOut.select().count() == 0

@@ -7,8 +7,9 @@ It keeps every envelope and message it accepts; ``script`` decides the reply to 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -16,8 +17,6 @@ from email.parser import BytesParser
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-
-from tests.support.postgres import free_port
 
 
 @dataclass
@@ -90,10 +89,33 @@ class _CountingSMTP(SMTP):
         super().connection_lost(exc)
 
 
-class Sink(Controller):
-    def __init__(self, handler: SinkHandler, smtputf8: bool = True) -> None:
+def reserve() -> socket.socket:
+    """A loopback socket bound to a port of its own and not listening: connections to it are refused
+    until a server listens on it (``BoundController(sock=...)``); no other process can take the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class BoundController(Controller):
+    """An aiosmtpd controller on a socket bound before it starts (not a port picked, then bound later).
+
+    aiosmtpd's own ``port=0`` is unusable (its readiness check connects to the port it was given).
+    """
+
+    def __init__(self, handler: object, *, sock: socket.socket | None = None, **options: object) -> None:
+        self.sock = sock or reserve()
+        super().__init__(handler, hostname="127.0.0.1", port=self.sock.getsockname()[1], ready_timeout=10,
+                         **options)
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        return self.loop.create_server(self._factory_invoker, sock=self.sock, ssl=self.ssl_context)
+
+
+class Sink(BoundController):
+    def __init__(self, handler: SinkHandler, smtputf8: bool = True, *, sock: socket.socket | None = None) -> None:
         self.smtputf8 = smtputf8
-        super().__init__(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10)
+        super().__init__(handler, sock=sock)
 
     def factory(self) -> SMTP:
         return _CountingSMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False)

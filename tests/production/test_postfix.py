@@ -1,0 +1,124 @@
+"""The production shape with Debian's Postfix: behind the engine (the smarthost that relays its copies) and in
+front of it (receiving mail for the list domain and handing it over LMTP), configured as docs/operations.md says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import smtplib
+from collections import Counter
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+
+from engine.config import Settings
+from engine.lists.models import MailingList, PostPolicy
+from engine.lists.subscribers import add_subscribers
+from engine.outbound.models import Delivery, DeliveryState
+from engine.posting.models import Message, MessageState
+from tests import factories
+from tests.engine.conftest import Federation, wait_until
+from tests.support.postfix import Postfix, make_postfix
+from tests.support.sink import Sink, SinkHandler
+
+pytestmark = pytest.mark.production
+
+
+@pytest.fixture
+def relay(sink: Sink) -> Iterator[Postfix]:
+    """Postfix behind the engine: accepts from loopback, relays everything to the recording sink."""
+    instance = make_postfix({"relayhost": f"[127.0.0.1]:{sink.port}", "smtpd_timeout": "300s"})
+    yield instance
+    instance.destroy()
+
+
+def static_list(federation: Federation, size: int) -> MailingList:
+    ml = factories.mailing_list("annonces", federation.domain, structure=federation.region, name="Annonces",
+                                kind="static", post_policy=PostPolicy.ANYONE)
+    add_subscribers(None, ml, "\n".join(f"plongeur{n:04d}@example.org" for n in range(size)))
+    return ml
+
+
+def post(to: str, subject: str = "Sortie du dimanche") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Élodie Dupré <elodie.dupre@example.fr>"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content("Bonjour à tous,\nrendez-vous dimanche au port.\n")
+    return message
+
+
+def sent_count() -> int:
+    return Delivery.select().where(Delivery.state == DeliveryState.SENT).count()
+
+
+def test_behind_postfix_every_copy_arrives_once_across_a_postfix_restart(
+        start_engine, federation: Federation, sink: Sink, relay: Postfix, engine_settings: Settings) -> None:
+    size = 600
+    ml = static_list(federation, size)
+    settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{relay.port}")
+    engine = start_engine(settings)
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        client.send_message(post(ml.address), from_addr="elodie.dupre@example.fr", to_addrs=[ml.address])
+    wait_until(lambda: sent_count() >= 50, what="the send under way", timeout=60)
+    relay.stop()  # a restart in the middle of the send: Postfix keeps what it accepted in its queue
+    relay.start()
+    wait_until(lambda: Message.get().state == MessageState.DONE, what="every copy handed to Postfix", timeout=180)
+    wait_until(lambda: relay.queue_size() == 0 and len(sink.handler.by_recipient()) == size,
+               what="Postfix relaying every copy to the sink", timeout=180)
+    copies = Counter(rcpt for item in sink.handler.received for rcpt in item.rcpt_tos)
+    assert set(copies) == {f"plongeur{n:04d}@example.org" for n in range(size)}
+    duplicates = sum(count - 1 for count in copies.values())
+    # Only copies written on a connection Postfix closed before answering may go twice: bounded by what
+    # the engine can have on the wire (its connections, one copy in flight each).
+    assert duplicates <= settings.delivery_connections, copies.most_common(5)
+    assert Delivery.select().where(Delivery.state != DeliveryState.SENT).count() == 0
+
+
+def test_behind_postfix_copies_keep_their_envelope_and_headers(
+        start_engine, federation: Federation, sink: Sink, relay: Postfix, engine_settings: Settings) -> None:
+    settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{relay.port}")
+    engine = start_engine(settings)
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        client.send_message(post(federation.board_list.address), from_addr="elodie.dupre@example.fr",
+                            to_addrs=[federation.board_list.address])
+    wait_until(lambda: len(sink.handler.by_recipient()) == 2, what="both copies through Postfix", timeout=60)
+    for item in sink.handler.received:
+        # The VERP return path survives the relay: bounces come back to the engine, per delivery.
+        assert item.mail_from.startswith("comite_directeur.comite-bounces+")
+        message = item.message
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "relay.palanquee.test" in str(message["Received"])
+
+
+@pytest.fixture
+def sender_sink() -> Iterator[Sink]:
+    """Where the front Postfix would send bounces (the sender's own server): must stay empty."""
+    server = Sink(SinkHandler())
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_in_front_postfix_hands_posts_to_the_engine_over_lmtp(
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings) -> None:
+    engine = start_engine()
+    lmtp_host, lmtp_port = engine.bound["lmtp"]
+    front = make_postfix({
+        "relay_domains": "listes.example.fr",
+        "transport_maps": f"inline:{{ listes.example.fr=lmtp:inet:{lmtp_host}:{lmtp_port} }}",
+    })
+    try:
+        with smtplib.SMTP("127.0.0.1", front.port) as client:
+            refused = client.send_message(post(federation.board_list.address), from_addr="someone@example.org",
+                                          to_addrs=[federation.board_list.address])
+        assert refused == {}
+        wait_until(lambda: len(sink.handler.by_recipient()) == 2, what="copies of the post through Postfix",
+                   timeout=60)
+        wait_until(lambda: front.queue_size() == 0, what="Postfix's queue empty", timeout=30)
+        assert "status=sent" in front.log() and "lmtp" in front.log()
+    finally:
+        front.destroy()
