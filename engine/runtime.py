@@ -276,11 +276,13 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def serve(settings: Settings, *, delivery_only: bool = False) -> None:
+def serve(settings: Settings, *, delivery_only: bool = False,
+          on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
     """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
 
     With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
     processes that only deliver (claims are shared through the database), and stops them with it.
+    ``on_ready(bound)`` is called once it listens (``palanquee demo`` runs it as a child process).
     """
     import signal
     import subprocess
@@ -307,6 +309,8 @@ def serve(settings: Settings, *, delivery_only: bool = False) -> None:
             target = settings.smarthost or f"capture in {settings.capture_dir}"
             log.info("engine %s %s; delivering to %s", engine.name,
                      f"listening on {where}" if where else "(delivery only)", target)
+            if on_ready is not None:
+                on_ready(dict(engine.bound))
         await runner
 
     try:

@@ -26,16 +26,15 @@ from engine.config import ConfigError, Settings, load_settings, url_of_listen_ad
 def web(debug: bool) -> None:
     """Serve the portal on PALANQUEE_WEB_LISTEN with gunicorn (PALANQUEE_WEB_WORKERS sync workers)."""
     from portal import create_app
-
-    settings = load_settings()
-    app = create_app(settings)
-    host, port = settings.web_listen
-    if debug:
-        app.run(host=host, port=port, debug=True, use_reloader=True)
-        return
     from portal.serving import serve
 
-    serve(app, settings, on_ready=lambda url: click.echo(f"portal: {url}", nl=True))
+    settings = load_settings()
+    if debug:
+        host, port = settings.web_listen
+        create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    listener, settings = _bind_portal(settings)
+    serve(create_app(settings), settings, listener, on_ready=lambda: click.echo(f"portal: {settings.base_url}/"))
 
 
 @click.command("demo")
@@ -81,28 +80,19 @@ def _serve(settings: Settings, listener: socket.socket, summary: str) -> None:
 
     The engine never lives in the process that forks the web workers; it gets the demo's settings: the
     base URL of the port bound above, its notices' sender, no DNS, no inbound authentication."""
-    from engine import demo as demo_data
     from portal import create_app
     from portal.serving import serve, start_engine
 
     app = create_app(settings)
-    engine_env = {f"PALANQUEE_{name.upper()}": str(value) for name, value in demo_data.SETTING_DEFAULTS.items()
-                  if f"PALANQUEE_{name.upper()}" not in os.environ}
-    engine_env["PALANQUEE_BASE_URL"] = settings.base_url
-    engine, bound = start_engine(env=engine_env)
+    engine, bound = start_engine(settings)  # these very settings: the bound port's base URL, the demo's defaults
     try:
         click.echo("\n" + summary)
         click.echo(_where(settings, bound), nl=False)
-        try:
-            serve(app, settings, listener=listener, on_ready=lambda url: click.echo(
-                f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
-        finally:
-            listener.detach()  # gunicorn's arbiter closed the socket it was handed (fd://)
+        serve(app, settings, listener, on_ready=lambda: click.echo(
+            f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
     finally:
         engine.terminate()
         engine.wait(30)
-        if engine.stderr is not None:
-            engine.stderr.close()
 
 
 def _stop_on_signals() -> None:

@@ -13,13 +13,15 @@ worker opens its own at its first request.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
-import re
+import pickle
+import select
 import selectors
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
+from gunicorn.sock import TCP6Socket, TCPSocket  # type: ignore[import-untyped]
 from gunicorn.workers.sync import SyncWorker  # type: ignore[import-untyped]
 
 from engine import db as engine_db
@@ -36,7 +40,6 @@ MAX_WAITING = 1000  # connections a worker keeps waiting for their head; past it
 MAX_HEAD = 64 * 1024  # bytes of request head read before handing over (gunicorn's own limits refuse more)
 LINGER_BYTES = 1024 * 1024  # unread body drained after an answer, so that the client reads it (not a reset)
 LINGER_SECONDS = 1.0
-ENGINE_LISTENS = re.compile(r"\b(smtp|lmtp) (\S+):(\d+)")  # in the engine's start-up line (engine/runtime.py)
 
 
 class Primed:
@@ -92,6 +95,16 @@ class GuardedWorker(SyncWorker):
             listener.setblocking(False)
             self.room.register(listener, selectors.EVENT_READ, None)
         self.room.register(self.PIPE[0], selectors.EVENT_READ, "signal")  # a signal wakes the loop up
+        try:
+            self._serve_connections()
+        finally:  # also on a quick exit (SIGINT, SIGQUIT raise SystemExit from the select)
+            for waiting in list(self.waiting.values()):
+                self._close(waiting)
+            for listener in self.sockets:  # this process's copies; the arbiter keeps its own
+                with contextlib.suppress(OSError):
+                    listener.close()
+
+    def _serve_connections(self) -> None:
         tick = self.timeout or 0.5
         while self.alive:
             self.notify()
@@ -109,8 +122,6 @@ class GuardedWorker(SyncWorker):
                     self._accept(key.fileobj)
                 elif key.data.sock.fileno() in self.waiting:
                     self._receive(key.data)
-        for waiting in list(self.waiting.values()):
-            self._close(waiting)
 
     def _accept(self, listener: Any) -> None:
         for _ in range(64):  # what is queued now; the next turn takes the rest
@@ -152,24 +163,17 @@ class GuardedWorker(SyncWorker):
 
 
 class PortalServer(BaseApplication):
-    """gunicorn run from Python, on an app built by ``create_app``."""
+    """gunicorn run from Python, on an app built by ``create_app`` and a socket already listening."""
 
-    def __init__(self, app: Flask, settings: Settings, on_ready: Callable[[str], object] = print,
-                 listener: socket.socket | None = None) -> None:
-        self.application, self.settings, self.on_ready, self.listener = app, settings, on_ready, listener
+    def __init__(self, app: Flask, settings: Settings, listener: socket.socket,
+                 on_ready: Callable[[], object]) -> None:
+        self.application, self.settings, self.listener, self.on_ready = app, settings, listener, on_ready
         super().__init__()
 
     def load_config(self) -> None:
-        host, port = self.settings.web_listen
         GuardedWorker.header_timeout = self.settings.web_header_timeout.total_seconds()
         timeout = max(int(self.settings.web_timeout.total_seconds()), 1)
-        if self.listener is not None:  # a socket bound already (the demo: port 0 known before the engine starts)
-            self.listener.set_inheritable(True)
-            bind = f"fd://{self.listener.fileno()}"
-        else:
-            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         options = {
-            "bind": bind,
             "workers": self.settings.web_workers,
             "worker_class": "portal.serving.GuardedWorker",
             "timeout": timeout,
@@ -179,56 +183,63 @@ class PortalServer(BaseApplication):
             "proc_name": "palanquee-web",
             "errorlog": "-",
             "loglevel": "warning",
-            "when_ready": self._when_ready,
+            "when_ready": lambda _arbiter: self.on_ready(),
         }
         for name, value in options.items():
             self.cfg.set(name, value)
 
-    def _when_ready(self, arbiter: Any) -> None:
-        for listener in arbiter.LISTENERS:
-            host, port = listener.sock.getsockname()[:2]
-            self.on_ready(f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/")
-
     def load(self) -> Flask:
         return self.application
 
+    def run(self) -> None:
+        """The arbiter, on the socket already listening (gunicorn takes it over and closes it in the end)."""
+        arbiter = Arbiter(self)
+        address = self.listener.getsockname()[:2]
+        kind = TCP6Socket if self.listener.family == socket.AF_INET6 else TCPSocket
+        arbiter.LISTENERS = [kind(address, self.cfg, arbiter.log, fd=self.listener.detach())]
+        arbiter.run()
 
-def serve(app: Flask, settings: Settings, on_ready: Callable[[str], object] = print,
-          listener: socket.socket | None = None) -> None:
-    """Run the portal until SIGTERM or Ctrl-C; ``on_ready(url)`` once it listens (on ``listener`` when given)."""
+
+def serve(app: Flask, settings: Settings, listener: socket.socket, on_ready: Callable[[], object]) -> None:
+    """Serve ``app`` on ``listener`` until SIGTERM or Ctrl-C; ``on_ready()`` once the workers may answer."""
     database = engine_db.database.obj
     if database is not None and not database.is_closed():
         database.close()  # nothing crosses the fork: each worker connects at its first request
-    PortalServer(app, settings, on_ready, listener).run()
+    PortalServer(app, settings, listener, on_ready).run()
 
 
-def start_engine(timeout: float = 60.0, env: dict[str, str] | None = None,
-                 ) -> tuple[subprocess.Popen[bytes], dict[str, tuple[str, int]]]:
-    """``palanquee engine`` as a child process (same environment plus ``env``, same instance) for
-    ``palanquee demo``, and the addresses it listens on (read from its start-up line; its output is passed on)."""
+def start_engine(settings: Settings, timeout: float = 60.0) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """The list engine in a child process, for ``palanquee demo``: never in the process that forks the web
+    workers. It gets these very settings (the demo's defaults, its bound ports) and delivers in one process;
+    returns it and the addresses it listens on, once it listens."""
     from engine.runtime import die_with_parent
 
-    child = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], stderr=subprocess.PIPE,
-                             preexec_fn=die_with_parent, env={**os.environ, **(env or {})})
-    bound: dict[str, tuple[str, int]] = {}
-    ready = threading.Event()
-
-    def relay() -> None:
-        # Raw reads and writes: this thread may run while gunicorn forks, and must hold no lock then.
-        assert child.stderr is not None
-        source, target, seen = child.stderr.fileno(), sys.stderr.fileno(), b""
-        while chunk := os.read(source, 65536):
-            os.write(target, chunk)
-            if not ready.is_set():
-                seen += chunk
-                if b" listening on " in seen and b"\n" in seen[seen.index(b" listening on "):]:
-                    found = ENGINE_LISTENS.findall(seen.decode("utf-8", "replace"))
-                    bound.update({kind: (host, int(port)) for kind, host, port in found})
-                    ready.set()
-        ready.set()  # the engine ended
-
-    threading.Thread(target=relay, name="engine-output", daemon=True).start()
-    if not ready.wait(timeout) or "smtp" not in bound:
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", "from portal.serving import engine_main; engine_main()",
+                              str(write_end)], stdin=subprocess.PIPE, pass_fds=(write_end,),
+                             preexec_fn=die_with_parent)
+    os.close(write_end)
+    assert child.stdin is not None
+    child.stdin.write(pickle.dumps(dataclasses.replace(settings, delivery_processes=1)))
+    child.stdin.close()
+    with os.fdopen(read_end, "rb") as ready:
+        answered = select.select([ready], [], [], timeout)[0]
+        line = ready.readline() if answered else b""
+    if not line:
         child.terminate()
         raise RuntimeError(f"the list engine did not start (exit status {child.wait(30)})")
-    return child, bound
+    return child, {kind: tuple(address) for kind, address in json.loads(line).items()}
+
+
+def engine_main() -> None:
+    """The child of ``start_engine``: settings pickled on standard input, the addresses written to a pipe."""
+    from engine.runtime import serve as serve_engine
+
+    settings = pickle.load(sys.stdin.buffer)
+    ready = int(sys.argv[1])
+
+    def tell(bound: dict[str, tuple[str, int]]) -> None:
+        os.write(ready, json.dumps(bound).encode() + b"\n")
+        os.close(ready)
+
+    serve_engine(settings, on_ready=tell)

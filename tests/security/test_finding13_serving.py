@@ -179,7 +179,7 @@ def test_finding13_demo_serves_with_gunicorn_and_runs_the_engine_in_a_child(tmp_
     tree = psutil.Process(demo.pid)
     try:
         out, deadline = b"", time.monotonic() + 120
-        while b"portal: " not in out and time.monotonic() < deadline and demo.poll() is None:
+        while b"serving the portal on" not in out and time.monotonic() < deadline and demo.poll() is None:
             if select.select([demo.stdout], [], [], 1)[0]:
                 out += os.read(demo.stdout.fileno(), 65536)
         web = re.search(rb"portal: +http://127\.0\.0\.1:(\d+)/", out)
@@ -191,7 +191,7 @@ def test_finding13_demo_serves_with_gunicorn_and_runs_the_engine_in_a_child(tmp_
         with socket.create_connection(("127.0.0.1", int(smtp.group(1))), timeout=30) as engine:
             assert engine.recv(1024).startswith(b"220")
         children = tree.children()
-        engines = [p for p in children if "engine" in p.cmdline()]
+        engines = [p for p in children if "engine_main" in " ".join(p.cmdline())]
         assert len(engines) == 1 and not engines[0].children()  # the engine is a child of the demo, not of a worker
         assert all(p.children() == [] for p in children)  # nothing runs under a web worker
     finally:
