@@ -20,7 +20,7 @@ from engine.posting.models import Message, MessageState
 from tests import factories
 from tests.engine.conftest import Federation, wait_until
 from tests.support.postfix import Postfix, documented, documented_main, make_postfix
-from tests.support.sink import Sink, SinkHandler
+from tests.support.sink import Sink
 
 pytestmark = pytest.mark.production
 
