@@ -1,6 +1,6 @@
 """Fan-out: one 10 KB multipart post to a role-based list of N members, from intake to the last copy at a sink.
 
-    python -m bench.fanout [--sizes 1000,10000,100000] [--connections 8] [--database-url postgresql://…]
+    python -m bench.fanout [--sizes 1000,10000,100000] [--connections 8] [--processes 2] [--dkim]
 
 For each N: seed N members holding a board role in one region (SQLite by default), start Postfix's
 ``smtp-sink`` on loopback and ``palanquee engine`` in its own process with the sink as smarthost,
@@ -8,6 +8,12 @@ send the post over SMTP, and time from the intake's 250 to the moment every deli
 ``sent`` (each row is marked sent only after the sink's 250). Prints copies per second and the
 engine's peak RSS, then, in the same run, the rate of ``smtp-source`` sending 10 KB messages to
 the same sink over the same number of connections: the ceiling of this machine.
+
+``--dkim`` runs each size three times (unsigned, DKIM-signed with an RSA-2048 key of the list domain,
+DKIM plus an ARC seal) and measures the signing limit in the same run: RSA-2048 signatures per second
+of the engine's signer (``engine.posting.dkim.sign_bytes``) on as many processes as the engine
+delivers with. A signed copy costs one signature, a sealed one three; the ratio of copies per second
+to that limit says how much of the signing capacity the engine turns into copies.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
+from bench.setup import migrated_database
 from engine import clock
 from engine import db as engine_db
 from engine.config import load_settings
@@ -42,9 +49,7 @@ def free_port() -> int:
 
 
 def seed(url: str, n: int) -> None:
-    database = engine_db.bind(engine_db.make_database(url))
-    database.connect()
-    engine_db.upgrade(database)
+    database = migrated_database(url)
     now = clock.now()
     national = Structure.create_node(code="FED", name="Fédération", kind=StructureKind.FEDERATION)
     region = Structure.create_node(code="CR13", name="Comité régional Provence", kind=StructureKind.REGIONAL,
@@ -137,17 +142,31 @@ def family(pid: int) -> list[int]:
     return [pid, *map(int, children)]
 
 
-def run_engine(n: int, connections: int, processes: int, folder: Path) -> tuple[float, float, float]:
-    database_path = folder / f"fanout-{n}.sqlite3"
+def sign_setup(url: str, arc: bool) -> None:
+    """A DKIM key for the list domain (as `palanquee dkim generate` makes it); ARC sealing on the list."""
+    from engine.posting import keys
+
+    database = engine_db.bind(engine_db.make_database(url))
+    database.connect()
+    keys.generate("listes.example.fr")
+    if arc:
+        MailingList.update(arc_seal=True).execute()
+    database.close()
+
+
+def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned") -> tuple[float, float, float]:
+    database_path = folder / f"fanout-{n}-{mode}.sqlite3"
     url = f"sqlite:///{database_path}"
     seed(url, n)
+    if mode != "unsigned":
+        sign_setup(url, arc=mode == "arc")
     sink, sink_port = start_sink(folder)
     smtp_port = free_port()
     env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
            "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
            "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
            "PALANQUEE_DELIVERY_CONNECTIONS": str(connections), "PALANQUEE_DELIVERY_PROCESSES": str(processes),
-           "PALANQUEE_BASE_URL": "https://listes.example.fr"}
+           "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
     engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -187,25 +206,98 @@ def run_baseline(n: int, connections: int, folder: Path) -> float:
         sink.wait(10)
 
 
+def _sign_for(seconds: float) -> int:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from engine.posting.dkim import sign_bytes
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    data = b"x" * 1500  # about the canonical header fields of a copy
+    count, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        sign_bytes(key, data)
+        count += 1
+    return count
+
+
+def signing_limit(processes: int, seconds: float = 5.0) -> float:
+    """RSA-2048 signatures per second of the engine's signer on ``processes`` processes at once."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes) as pool:
+        counts = list(pool.map(_sign_for, [seconds] * processes))
+    return sum(counts) / seconds
+
+
+def per_copy_breakdown() -> str:
+    """In one process: µs per copy to join it, to sign it (body hash + RSA), and the RSA operation alone."""
+    from email import policy as email_policy
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from engine.posting.dkim import Signature, sign_bytes
+    from engine.posting.keys import Algorithm, SigningKey
+    from engine.posting.render import ListInfo, Personal, prepare
+    from engine.posting.signing import CopySigner
+
+    prepared = prepare(ten_kb_post().as_bytes(policy=email_policy.SMTP),
+                       ListInfo(list_id=1, name="Comité directeur", local_part="cd", domain="listes.example.fr",
+                                rewrite_from=True))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = CopySigner(prepared, [Signature(SigningKey("listes.example.fr", "s", Algorithm.RSA, key))])
+    people = [Personal(f"https://listes.example.fr/u/{i:020d}", f"mailto:x{i}", "membre du CD") for i in range(300)]
+
+    def timed(function) -> float:  # type: ignore[no-untyped-def]
+        started = time.process_time()
+        for person in people:
+            function(person)
+        return (time.process_time() - started) / len(people) * 1e6
+
+    join = timed(lambda p: prepared.copy(p, stuffed=True))
+    body = timed(lambda p: signer.body.of(prepared.pieces(p)[1:]))
+    signed = timed(lambda p: signer.copy(p, stuffed=True))
+    rsa_only = timed(lambda p: sign_bytes(key, b"x" * 1500))
+    whole = timed(lambda p: __import__("hashlib").sha256(__import__("engine.posting.dkim", fromlist=["x"])
+                  .canonical_lines(prepared.join(prepared.pieces(p)))).digest())
+    return (f"per copy, one process: join {join:.0f} µs; signed copy {signed:.0f} µs, of which RSA {rsa_only:.0f} µs "
+            f"and body hash {body:.0f} µs (canonicalising the whole copy instead: {whole:.0f} µs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--connections", type=int, default=load_settings(
         environ={}, overrides={"secret_key": "x" * 16}).delivery_connections)
     parser.add_argument("--processes", type=int, default=2, help="delivery processes of the engine")
+    parser.add_argument("--dkim", action="store_true", help="also run signed and ARC-sealed, with the signing limit")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version}; "
           f"{args.processes} delivery processes x {args.connections} SMTP connections; receiver: Postfix smtp-sink on 127.0.0.1")
     folder = Path(tempfile.mkdtemp(prefix="palanquee-fanout-"))
     try:
+        if args.dkim:
+            print(per_copy_breakdown())
         for n in sizes:
-            elapsed, rss, cpu = run_engine(n, args.connections, args.processes, folder)
+            rates, limits = {}, {}
+            for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
+                print(f"load average before the {mode} run: {os.getloadavg()[0]:.2f}")
+                elapsed, rss, cpu = run_engine(n, args.connections, args.processes, folder, mode)
+                rates[mode] = n / elapsed
+                print(f"N={n:>7} {mode:>8}: {elapsed:7.2f} s from 250 to last copy, {n / elapsed:7.0f} copies/s, "
+                      f"engine CPU {cpu / n * 1e6:5.0f} µs/copy, peak RSS {rss:6.1f} MB (all processes)")
+                if mode != "unsigned":  # the machine's load moves: measure the limit next to each signed run
+                    limits[mode] = signing_limit(args.processes)
+                    print(f"N={n:>7}: signing limit {limits[mode]:6.0f} RSA signatures/s on {args.processes} "
+                          f"processes (load average {os.getloadavg()[0]:.2f})")
             base = run_baseline(min(n, 50_000), args.connections, folder)
             ceiling = min(n, 50_000) / base
-            print(f"N={n:>7}: {elapsed:7.2f} s from 250 to last copy, {n / elapsed:7.0f} copies/s, "
-                  f"engine CPU {cpu / n * 1e6:5.0f} µs/copy, peak RSS {rss:6.1f} MB (all processes) | smtp-source ceiling {ceiling:7.0f} msgs/s "
-                  f"-> ratio {n / elapsed / ceiling:.2f}")
+            print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s -> unsigned ratio {rates['unsigned'] / ceiling:.2f}")
+            if args.dkim:
+                print(f"N={n:>7}: DKIM {rates['dkim']:6.0f} copies/s = {rates['dkim'] / rates['unsigned']:.2f} of unsigned, "
+                      f"{rates['dkim'] / limits['dkim']:.2f} of the signing limit (target >= 0.85 and >= 1,500 copies/s)")
+                print(f"N={n:>7}: ARC+DKIM {rates['arc']:6.0f} copies/s = {rates['arc'] / rates['dkim']:.2f} of DKIM alone, "
+                      f"{rates['arc'] * 3 / limits['arc']:.2f} of the signing limit (3 signatures a copy)")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -11,13 +11,17 @@ import sys
 import time
 
 import click
+import peewee
 
 from engine import db as engine_db
+from engine.bounces.commands import bounces_group
 from engine.config import Settings, load_settings, settings_table_markdown
 from engine.directory.commands import propagate
+from engine.post import post_command
+from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
-def open_database(settings: Settings, *, check: bool = True):  # type: ignore[no-untyped-def]
+def open_database(settings: Settings, *, check: bool = True) -> peewee.Database:
     """Connect the models to the configured database; refuse a database that is behind."""
     database = engine_db.bind(engine_db.make_database(settings.database_url))
     database.connect(reuse_if_open=True)
@@ -71,16 +75,16 @@ def demo_data(count: int, seed: int) -> None:
 @click.command("config")
 @click.option("--markdown", is_flag=True, help="print the table of variables (for the README)")
 def config_command(markdown: bool) -> None:
-    """Show the settings in force, or the table of every variable."""
+    """Show the settings in force and which are missing or wrong (works before the first start)."""
     if markdown:
         click.echo(settings_table_markdown())
         return
-    settings = load_settings()
-    for name, value in vars(settings).items():
-        if name == "secret_key":
-            value = "(set)"
-        if name != "extra":
-            click.echo(f"{name} = {value}")
+    from engine import settings_report
+
+    rows = settings_report.report()
+    click.echo(settings_report.render(rows))
+    if any(row.value == "INVALID" for row in rows):
+        raise SystemExit(2)
 
 
 @click.command("import-members")
@@ -142,4 +146,5 @@ def backup_command(target: str) -> None:
 
 
 ENGINE_COMMANDS: list[click.Command] = [db_group, demo_data, config_command, propagate, import_members_command,
-                                        engine_command, backup_command]
+                                        engine_command, post_command, backup_command, bounces_group,
+                                        *DELIVERABILITY_COMMANDS]

@@ -6,6 +6,7 @@ The schema's history is the numbered scripts in ``migrations/``, run by ``playho
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -93,6 +94,28 @@ def shared(url: str) -> peewee.Database:
     made = make_database(url)
     made.palanquee_url = url  # type: ignore[attr-defined]
     return bind(made)
+
+
+def connection_lost(db: peewee.Database) -> bool:
+    """True when this thread's PostgreSQL connection is broken (server restarted, network cut): it
+    must be dropped, not reused. SQLite's errors (a busy database) never mean that."""
+    conn = None if db.is_closed() else _state(db).conn
+    return conn is not None and bool(getattr(conn, "broken", False) or getattr(conn, "closed", False))
+
+
+def _state(db: peewee.Database) -> Any:
+    """peewee's per-thread connection state (its stubs do not declare it)."""
+    return db._state  # type: ignore[attr-defined]
+
+
+def discard_connection(db: peewee.Database) -> None:
+    """Forget this thread's connection (and any transaction state on it); the next use reconnects."""
+    state = _state(db)
+    conn = state.conn
+    state.reset()
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def runner(db: peewee.Database) -> Runner:

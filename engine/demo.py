@@ -10,6 +10,7 @@ and a few role-based and static lists. Built with batched inserts: 100,000 membe
 from __future__ import annotations
 
 import random
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +30,19 @@ MEMBER_LICENCE = "A-13-000001"
 STAFF_LICENCE = "A-13-000002"
 ADMIN_LICENCE = "A-75-000003"
 DEMO_POSTER = "elodie.marchetti@orange.fr"  # the demo member: on the Provence board, may post to its list
+ACCOUNTS = {MEMBER_LICENCE: "membre (licenciée)", STAFF_LICENCE: "personnel du comité régional Provence",
+            ADMIN_LICENCE: "administratrice fédérale"}
 LIST_DOMAIN = "listes.ffessm-demo.fr"
 OFF_DOMAIN = "listes.codep13-demo.fr"
+DEMO_LIST = f"comite_directeur.comite@{LIST_DOMAIN}"  # the Provence board, where DEMO_POSTER sits
+# Defaults of `palanquee demo` where the environment and the TOML file say nothing: notices come
+# from a real address of the demo's mail domain, not from noreply@127.0.0.1.
+# The demo runs on loopback with no DNS of its own: it never looks a name up on the Internet (no DMARC, SPF
+# or DKIM lookups), and trusts the From of posts, since no MTA in front authenticates them (docs/demo.md).
+SETTING_DEFAULTS = {"mail_from": f"noreply@{LIST_DOMAIN}", "dns_resolver": "none", "inbound_authentication": "off"}
 
 REGIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("PROV", "Provence-Alpes-Côte d'Azur", ("04", "05", "06", "13", "83", "84")),
+    ("PROV", "Provence-Alpes-Côte d’Azur", ("04", "05", "06", "13", "83", "84")),
     ("IDF", "Île-de-France", ("75", "77", "78", "91", "92", "93", "94", "95")),
     ("BPL", "Bretagne-Pays de la Loire", ("22", "29", "35", "44", "49", "53", "56", "72", "85")),
     ("AURA", "Auvergne-Rhône-Alpes", ("01", "07", "26", "38", "42", "63", "69", "73", "74")),
@@ -88,6 +97,11 @@ def season_bounds(today: date, season_start: tuple[int, int]) -> tuple[date, dat
     return start, date(start.year + 1, month, day) - timedelta(days=1)
 
 
+def town_name(generated: str) -> str:
+    """Faker's French towns glue a suffix to a first name ("Sainte ConstanceBourg"): put the space back."""
+    return re.sub(r"(?<=[a-zàâçéèêëîïôûùüÿœ])(Bourg|Ville)$", r" \1", generated)
+
+
 def _ascii(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace(" ", "")
 
@@ -120,7 +134,7 @@ class _Builder:
         self.roles = {r.code: r for r in Role.select()}
 
     def structures(self) -> tuple[Structure, list[Structure], list[Structure], list[Structure]]:
-        fed = Structure.create_node(code="FFESSM", name="Fédération française d'études et de sports sous-marins",
+        fed = Structure.create_node(code="FFESSM", name="Fédération française d’études et de sports sous-marins",
                                     kind=StructureKind.FEDERATION)
         regions, codeps, clubs = [], [], []
         club_total = max(self.count // 65, 12)
@@ -141,7 +155,7 @@ class _Builder:
                 dep = departments[n % len(departments)][2]
             else:  # Provence, Île-de-France and the coasts hold more clubs, as they do in life
                 dep = self.rng.choice(("13", "83", "06", "75", "92", "29", "34"))
-            town = self.fake.city()
+            town = town_name(self.fake.city())
             name = f"{self.rng.choice(CLUB_WORDS)} Club {town}" if n % 2 else f"Club de plongée de {town}"
             clubs.append(Structure.create_node(code=f"CLUB-{dep}-{n + 1:04d}", name=name, kind=StructureKind.CLUB,
                                                parent=by_dep[dep], department=dep))
@@ -263,10 +277,10 @@ def build(settings: Settings, *, members: int = 2000, seed: int = 2026,
         progress(f"  {builder.summary.structures} structures")
         by_club = builder.insert_members(builder.member_rows(clubs))
         builder.insert_mandates(builder.mandate_rows(fed, regions, codeps, clubs, by_club))
-        progress(f"  {builder.summary.mandates} mandates")
         _accounts(builder, fed, regions, clubs)
+        progress(f"  {Mandate.select().count()} mandates")  # the demo accounts' included, as the summary says
         _lists(builder, fed, regions)
-    return builder.summary
+    return existing_summary()  # counted from the database: what every later start prints too
 
 
 def _accounts(builder: _Builder, fed: Structure, regions: list[Structure], clubs: list[Structure]) -> None:
@@ -275,19 +289,18 @@ def _accounts(builder: _Builder, fed: Structure, regions: list[Structure], clubs
     club13 = next(c for c in clubs if c.department == "13")
     password = hash_password(DEMO_PASSWORD)
     people = (
-        (MEMBER_LICENCE, "Élodie", "Marchetti", "elodie.marchetti@orange.fr", "membre (licenciée)"),
-        (STAFF_LICENCE, "Karim", "Benali", "karim.benali@free.fr", "personnel du comité régional Provence"),
-        (ADMIN_LICENCE, "Sophie", "Lemoine", "sophie.lemoine@ffessm-demo.fr", "administratrice fédérale"),
+        (MEMBER_LICENCE, "Élodie", "Marchetti", DEMO_POSTER),
+        (STAFF_LICENCE, "Karim", "Benali", "karim.benali@free.fr"),
+        (ADMIN_LICENCE, "Sophie", "Lemoine", "sophie.lemoine@ffessm-demo.fr"),
     )
     created = []
-    for licence, first, last, email, what in people:
+    for licence, first, last, email in people:
         member = Member(licence_number=licence, first_name=first, last_name=last, club=club13,
                         licence_season=builder.season_start.year, licence_valid_until=builder.season_end,
                         password_hash=password, created_at=builder.now)
         member.set_email(email)
         member.save(force_insert=True)
         created.append(member)
-        builder.summary.accounts.append((what, licence, DEMO_PASSWORD))
     member, staff, admin = created
     Mandate.insert_many([
         builder._mandate(member.id, "board_member", provence), builder._mandate(member.id, "instructor_e2", club13),
@@ -295,7 +308,6 @@ def _accounts(builder: _Builder, fed: Structure, regions: list[Structure], clubs
     ]).execute()
     StaffScope.create(member=staff, structure=provence, granted_at=builder.now)
     StaffScope.create(member=admin, structure=fed, granted_at=builder.now)
-    builder.summary.members += 3
 
 
 def _criterion(ml: MailingList, structure: Structure, roles: list[str], roles_by_code: dict[str, Role], *,
@@ -317,10 +329,11 @@ def _lists(builder: _Builder, fed: Structure, regions: list[Structure]) -> None:
              **options: object) -> MailingList:
         ml = MailingList.create(domain=domain, local_part=local, name=name, structure=structure, kind=kind,
                                 created_at=now, **options)
-        builder.summary.lists.append(ml.address)
         return ml
 
-    cd = make("comite_directeur.comite", "Comité directeur — Comité régional Provence", on, provence)
+    # An unsigned post (swaks from this machine) is confirmed by a link mailed to its author (the capture).
+    cd = make("comite_directeur.comite", "Comité directeur — Comité régional Provence", on, provence,
+              sender_check="confirm")
     _criterion(cd, provence, board_roles, roles)
     presidents = make("presidents.clubs13", "Présidents des clubs des Bouches-du-Rhône", on, codep13)
     _criterion(presidents, codep13, ["president"], roles, subtree=True, kind=StructureKind.CLUB)
@@ -333,7 +346,7 @@ def _lists(builder: _Builder, fed: Structure, regions: list[Structure]) -> None:
     _criterion(everyone, provence, [], roles, subtree=True)
     national = make("licencies.national", "Tous les licenciés — lettre fédérale", on, fed, post_policy="moderators")
     _criterion(national, fed, [], roles, subtree=True)
-    guests = make("invites.ag2026", "Invités de l'assemblée générale 2026", on, fed, kind=ListKind.STATIC)
+    guests = make("invites.ag2026", "Invités de l’assemblée générale 2026", on, fed, kind=ListKind.STATIC)
     for address in ("presse@ville-marseille.fr", "Contact@Ocean-Partenaires.fr", "elodie.marchetti@orange.fr"):
         Subscription.create(mailing_list=guests, email=address, email_key=address.lower(), created_at=now,
                             member=Member.using_address(address).first())
@@ -346,13 +359,17 @@ def existing_summary() -> Summary:
     summary = Summary(members=Member.select().count(), structures=Structure.select().count(),
                       mandates=Mandate.select().count())
     summary.lists = [ml.address for ml in MailingList.select(MailingList, Domain).join(Domain)
-                     .where(MailingList.deleted_at.is_null())]
-    for licence, what in ((MEMBER_LICENCE, "membre (licenciée)"),
-                          (STAFF_LICENCE, "personnel du comité régional Provence"),
-                          (ADMIN_LICENCE, "administratrice fédérale")):
+                     .where(MailingList.deleted_at.is_null()).order_by(MailingList.id)]
+    for licence, what in ACCOUNTS.items():
         if Member.select().where(Member.licence_number == licence).exists():
             summary.accounts.append((what, licence, DEMO_PASSWORD))
     return summary
+
+
+def prepare_capture(settings: Settings) -> None:
+    """Make the capture Maildir now, so that the folder the demo prints exists before the first message."""
+    for sub in ("tmp", "new", "cur"):
+        (settings.capture_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
 def describe(summary: Summary) -> str:

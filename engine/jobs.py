@@ -9,21 +9,26 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine.bounces import member as bounce_member
+from engine.bounces import stats as delivery_stats
 from engine.directory.email_change import apply_due_changes
-from engine.outbound import outbox
+from engine.outbound import outbox, wakeup
 from engine.posting.expand import accepted_messages, expand
 
 log = logging.getLogger("palanquee.jobs")
 
 
 def expand_accepted() -> int:
-    """Expand every accepted post (new ones, approved ones, and those a crash interrupted)."""
+    """Expand every accepted post (new ones, approved ones, and those a crash interrupted); other
+    engines are told at once that copies are queued."""
     done = 0
     for message_id in accepted_messages():
         count = expand(message_id)
         if count is not None:
             log.info("message %s expanded to %s recipients", message_id, count)
             done += 1
+            if count:
+                wakeup.announce()
     return done
 
 
@@ -37,6 +42,8 @@ def propagate_addresses() -> int:
 SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("finish-messages", 1.0, outbox.finish_messages),
     ("propagate-addresses", 60.0, propagate_addresses),
+    ("bounce-confirmations", 60.0, bounce_member.clear_confirmed_addresses),
+    ("delivery-stats", 60.0, delivery_stats.settle),
 )
 
 

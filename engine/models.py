@@ -7,6 +7,7 @@ from engine.bounces import models as bounces
 from engine.directory import models as directory
 from engine.lists import models as lists
 from engine.outbound import models as outbound
+from engine.posting import keys as dkim_keys
 from engine.posting import models as posting
 
 ALL_MODELS = [
@@ -16,4 +17,5 @@ ALL_MODELS = [
     *posting.MODELS,
     *outbound.MODELS,
     *bounces.MODELS,
+    *dkim_keys.MODELS,
 ]

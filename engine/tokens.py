@@ -33,7 +33,10 @@ class Purpose:
     EMAIL_CANCEL = "palanquee.email-cancel"
     PASSWORD_RESET = "palanquee.password-reset"
     MODERATION = "palanquee.moderation"
+    POST_CONFIRM = "palanquee.post-confirm"  # an author confirms a post whose From was not authenticated
     UNSUBSCRIBE = "palanquee.unsubscribe"
+    BOUNCE_PROBE = "palanquee.bounce-probe"  # "my address works again", mailed to a disabled address
+    UNSUBSCRIBE_FORM = "palanquee.unsubscribe-form"
 
 
 class BadToken(Exception):
@@ -162,3 +165,29 @@ def unsubscribe_url(settings: Settings, list_id: int, member_ids: tuple[int, ...
                     email_key: str | None = None) -> str:
     """The personal one-click link (``GET`` shows a confirm page, ``POST`` unsubscribes)."""
     return f"{settings.base_url}/u/{make_unsubscribe_token(settings, list_id, member_ids, email_key)}"
+
+
+# --- the buttons of the public unsubscribe page (no session, no cookie) ---
+
+UNSUBSCRIBE_FORM_MAX_AGE = timedelta(days=1)
+
+
+def _link_digest(link_token: str) -> str:
+    return hashlib.sha256(link_token.encode("utf-8")).hexdigest()[:24]
+
+
+def make_unsubscribe_form_token(settings: Settings, action: str, link_token: str) -> str:
+    """The hidden field of the unsubscribe page's buttons: ties a button (``leave``, ``rejoin``) to the page
+    just shown for this link, without a session cookie (the link's own token is the proof of who leaves)."""
+    return dumps(settings, Purpose.UNSUBSCRIBE_FORM, [action, _link_digest(link_token)])
+
+
+def unsubscribe_form_token_ok(settings: Settings, action: str, link_token: str, value: str | None) -> bool:
+    """Whether ``value`` was made for this action on this link less than a day ago."""
+    if not value:
+        return False
+    try:
+        payload = loads(settings, Purpose.UNSUBSCRIBE_FORM, value, UNSUBSCRIBE_FORM_MAX_AGE)
+    except BadToken:
+        return False
+    return bool(payload == [action, _link_digest(link_token)])

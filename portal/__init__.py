@@ -12,6 +12,7 @@ from flask_login import current_user
 from engine import db as engine_db
 from engine.config import Settings, load_settings
 from engine.directory.models import Member
+from portal import errors, hardening
 from portal.extensions import babel, csrf, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_DURATION=settings.remember_max_age,
         BABEL_DEFAULT_LOCALE=settings.default_language,
         BABEL_DEFAULT_TIMEZONE=str(settings.timezone),
         BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "portal" / "translations"),
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
             engine_db.check_schema(database)
     _init_database_hooks(app, database)
 
+    hardening.init_app(app, settings)  # body limits first: the CSRF check reads the form
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     babel.init_app(app, locale_selector=_select_locale, timezone_selector=lambda: str(settings.timezone))
 
     _register_blueprints(app)
+    errors.register(app)
     _register_template_helpers(app)
     _register_commands(app)
     return app
@@ -92,14 +96,10 @@ def _select_locale() -> str:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> Member | None:
-    # The session stores "id:auth_version"; bumping auth_version signs every session out.
-    member_id, _, version = user_id.partition(":")
-    if not member_id.isdigit():
-        return None
-    member = Member.get_or_none(Member.id == int(member_id))
-    if member is None or str(member.auth_version) != version:
-        return None
-    return member
+    # The session (and remember) cookie holds a server-side session's key (engine/directory/sessions.py).
+    from engine.directory import sessions
+
+    return sessions.member_for(user_id)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -107,11 +107,13 @@ def _register_blueprints(app: Flask) -> None:
     from portal.auth.views import bp as auth_bp
     from portal.espace.views import bp as espace_bp
     from portal.main import bp as main_bp
+    from portal.messages.confirm import bp as post_confirm_bp
     from portal.messages.views import bp as messages_bp
     from portal.messages.views import moderation_bp
     from portal.unsubscribe.views import bp as unsubscribe_bp
 
-    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp):
+    for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp,
+                      post_confirm_bp):
         app.register_blueprint(blueprint)
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from engine import db as engine_db
+from engine import resolver
 from engine.config import Settings, load_settings
+from engine.resolver import StaticResolver
 
 TEST_SECRET = "test-secret-key-not-for-production"
 
@@ -100,7 +102,18 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         "secret_key": TEST_SECRET,
         "base_url": "https://listes.example.fr",
         "propagation_delay": "0",
+        # Sender authentication has its own tests (tests/deliverability/); the others post unsigned mail.
+        "inbound_authentication": "off",
     })
+
+
+@pytest.fixture(autouse=True)
+def dns() -> Iterator[StaticResolver]:
+    """No test reaches the network: the engine's one resolver answers from this table (empty: nothing exists)."""
+    fake = StaticResolver()
+    previous = resolver.use(fake)
+    yield fake
+    resolver.use(previous)
 
 
 @pytest.fixture

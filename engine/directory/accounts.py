@@ -1,23 +1,24 @@
 """Member accounts: who is logging in (by licence number, or by an address only they use), with rate limiting.
 
-Failed logins are counted in the database (``RateEvent``) per account and per client address, so that every
-portal process shares the counts; past a limit, the password is not even checked.
+Every attempt is counted before the password is checked (``engine.directory.throttle``): per client address,
+per account and client address, and under a high ceiling per account. The limits slow the attacker's source;
+they never lock the owner out (issue 11, findings 6, 7 and 9), and the reset link is never limited by them.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta
 
-from engine import audit, clock
-from engine.directory.models import Member, RateEvent
+from engine import audit
+from engine.directory import throttle
+from engine.directory.models import Member
 from engine.directory.passwords import hash_password, needs_rehash, verify_password
 
-WINDOW = timedelta(minutes=15)
-ACCOUNT_LIMIT = 5  # failed logins per account (or per unknown identifier) in WINDOW
-ADDRESS_LIMIT = 20  # failed logins per client address in WINDOW
-KEEP = timedelta(days=1)  # older events are deleted
+WINDOW = throttle.LOGIN_PAIR.window
+PAIR_LIMIT = throttle.LOGIN_PAIR.limit  # attempts on one account from one client address in WINDOW
+ADDRESS_LIMIT = throttle.LOGIN_ADDRESS.limit  # attempts from one client address in WINDOW
+ACCOUNT_LIMIT = throttle.LOGIN_ACCOUNT.limit  # attempts on one account from anywhere in WINDOW
 
 
 class LoginStatus(enum.Enum):
@@ -37,15 +38,21 @@ def _users_of(address: str) -> list[Member]:
     return list(Member.using_address(address).limit(2))
 
 
+def _named(identifier: str) -> list[Member]:
+    """The members an identifier names: one by licence number, or up to two by address (two: shared)."""
+    identifier = identifier.strip()
+    if "@" not in identifier:
+        found = Member.get_or_none(Member.licence_number == identifier.upper())
+        return [found] if found is not None else []
+    return _users_of(identifier)
+
+
 def find_account(identifier: str) -> Member | None:
     """The member named by a licence number, or by an address exactly one member uses.
 
     A family address shared by several members names nobody: the caller asks for the licence number.
     """
-    identifier = identifier.strip()
-    if "@" not in identifier:
-        return Member.get_or_none(Member.licence_number == identifier.upper())
-    users = _users_of(identifier)
+    users = _named(identifier)
     return users[0] if len(users) == 1 else None
 
 
@@ -62,47 +69,42 @@ def authenticate(identifier: str, password: str) -> Member | None:
 
 # --- rate limiting ---
 
-def count_events(key: str, window: timedelta = WINDOW) -> int:
-    return int(RateEvent.select().where((RateEvent.key == key) & (RateEvent.at > clock.now() - window)).count())
+def account_key(identifier: str, member: Member | None) -> str:
+    """The account an attempt is counted against; an unknown identifier is counted exactly like an account,
+    so that the limits reveal nothing about which exist."""
+    return f"member-{member.id}" if member is not None else f"name-{identifier.strip().lower()[:250]}"
 
 
-def record_event(*keys: str) -> None:
-    now = clock.now()
-    RateEvent.insert_many([{"key": key, "at": now} for key in keys]).execute()
-    RateEvent.delete().where(RateEvent.at < now - KEEP).execute()
+def login_checks(account: str, ip: str | None) -> list[throttle.Check]:
+    source = ip or "unknown"
+    return [(throttle.LOGIN_ADDRESS, throttle.LOGIN_ADDRESS.key(source)),
+            (throttle.LOGIN_PAIR, throttle.LOGIN_PAIR.key(account, source)),
+            (throttle.LOGIN_ACCOUNT, throttle.LOGIN_ACCOUNT.key(account))]
 
 
-def clear_events(key: str) -> None:
-    RateEvent.delete().where(RateEvent.key == key).execute()
-
-
-def _account_key(identifier: str, member: Member | None) -> str:
-    # An unknown identifier is limited exactly like a real account, so the limit reveals nothing.
-    return f"login-account:{member.id}" if member is not None else f"login-name:{identifier.strip().lower()[:250]}"
-
-
-def is_throttled(account_key: str, ip: str | None) -> bool:
-    if count_events(account_key) >= ACCOUNT_LIMIT:
-        return True
-    return bool(ip) and count_events(f"login-ip:{ip}") >= ADDRESS_LIMIT
+def clear_account(member: Member) -> None:
+    """The owner proved who they are (a reset link): the account's ceiling starts again from zero."""
+    throttle.clear(throttle.LOGIN_ACCOUNT.key(account_key("", member)))
 
 
 def login(identifier: str, password: str, ip: str | None = None) -> LoginResult:
-    """Check a login attempt; counts failures and refuses every attempt past the limits."""
-    if is_shared_address(identifier):
-        return LoginResult(LoginStatus.AMBIGUOUS)
-    member = find_account(identifier)
-    key = _account_key(identifier, member)
-    if is_throttled(key, ip):
+    """Check a login attempt, counted before anything else (a shared address too); refused past a limit."""
+    users = _named(identifier)
+    member = users[0] if len(users) == 1 else None
+    account = account_key(identifier, member)
+    tried = throttle.attempt(login_checks(account, ip))
+    if not tried.allowed:
         audit.record("login.throttled", member, actor_label="anonymous", ip=ip)
         return LoginResult(LoginStatus.THROTTLED)
+    if len(users) > 1:
+        return LoginResult(LoginStatus.AMBIGUOUS)
     if not verify_password(member.password_hash if member else None, password):
-        record_event(key, *([f"login-ip:{ip}"] if ip else []))
         if member is not None:
             audit.record("login.failed", member, actor_label="anonymous", ip=ip)
         return LoginResult(LoginStatus.FAILED)
     assert member is not None and member.password_hash is not None  # verify_password refuses a missing hash
-    clear_events(key)
+    throttle.forget(tried)
+    throttle.clear(throttle.LOGIN_PAIR.key(account, ip or "unknown"))
     if needs_rehash(member.password_hash):
         member.password_hash = hash_password(password)
         member.save(only=[Member.password_hash])

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from engine import audit, clock, notices, tokens
 from engine.config import Settings
 from engine.db import database
+from engine.directory import throttle
 from engine.directory.models import EmailChange, Member, email_key
 from engine.directory.wording import duration_words
 from engine.lists.models import Subscription
@@ -25,6 +26,10 @@ class InvalidAddress(ValueError):
 
 class SameAddress(ValueError):
     """The new address is the one already in use."""
+
+
+class TooManyRequests(Exception):
+    """A limit on confirmation mails is reached (per member, per new address, per client address, per day)."""
 
 
 class ChangeLinkError(Exception):
@@ -80,10 +85,17 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
     """Record a requested address and mail the confirmation link (new address) and the notice (old address).
 
     Nothing changes for the lists until the link is confirmed. A new request replaces one in progress.
+    ``TooManyRequests`` past a limit: the pencil must not become a way to mail anyone, at will (issue 11,
+    finding 11; DELIVERABILITY.md §9.4).
     """
     new = normalise_address(raw_address)
     if email_key(new) == member.email_key:
         raise SameAddress(new)
+    if not throttle.attempt([
+            (throttle.ADDRESS_CHANGE_MEMBER, throttle.ADDRESS_CHANGE_MEMBER.key(member.id)),
+            (throttle.ADDRESS_CHANGE_TARGET, throttle.ADDRESS_CHANGE_TARGET.key(email_key(new))),
+            (throttle.ADDRESS_CHANGE_ADDRESS, throttle.ADDRESS_CHANGE_ADDRESS.key(ip or "unknown"))]).allowed:
+        raise TooManyRequests(new)
     now = clock.now()
     with database.atomic():
         previous = pending_change(settings, member)
@@ -92,7 +104,7 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
         change = EmailChange.create(member=member, old_email=member.email, new_email=new, requested_at=now,
                                     requested_ip=ip)
         audit.record("email_change.requested", change, actor=member, ip=ip, old=member.email, new=new)
-    language = member.language or language
+    language = member.language or language or settings.default_language
     delay = duration_words(settings.propagation_delay, language)
     validity = duration_words(settings.email_change_max_age, language)
     notices.send_notice(settings, "email_confirm", new, language=language, member=member, new_email=new,
@@ -123,10 +135,10 @@ def _load(settings: Settings, purpose: str, token: str, max_age: timedelta) -> E
 def _check_open(change: EmailChange, member: Member | None) -> None:
     if member is not None and member.id != change.member_id:
         raise ChangeLinkError("other_member", change)  # logged in as someone else: act for nobody
-    if change.applied_at is not None:
-        raise ChangeLinkError("applied", change)
     if change.cancelled_at is not None:
         raise ChangeLinkError("cancelled", change)
+    if change.applied_at is not None and change.source == "member":
+        raise ChangeLinkError("applied", change)  # an imposed change is applied at once: its link restores
 
 
 def change_to_confirm(settings: Settings, token: str, member: Member | None = None) -> EmailChange:
@@ -167,9 +179,14 @@ def change_to_cancel(settings: Settings, token: str, member: Member | None = Non
 
 def cancel_with_token(settings: Settings, token: str, *, member: Member | None = None,
                       ip: str | None = None) -> EmailChange:
-    """"This was not me": cancel the change from the old address, and sign the member out everywhere."""
+    """"This was not me": cancel the change from the old address, and sign the member out everywhere.
+
+    A change imposed by staff or the import (already applied) is undone: the old address is restored.
+    """
     change = change_to_cancel(settings, token, member)
-    if not _cancel(change, clock.now(), actor=None, how="old-address", ip=ip):
+    undone = _restore(change, clock.now(), ip) if change.source != "member" else \
+        _cancel(change, clock.now(), actor=None, how="old-address", ip=ip)
+    if not undone:
         raise ChangeLinkError("applied", change)
     Member.update(auth_version=Member.auth_version + 1).where(Member.id == change.member_id).execute()
     return EmailChange.get_by_id(change.id)
@@ -191,6 +208,25 @@ def _cancel(change: EmailChange, now: datetime, *, actor: Member | None, how: st
         audit.record("email_change.cancelled", change, actor=actor, actor_label="" if actor else how, ip=ip,
                      how=how, new=change.new_email)
     return bool(done)
+
+
+def _restore(change: EmailChange, now: datetime, ip: str | None) -> bool:
+    """Undo an imposed change while the member still has its address; the restored address counts as set by
+    the member, so that the next import keeps it (docs/import.md)."""
+    with database.atomic():
+        member = Member.get_by_id(change.member_id)
+        if member.email_key != email_key(change.new_email or None):
+            return False  # changed again since: nothing to restore
+        done = (EmailChange.update(cancelled_at=now)
+                .where((EmailChange.id == change.id) & EmailChange.cancelled_at.is_null()).execute())
+        if not done:
+            return False
+        member.set_email(change.old_email)
+        member.email_set_by_member_at = now
+        member.save(only=[Member.email, Member.email_key, Member.email_set_by_member_at])
+        audit.record("email_change.restored", change, actor_label="old-address", ip=ip, how=change.source,
+                     restored=change.old_email, removed=change.new_email)
+    return True
 
 
 def apply_due_changes(now: datetime | None = None) -> int:

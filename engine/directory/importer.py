@@ -17,9 +17,8 @@ from typing import TextIO
 from engine import audit, clock
 from engine.config import Settings
 from engine.db import batched, database
-from engine.directory import staff
-from engine.directory.models import Mandate, Member, Role, Structure, email_key
-from engine.lists.subscribers import valid_address
+from engine.directory import staff, staff_changes
+from engine.directory.models import EmailChange, Mandate, Member, Role, Structure, email_key, valid_address
 
 COLUMNS = ("numero_licence", "nom", "prenom", "email", "club", "saison", "roles")
 REQUIRED = ("numero_licence", "nom", "prenom", "club", "saison")
@@ -34,6 +33,7 @@ REASONS_EN = {
     "unknown_structure": "unknown structure {value!r}", "bad_dates": "bad mandate dates {value!r}",
     "out_of_scope": "{value} is outside your scopes", "database": "could not be saved: {value}",
     "bad_header": "missing columns: {value}",
+    "protected": "{value} holds staff rights: only a federation administrator covering them may change the address",
 }
 
 
@@ -101,6 +101,7 @@ class _Parser:
         self.structures = {s.code.upper(): s for s in Structure.select()}
         self.roles: dict[str, int] = {r.code.lower(): r.id for r in Role.select(Role.id, Role.code)}
         self.scope = None if actor is None else {s.id for s in staff.manageable_structures(actor)}
+        self.authority = staff.authority(actor)
         self.seen: dict[str, int] = {}
 
     def structure(self, code: str, what: str) -> Structure:
@@ -164,7 +165,7 @@ def import_members(settings: Settings, handle: TextIO, *, actor: Member | None =
     """Import the export read from ``handle``; ``progress(rows_done)`` is called after each batch."""
     parser = _Parser(settings, actor)
     report = ImportReport()
-    writer = _Writer(parser, report, actor, overwrite_emails)
+    writer = _Writer(settings, parser, report, actor, overwrite_emails, ip)
     for chunk in batched(open_rows(handle), BATCH):
         rows: list[Row] = []
         for line, raw in chunk:
@@ -185,8 +186,10 @@ def import_members(settings: Settings, handle: TextIO, *, actor: Member | None =
 
 
 class _Writer:
-    def __init__(self, parser: _Parser, report: ImportReport, actor: Member | None, overwrite: bool) -> None:
-        self.parser, self.report, self.actor, self.overwrite = parser, report, actor, overwrite
+    def __init__(self, settings: Settings, parser: _Parser, report: ImportReport, actor: Member | None,
+                 overwrite: bool, ip: str | None) -> None:
+        self.settings, self.parser, self.report, self.actor, self.overwrite = settings, parser, report, actor, overwrite
+        self.ip = ip
 
     def write(self, rows: list[Row]) -> None:
         licences = [r.licence for r in rows]
@@ -194,19 +197,24 @@ class _Writer:
         mandates: dict[int, list[Mandate]] = {}
         for mandate in Mandate.select().where(Mandate.member.in_([m.id for m in members.values()])):
             mandates.setdefault(mandate.member_id, []).append(mandate)
+        changes = []
         with database.atomic():
             for row in rows:
                 try:
                     with database.atomic():
-                        self.row(row, members.get(row.licence), mandates)
+                        change = self.row(row, members.get(row.licence), mandates)
                 except _Bad as bad:
                     self.report.bad.append(BadRow(row.line, bad.reason, bad.value))
                 except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
                     self.report.bad.append(BadRow(row.line, "database", type(exc).__name__))
+                else:
+                    changes += [change] if change is not None else []
+        for change in changes:  # once committed: the old addresses hear of it, with the link that restores them
+            staff_changes.notify(self.settings, change)
 
-    def row(self, row: Row, member: Member | None, mandates: dict[int, list[Mandate]]) -> None:
-        if member is not None and self.actor is not None and member.club_id is not None \
-                and member.club_id not in (self.parser.scope or set()):
+    def row(self, row: Row, member: Member | None, mandates: dict[int, list[Mandate]]) -> EmailChange | None:
+        """Create or update the row's member; returns the address change it imposed, if any."""
+        if member is not None and not self.parser.authority.covers(member):
             raise _Bad("out_of_scope", row.licence)
         now = clock.now()
         if member is None:
@@ -216,8 +224,13 @@ class _Writer:
             member.save(force_insert=True)
             self.report.created += 1
             self._mandates(member, row, [])
-            return
-        changed = self._fields(member, row) + self._email(member, row, now)
+            return None
+        touched = self._email(member, row, now)
+        change = None
+        if touched == ["email"]:
+            change = staff_changes.record(member, row.email, source="import", actor=self.actor, ip=self.ip, now=now)
+            member.set_email(row.email)
+        changed = self._fields(member, row) + touched
         if changed:
             member.save()
         visible = [c for c in changed if c != "email_imported_at"]
@@ -228,6 +241,7 @@ class _Writer:
             self.report.updated += 1
         else:
             self.report.unchanged += 1
+        return change
 
     def _fields(self, member: Member, row: Row) -> list[str]:
         values = {"first_name": row.first_name, "last_name": row.last_name, "club_id": row.club.id,
@@ -249,7 +263,8 @@ class _Writer:
         if protected and not self.overwrite:
             self.report.kept_addresses.append((row.line, row.licence))
             return []
-        member.set_email(row.email)
+        if not self.parser.authority.may_change_credentials(member):
+            raise _Bad("protected", row.licence)  # the whole row is skipped (issue 11, finding 1)
         member.email_imported_at = now
         return ["email"]
 

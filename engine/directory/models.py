@@ -10,6 +10,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 import peewee as pw
+from email_validator import EmailNotValidError, validate_email
 
 from engine.db import BaseModel
 
@@ -19,6 +20,18 @@ PATH_SEGMENT = 8  # digits per level: ids up to 99,999,999
 def email_key(address: str | None) -> str | None:
     """The comparison key of an address: stored as typed, compared case-insensitively."""
     return address.strip().lower() if address and address.strip() else None
+
+
+def valid_address(text: str) -> str | None:
+    """The address as typed when it is a syntactically valid e-mail address (no DNS look-up), else None."""
+    value = text.strip()
+    if not value or len(value) > 254 or any(ch.isspace() for ch in value):
+        return None
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return value
 
 
 class StructureKind:
@@ -190,6 +203,9 @@ class EmailChange(BaseModel):
     cancelled_at = pw.DateTimeField(null=True)
     applied_at = pw.DateTimeField(null=True)
     requested_ip = pw.CharField(max_length=64, null=True)
+    # "member" (Mon espace: confirmed by the new address), or "staff" / "import": imposed and applied at once,
+    # the old address told with a link that restores it. An empty new_email: the address was removed.
+    source = pw.CharField(max_length=16, default="member")
 
     if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
         member_id: pw.ForeignKeyField[int]
@@ -223,4 +239,19 @@ class RateEvent(BaseModel):
         indexes = ((("key", "at"), False),)
 
 
-MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent]
+class AuthSession(BaseModel):
+    """One login: the portal's session cookie names it by a random key (stored here hashed). Logging out ends
+    it; it also ends at ``expires_at``, or when the member's ``auth_version`` moves (password set, "this was
+    not me"). engine/directory/sessions.py."""
+
+    key_hash = pw.CharField(max_length=64, unique=True)
+    member = pw.ForeignKeyField(Member, backref="sessions", on_delete="CASCADE")
+    auth_version = pw.IntegerField()
+    remember = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(index=True)
+    ended_at = pw.DateTimeField(null=True)
+    ip = pw.CharField(max_length=64, null=True)
+
+
+MODELS = [Structure, Role, Member, Mandate, EmailChange, StaffScope, RateEvent, AuthSession]

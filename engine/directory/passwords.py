@@ -7,21 +7,22 @@ argon2 profile through ``configure``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine import audit, clock, notices, tokens
 from engine.config import Settings
-from engine.directory.models import Member, RateEvent
+from engine.directory import throttle
+from engine.directory.models import Member
 from engine.directory.wording import duration_words
 
 _hasher = PasswordHasher()
 
 MIN_LENGTH = 10
 MAX_LENGTH = 200
-RESET_MAILS_PER_HOUR = 3  # per member: a form cannot be used to flood someone's mailbox
+RESET_MAILS_PER_HOUR = throttle.RESET_MAIL.limit  # per member: a form cannot be used to flood someone's mailbox
 
 
 def configure(hasher: PasswordHasher) -> None:
@@ -102,7 +103,12 @@ def check_strength(password: str) -> None:
 
 
 def set_password_with_token(settings: Settings, token: str, password: str, ip: str | None = None) -> Member:
-    """Set the password named by a reset link; the link dies and every session is signed out."""
+    """Set the password named by a reset link; the link dies and every session is signed out.
+
+    Never rate-limited by the login limits: this is how the owner gets in while an attacker keeps the
+    account's login ceiling full (the ceiling restarts from zero here).
+    """
+    from engine.directory.accounts import clear_account
     member = member_for_reset(settings, token)
     check_strength(password)
     activation = member.password_hash is None
@@ -111,6 +117,7 @@ def set_password_with_token(settings: Settings, token: str, password: str, ip: s
     if not updated:  # the same link used twice at once: only one wins
         raise ResetLinkError("used")
     audit.record("account.activated" if activation else "password.reset", member, actor=member, ip=ip)
+    clear_account(member)
     return Member.get_by_id(member.id)
 
 
@@ -130,17 +137,16 @@ def request_reset(settings: Settings, identifier: str, *, language: str | None =
     A shared family address gets one link per member using it (they share that mailbox anyway).
     """
     sent = 0
-    now = clock.now()
+    if not throttle.attempt([(throttle.RESET_ADDRESS, throttle.RESET_ADDRESS.key(ip or "unknown"))]).allowed:
+        return 0
     for member in _members_named(identifier):
-        key = f"reset-mail:{member.id}"
-        recent = RateEvent.select().where((RateEvent.key == key) & (RateEvent.at > now - timedelta(hours=1))).count()
-        if not member.email or recent >= RESET_MAILS_PER_HOUR:
+        if not member.email or not throttle.attempt([(throttle.RESET_MAIL, throttle.RESET_MAIL.key(member.id))]).allowed:
             continue
-        RateEvent.create(key=key, at=now)
         template = "account_activation" if member.password_hash is None else "password_reset"
-        notices.send_notice(settings, template, member.email, language=member.language or language,
-                            member=member, link=reset_url(settings, member),
-                            validity=duration_words(settings.password_reset_max_age, member.language or language))
+        words = member.language or language or settings.default_language
+        notices.send_notice(settings, template, member.email, language=words, member=member,
+                            link=reset_url(settings, member),
+                            validity=duration_words(settings.password_reset_max_age, words))
         audit.record("password.reset_requested", member, actor_label="anonymous", ip=ip, template=template)
         sent += 1
     return sent

@@ -62,6 +62,61 @@ def require_manage(member: Member | None, structure: Structure) -> None:
         raise NotAllowed(f"{structure.code} is outside the staff member's scopes")
 
 
+@dataclass(frozen=True)
+class Authority:
+    """What one actor may do to members, read once (an import checks thousands of rows against it).
+
+    ``actor`` ``None`` is the system (command line, jobs): it may do anything.
+    """
+
+    system: bool
+    federation_admin: bool
+    structures: frozenset[int]  # every structure within the actor's scopes
+    staff_rights: dict[int, frozenset[int]]  # member id -> the structures of that member's staff scopes
+
+    def covers(self, member: Member) -> bool:
+        """The member is the actor's to manage: their club is within the actor's scopes. A member with no
+        club is outside every regional scope (only federation administrators and the system reach them)."""
+        if self.system or self.federation_admin:
+            return True
+        return member.club_id is not None and member.club_id in self.structures
+
+    def may_change_credentials(self, member: Member) -> bool:
+        """Whether the actor may change what authenticates ``member`` (address, password, licence number).
+
+        The member must be covered; a member who holds staff rights can only be changed by a federation
+        administrator whose scopes include every one of those rights. Otherwise a regional staff member
+        could mail themselves a reset link for an account above their own (issue 11, finding 1).
+        """
+        if self.system:
+            return True
+        if not self.covers(member):
+            return False
+        rights = self.staff_rights.get(member.id)
+        return not rights or (self.federation_admin and rights <= self.structures)
+
+
+def authority(actor: Member | None) -> Authority:
+    if actor is None:
+        return Authority(True, False, frozenset(), {})
+    structures = frozenset(s for (s,) in manageable_structures(actor).select(Structure.id).tuples().iterator())
+    rights: dict[int, set[int]] = {}
+    for member_id, structure_id in StaffScope.select(StaffScope.member, StaffScope.structure).tuples().iterator():
+        rights.setdefault(member_id, set()).add(structure_id)
+    return Authority(False, is_federation_admin(actor), structures,
+                     {member_id: frozenset(ids) for member_id, ids in rights.items()})
+
+
+def covers_member(actor: Member | None, member: Member) -> bool:
+    return authority(actor).covers(member)
+
+
+def require_credentials_change(actor: Member | None, member: Member) -> None:
+    """Raise ``NotAllowed`` unless ``actor`` may change ``member``'s address or password."""
+    if not authority(actor).may_change_credentials(member):
+        raise NotAllowed(f"{member.licence_number}: outside the actor's authority")
+
+
 def can_use(member: Member, structure: Structure) -> bool:
     """Within a scope, or above one: the federation's domain serves the committees below it."""
     return any(structure.is_within(scope) or scope.is_within(structure) for scope in scopes(member))

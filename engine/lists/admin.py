@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,11 @@ from engine import audit, clock
 from engine.config import Settings
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure
-from engine.lists import subscribers
+from engine.lists import administrators, subscribers
 from engine.lists.models import (
+    DMARC_AUTHOR_IN,
+    DMARC_MODES,
+    SENDER_CHECKS,
     Domain,
     ListKind,
     ListModerator,
@@ -28,7 +32,6 @@ from engine.lists.models import (
     PostPolicy,
 )
 from engine.lists.resolve import count_recipients
-from engine.notices import send_notice
 
 # RFC 5321 allows more, but list addresses are typed by people and parsed by the intake: lower-case
 # letters, digits, dots, dashes and underscores; no "+" (sub-addresses) and none of the intake's suffixes.
@@ -146,11 +149,11 @@ class NewList:
 class Created:
     mailing_list: MailingList
     subscribers: subscribers.SubscriberChange
-    notified: str | None  # the address told of the creation
+    notified: tuple[administrators.Administrator, ...] = ()  # who was told of the creation
 
 
 def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: str | None = None) -> Created:
-    """Create a list, subscribe its valid lines, and mail the administrator when asked."""
+    """Create a list, subscribe its valid lines, and tell the administrators when asked (``administrators``)."""
     domain = Domain.get_by_id(new.domain_id)
     structure = Structure.get_by_id(new.structure_id)
     staff.require_manage(actor, structure)
@@ -171,34 +174,24 @@ def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: s
         audit.record("list.created", ml, actor=actor, structure_id=structure.id, ip=ip, address=ml.address,
                      kind=ml.kind, name=ml.name)
         change = subscribers.replace_subscribers(actor, ml, new.subscribers, ip=ip, audit_empty=False)
-    notified = _notify_created(settings, ml, change) if new.notify else None
-    if notified:
-        audit.record("list.creation_notified", ml, actor=actor, structure_id=structure.id, ip=ip, to=notified)
-    return Created(ml, change, notified)
-
-
-def _notify_created(settings: Settings, ml: MailingList, change: subscribers.SubscriberChange) -> str | None:
-    owner = Member.get_or_none(Member.id == ml.owner_id) if ml.owner_id else None
-    to = (owner.email if owner and owner.email else "") or settings.admin_email
-    if not to:
-        return None
-    language = (owner.language if owner else None) or settings.default_language
-    send_notice(settings, "list_created", to, language=language, mailing_list=ml, owner=owner,
-                subscriber_count=subscribers.subscriber_count(ml), structure=ml.structure,
-                domain_enabled=ml.domain.lists_enabled, admin_url=f"{settings.base_url}/admin/lists/{ml.id}")
-    return to
+    told = administrators.notify_created(settings, ml, actor, subscribers.subscriber_count(ml)) if new.notify else []
+    if told:
+        audit.record("list.creation_notified", ml, actor=actor, structure_id=structure.id, ip=ip,
+                     to=[person.address for person in told])
+    return Created(ml, change, tuple(told))
 
 
 def update_settings(actor: Member | None, ml: MailingList, *, name: str, description: str = "",
                     subject_prefix: str = "", reply_to: str = "author", owner_id: int | None = None,
-                    ip: str | None = None) -> list[str]:
-    """Edit a list's names and options; returns the fields that changed (audited)."""
+                    ip: str | None = None, delivery: Mapping[str, Any] | None = None) -> list[str]:
+    """Edit a list's names and options; returns the fields that changed (audited). ``delivery`` may set
+    ``dmarc_mode``, ``dmarc_author_in``, ``sender_check`` and ``arc_seal`` (absent: unchanged)."""
     staff.require_manage(actor, ml.structure)
     if reply_to not in REPLY_TO:
         raise AdminError("bad_reply_to", value=reply_to)
     values = {"name": check_header_text(name, "name") or ml.local_part, "description": description.strip(),
               "subject_prefix": check_header_text(subject_prefix, "subject_prefix"), "reply_to": reply_to,
-              "owner": owner_id}
+              "owner": owner_id, **_delivery_options(delivery or {})}
     changed = [k for k, v in values.items() if getattr(ml, "owner_id" if k == "owner" else k) != v]
     if changed:
         MailingList.update(**{k: values[k] for k in changed}).where(MailingList.id == ml.id).execute()
@@ -208,6 +201,15 @@ def update_settings(actor: Member | None, ml: MailingList, *, name: str, descrip
         audit.record("list.settings_changed", ml, actor=actor, structure_id=ml.structure_id, ip=ip,
                      fields=changed, **new_values)
     return changed
+
+
+def _delivery_options(delivery: Mapping[str, Any]) -> dict[str, Any]:
+    allowed = {"dmarc_mode": DMARC_MODES, "dmarc_author_in": DMARC_AUTHOR_IN, "sender_check": SENDER_CHECKS,
+               "arc_seal": (True, False)}
+    for key, value in delivery.items():
+        if key not in allowed or value not in allowed[key]:
+            raise AdminError("bad_option", value=f"{key}={value}")
+    return dict(delivery)
 
 
 def delete_lists(actor: Member | None, list_ids: list[int], *, ip: str | None = None) -> list[MailingList]:

@@ -39,6 +39,12 @@ class PostPolicy:
     ALL = (MEMBERS, ROLES, ADDRESSES, MODERATORS, ANYONE)
 
 
+# Deliverability options of a list (docs/deliverability.md); the engine's posting code reads them.
+DMARC_MODES = ("always", "automatic", "never")
+DMARC_AUTHOR_IN = ("reply-to", "cc")
+SENDER_CHECKS = ("hold", "confirm", "off")
+
+
 class MailingList(BaseModel):
     """``local_part@domain``. ``deleted_at`` set: refuses mail at once; history is kept."""
 
@@ -53,9 +59,16 @@ class MailingList(BaseModel):
     hold_unauthorised = pw.BooleanField(default=True)  # False: refuse with a notice
     subject_prefix = pw.CharField(max_length=64, default="")
     reply_to = pw.CharField(max_length=16, default="author")  # author, list
+    # Deliverability (docs/deliverability.md): DMARC From rewriting, where the author goes, ARC sealing,
+    # and what happens to a post from an allowed address that fails authentication (hold, confirm, off).
+    dmarc_mode = pw.CharField(max_length=16, default="always")  # automatic, always, never
+    dmarc_author_in = pw.CharField(max_length=16, default="reply-to")  # reply-to, cc
+    arc_seal = pw.BooleanField(default=False)
+    sender_check = pw.CharField(max_length=16, default="hold")  # hold, confirm, off
     created_at = pw.DateTimeField()
     deleted_at = pw.DateTimeField(null=True)
     last_posted_at = pw.DateTimeField(null=True)
+    bounce_threshold = pw.FloatField(null=True)  # bounce score that disables an address; None: the setting
 
     if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
         domain_id: pw.ForeignKeyField[int]

@@ -8,18 +8,16 @@ merged case-insensitively. Opt-outs are never touched here: a subscriber who lef
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import peewee as pw
-from email_validator import EmailNotValidError, validate_email
 
-from engine import audit, clock
+from engine import audit, clock, exports
 from engine.db import batched
 from engine.directory import staff
 from engine.directory.models import Member, email_key
+from engine.directory.models import valid_address as valid_address  # its home is the directory; kept importable here
 from engine.lists.models import MailingList, OptOut, Subscription
 
 BATCH = 500
@@ -41,18 +39,6 @@ class SubscriberChange:
     duplicates: int = 0
     bad: list[BadLine] = field(default_factory=list)
     opted_out: list[str] = field(default_factory=list)  # valid lines whose address left the list
-
-
-def valid_address(text: str) -> str | None:
-    """The address as typed when it is a syntactically valid e-mail address (no DNS look-up), else None."""
-    value = text.strip()
-    if not value or len(value) > 254 or any(ch.isspace() for ch in value):
-        return None
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return None
-    return value
 
 
 def parse_lines(text: str) -> tuple[dict[str, str], list[BadLine]]:
@@ -206,23 +192,13 @@ CSV_HEADER = ("date_utc", "adresse", "numero_licence", "nom", "prenom", "source"
 
 
 def opt_outs_csv(ml: MailingList, *, source: str = "", search: str = "") -> Iterator[str]:
-    """The filtered opt-outs as CSV text (semicolon-separated, like the federation's exports), streamed."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for opt in opt_outs(ml, source=source, search=search).iterator():
-        member = opt.member if opt.member_id else None
-        writer.writerow((opt.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                         member.email if member else opt.email_key, member.licence_number if member else "",
-                         _csv_safe(member.last_name) if member else "", _csv_safe(member.first_name) if member else "",
-                         opt.source))
-        if buffer.tell() > 64_000:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    """The filtered opt-outs as CSV text (semicolon-separated, like the federation's exports), streamed; every
+    cell neutralised against spreadsheet formulas (``engine.exports``)."""
+    def rows() -> Iterator[tuple[str, ...]]:
+        for opt in opt_outs(ml, source=source, search=search).iterator():
+            member = opt.member if opt.member_id else None
+            yield (opt.created_at.strftime("%Y-%m-%d %H:%M:%S"), (member.email if member else opt.email_key) or "",
+                   member.licence_number if member else "", member.last_name if member else "",
+                   member.first_name if member else "", opt.source)
 
-
-def _csv_safe(value: str) -> str:
-    """Neutralise spreadsheet formulas (a name starting with =, +, - or @ is shown, not run)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+    return exports.csv_rows(CSV_HEADER, rows())

@@ -20,7 +20,8 @@ class MessageState:
     DONE = "done"
     REJECTED = "rejected"
     DISCARDED = "discarded"  # loops, bounces and auto-replies sent to the list address
-    ALL = (RECEIVED, HELD, ACCEPTED, EXPANDING, SENDING, DONE, REJECTED, DISCARDED)
+    FAILED = "failed"  # could not be rendered: its open copies failed, author and owner told
+    ALL = (RECEIVED, HELD, ACCEPTED, EXPANDING, SENDING, DONE, REJECTED, DISCARDED, FAILED)
 
 
 class Message(BaseModel):
@@ -38,6 +39,7 @@ class Message(BaseModel):
     decided_by = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL")
     recipient_count = pw.IntegerField(default=0)
     finished_at = pw.DateTimeField(null=True)
+    authentication = pw.TextField(default="")  # inbound Authentication-Results value (posting/authentication.py)
 
     if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
         mailing_list_id: pw.ForeignKeyField[int]

@@ -3,6 +3,8 @@ recipients. Registered on the ``admin`` blueprint."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -14,16 +16,9 @@ from engine.lists.admin import AdminError
 from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients
 from portal.access import client_ip, current_list, staff_required
-from portal.admin import texts
+from portal.admin import journal, picker, texts
 from portal.admin.forms import BulkSubscribersForm, CriteriaForm, PostingForm, SettingsForm, SubscribersForm
-from portal.admin.views import (
-    bp,
-    flash_subscriber_change,
-    manageable_structures,
-    member_by_licence,
-    page_number,
-    structure_by_code,
-)
+from portal.admin.views import bp, flash_subscriber_change, member_by_licence, page_number
 
 PAGE = 100
 
@@ -43,7 +38,11 @@ def list_settings(list_id: int):  # type: ignore[no-untyped-def]
             try:
                 admin.update_settings(current_user, ml, name=form.name.data, description=form.description.data or "",
                                       subject_prefix=form.subject_prefix.data or "", reply_to=form.reply_to.data,
-                                      owner_id=owner.id if owner else None, ip=client_ip())
+                                      owner_id=owner.id if owner else None, ip=client_ip(),
+                                      delivery={"dmarc_mode": form.dmarc_mode.data,
+                                                "dmarc_author_in": form.dmarc_author_in.data,
+                                                "sender_check": form.sender_check.data,
+                                                "arc_seal": bool(form.arc_seal.data)})
                 flash(_("Réglages enregistrés."), "ok")
                 return redirect(url_for("admin.list_settings", list_id=ml.id))
             except AdminError as error:
@@ -55,8 +54,7 @@ def list_settings(list_id: int):  # type: ignore[no-untyped-def]
 @staff_required
 def list_subscribers(list_id: int):  # type: ignore[no-untyped-def]
     ml = current_list(list_id)
-    count = subscribers.subscriber_count(ml)
-    large = count > subscribers.TEXTAREA_LIMIT
+    large = subscribers.subscriber_count(ml) > subscribers.TEXTAREA_LIMIT
     form = BulkSubscribersForm() if large else SubscribersForm()
     if form.validate_on_submit():
         if large:
@@ -67,57 +65,83 @@ def list_subscribers(list_id: int):  # type: ignore[no-untyped-def]
         flash_subscriber_change(change)
         if not change.bad:
             return redirect(url_for("admin.list_subscribers", list_id=ml.id))
-        # show the saved addresses followed by the bad lines, so that they can be corrected
-        if large:
-            form.lines.data = "\n".join(b.content for b in change.bad)
-        else:
-            form.subscribers.data = "\n".join([subscribers.subscribers_text(ml), *[b.content for b in change.bad]])
-        count = subscribers.subscriber_count(ml)
-    elif request.method == "GET" and not large:
+        return subscribers_page_keeping(ml, change)
+    if request.method == "GET" and not large:
         form.subscribers.data = subscribers.subscribers_text(ml)
+    return _subscribers_page(ml, form, large)
+
+
+def subscribers_page_keeping(ml: MailingList, change: subscribers.SubscriberChange):  # type: ignore[no-untyped-def]
+    """The subscribers page after a save with bad lines (also right after a list's creation): the refused lines
+    first in the field, marked, then what was saved; each error names its line as it is shown now."""
+    large = subscribers.subscriber_count(ml) > subscribers.TEXTAREA_LIMIT
+    form = BulkSubscribersForm(formdata=None) if large else SubscribersForm(formdata=None)
+    field = form.lines if large else form.subscribers
+    saved = "" if large else subscribers.subscribers_text(ml)
+    field.data = "\n".join([*(b.content for b in change.bad), *([saved] if saved else [])])
+    field.errors = [texts.bad_line(dataclasses.replace(b, number=i)) for i, b in enumerate(change.bad, start=1)]
+    return _subscribers_page(ml, form, large)
+
+
+def _subscribers_page(ml: MailingList, form: SubscribersForm | BulkSubscribersForm, large: bool):  # type: ignore[no-untyped-def]
     search = request.args.get("q", "")[:100]
     rows, total = subscribers.subscribers_page(ml, page=page_number(), per_page=PAGE, search=search)
-    return render_template("admin/list_subscribers.html", ml=ml, form=form, large=large, count=count, rows=rows,
-                           total=total, page=page_number(), per_page=PAGE, search=search, tab="subscribers",
-                           limit=subscribers.TEXTAREA_LIMIT)
+    return render_template("admin/list_subscribers.html", ml=ml, form=form, large=large,
+                           count=subscribers.subscriber_count(ml), rows=rows, total=total, page=page_number(),
+                           per_page=PAGE, search=search, tab="subscribers", limit=subscribers.TEXTAREA_LIMIT)
 
 
-def _role_choices() -> list[SelectChoice]:
-    language = "en" if _current_locale().startswith("en") else "fr"
-    return [SelectChoice(r.id, r.name(language)) for r in Role.select().order_by(Role.rank, Role.code)]
+def _roles() -> list[Role]:
+    return list(Role.select().order_by(Role.rank, Role.code))
 
 
-def _current_locale() -> str:
+def _role_choices(roles: list[Role]) -> list[SelectChoice]:
+    language = _language()
+    return [SelectChoice(r.id, r.name(language)) for r in roles]
+
+
+def role_groups(roles: list[Role]) -> list[tuple[str, list[tuple[int, str]]]]:
+    """The role picker's checkboxes, grouped by kind of role (board, commissions, instructors, others)."""
+    language = _language()
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for role in roles:
+        groups.setdefault(role.category if role.category in texts.ROLE_GROUPS else "", []).append(
+            (role.id, role.name(language)))
+    order = [*texts.ROLE_GROUPS, ""]
+    return [(texts.role_group(kind), groups[kind]) for kind in order if kind in groups]
+
+
+def _language() -> str:
     from flask_babel import get_locale
 
-    return str(get_locale())
+    return "en" if str(get_locale()).startswith("en") else "fr"
 
 
-def _criteria_form(ml: MailingList) -> CriteriaForm:
+def _criteria_form(ml: MailingList, roles: list[Role]) -> CriteriaForm:
     form = CriteriaForm()
     if request.method == "GET":
         specs = preview.current_specs(ml)
-        codes = dict(Structure.select(Structure.id, Structure.code).tuples().iterator())
+        names = {s.id: s for s in Structure.select().where(Structure.id.in_([s.structure_id for s in specs]))}
         form = CriteriaForm(data={"criteria": [
-            dict(structure=codes.get(s.structure_id, ""), roles=list(s.role_ids), include_subtree=s.include_subtree,
-                 structure_kind=s.structure_kind or "", require_valid_licence=s.require_valid_licence)
+            dict(structure=picker.value_of(names.get(s.structure_id)), roles=list(s.role_ids),
+                 include_subtree=s.include_subtree, structure_kind=s.structure_kind or "",
+                 require_valid_licence=s.require_valid_licence)
             for s in specs] + [dict(require_valid_licence=True)]})
-    choices = _role_choices()
+    choices = _role_choices(roles)
     for entry in form.criteria:
         entry.form.roles.choices = choices
     return form
 
 
 def _specs(form: CriteriaForm) -> list[preview.CriterionSpec] | None:
-    """The criteria typed, or None after marking the unknown structure codes as errors."""
+    """The criteria typed, or None after marking unknown and out-of-scope structures as field errors."""
     specs, ok = [], True
     for entry in form.criteria:
         sub = entry.form
         if sub.remove.data or not (sub.structure.data or "").strip():
             continue
-        structure = structure_by_code(sub.structure.data)
+        structure = picker.structure_from(sub.structure)
         if structure is None:
-            sub.structure.errors = [_("Structure inconnue : %(value)s", value=sub.structure.data)]
             ok = False
             continue
         specs.append(preview.CriterionSpec(structure.id, tuple(sub.roles.data or ()), bool(sub.include_subtree.data),
@@ -129,7 +153,8 @@ def _specs(form: CriteriaForm) -> list[preview.CriterionSpec] | None:
 @staff_required
 def list_criteria(list_id: int):  # type: ignore[no-untyped-def]
     ml = current_list(list_id)
-    form = _criteria_form(ml)
+    roles = _roles()
+    form = _criteria_form(ml, roles)
     shown = None
     if form.validate_on_submit():
         specs = _specs(form)
@@ -142,7 +167,7 @@ def list_criteria(list_id: int):  # type: ignore[no-untyped-def]
     if shown is None and request.method == "GET":
         shown = preview.preview(current_user, ml)
     return render_template("admin/list_criteria.html", ml=ml, form=form, shown=shown, tab="criteria",
-                           structures=manageable_structures())
+                           structures=picker.options(), role_groups=role_groups(roles))
 
 
 @bp.post("/lists/<int:list_id>/criteria/preview")
@@ -150,7 +175,7 @@ def list_criteria(list_id: int):  # type: ignore[no-untyped-def]
 def criteria_preview(list_id: int):  # type: ignore[no-untyped-def]
     """The preview fragment the page's script asks for as the criteria change (same form, same CSRF token)."""
     ml = current_list(list_id)
-    form = _criteria_form(ml)
+    form = _criteria_form(ml, _roles())
     if not form.validate_on_submit():
         abort(400)
     specs = _specs(form)
@@ -163,26 +188,35 @@ def criteria_preview(list_id: int):  # type: ignore[no-untyped-def]
 @staff_required
 def list_posting(list_id: int):  # type: ignore[no-untyped-def]
     ml = current_list(list_id)
+    roles = _roles()
     form = PostingForm()
-    form.roles.choices = _role_choices()
+    form.roles.choices = _role_choices(roles)
     if request.method == "GET":
         rules = admin.posting_rules(ml)
         structure = Structure.get_or_none(Structure.id == rules.role_structure_id) if rules.role_structure_id else None
         form.policy.data, form.hold.data = rules.policy, "hold" if rules.hold_unauthorised else "refuse"
         form.roles.data, form.addresses.data, form.moderators.data = list(rules.role_ids), rules.addresses, \
             rules.moderators
-        form.role_structure.data = structure.code if structure else ml.structure.code
+        form.role_structure.data = picker.value_of(structure or ml.structure)
     if form.validate_on_submit():
-        structure = structure_by_code(form.role_structure.data or "") or ml.structure
-        rules = admin.PostingRules(form.policy.data, form.hold.data == "hold", tuple(form.roles.data or ()),
-                                   structure.id, form.addresses.data or "", form.moderators.data or "")
-        try:
-            admin.set_posting_rules(current_user, ml, rules, ip=client_ip())
-            flash(_("Règles d'envoi enregistrées."), "ok")
+        typed = (form.role_structure.data or "").strip()
+        structure = picker.structure_from(form.role_structure) if typed else ml.structure
+        if structure is not None and _save_posting(ml, form, structure):
             return redirect(url_for("admin.list_posting", list_id=ml.id))
-        except AdminError as error:
-            flash(texts.admin_error(error), "error")
-    return render_template("admin/list_posting.html", ml=ml, form=form, tab="posting")
+    return render_template("admin/list_posting.html", ml=ml, form=form, tab="posting", structures=picker.options(),
+                           role_groups=role_groups(roles))
+
+
+def _save_posting(ml: MailingList, form: PostingForm, structure: Structure) -> bool:
+    rules = admin.PostingRules(form.policy.data, form.hold.data == "hold", tuple(form.roles.data or ()),
+                               structure.id, form.addresses.data or "", form.moderators.data or "")
+    try:
+        admin.set_posting_rules(current_user, ml, rules, ip=client_ip())
+    except AdminError as error:
+        flash(texts.admin_error(error), "error")
+        return False
+    flash(_("Règles d’envoi enregistrées."), "ok")
+    return True
 
 
 @bp.get("/lists/<int:list_id>/optouts")
@@ -194,7 +228,7 @@ def list_optouts(list_id: int):  # type: ignore[no-untyped-def]
     rows = list(query.paginate(page_number(), PAGE))
     return render_template("admin/list_optouts.html", ml=ml, rows=rows, total=query.count(), source=source,
                            search=search, sources=subscribers.opt_out_sources(ml), page=page_number(),
-                           per_page=PAGE, tab="optouts")
+                           per_page=PAGE, tab="optouts", source_label=journal.source_label)
 
 
 @bp.get("/lists/<int:list_id>/optouts.csv")

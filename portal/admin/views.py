@@ -10,17 +10,19 @@ import io
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 from wtforms import SelectChoice
 
+from engine.bounces.stats import list_figures
 from engine.directory import importer, staff
-from engine.directory.models import Member, Structure
-from engine.lists import admin
+from engine.directory.models import Member
+from engine.lists import admin, administrators
 from engine.lists.admin import AdminError
-from engine.lists.models import Domain, MailingList
+from engine.lists.models import Domain, ListKind, MailingList
 from portal.access import client_ip, staff_required
-from portal.admin import texts
+from portal.admin import journal, picker, texts
 from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, ImportForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -34,21 +36,19 @@ def _outside_scope(_error: staff.NotAllowed):  # type: ignore[no-untyped-def]
     return current_app.handle_http_exception(Forbidden())
 
 
+def _language() -> str:
+    from flask_babel import get_locale
+
+    return "en" if str(get_locale()).startswith("en") else "fr"
+
+
 def page_number() -> int:
     value = request.args.get("page", "1")
     return max(int(value), 1) if value.isdigit() else 1
 
 
-def structure_by_code(code: str) -> Structure | None:
-    return Structure.get_or_none(Structure.code == code.strip().upper()) if code else None
-
-
 def member_by_licence(licence: str) -> Member | None:
     return Member.get_or_none(Member.licence_number == licence.strip().upper()) if licence.strip() else None
-
-
-def manageable_structures() -> list[Structure]:
-    return list(staff.manageable_structures(current_user).order_by(Structure.path))
 
 
 @bp.get("/")
@@ -59,8 +59,9 @@ def index():  # type: ignore[no-untyped-def]
     search = request.args.get("q", "")[:100]
     rows, total = admin.lists_page(current_user, search=search, sort=sort, descending=descending,
                                    page=page_number(), per_page=PER_PAGE)
+    figures = list_figures([row.mailing_list.id for row in rows])  # one aggregate query for the page
     return render_template("admin/lists.html", rows=rows, total=total, sort=sort, descending=descending,
-                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm())
+                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm(), figures=figures)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])
@@ -68,23 +69,23 @@ def index():  # type: ignore[no-untyped-def]
 def create_list():  # type: ignore[no-untyped-def]
     domains = admin.usable_domains(current_user)
     form = CreateListForm()
-    form.domain.choices = [SelectChoice(d.id, d.name) for d in domains]
+    form.domain.choices = [SelectChoice(d.id, texts.domain_choice(d)) for d in domains]
     if request.method == "GET":
         form.owner.data = current_user.licence_number
+        default = administrators.default_domain(current_user, domains)
+        form.domain.data = default.id if default else None
         scopes = staff.scopes(current_user)
-        form.structure.data = scopes[0].code if scopes else ""
+        form.structure.data = picker.value_of(scopes[0]) if scopes else ""
     if form.validate_on_submit():
         created = _create(form)
         if created is not None:
-            return redirect(url_for("admin.list_subscribers", list_id=created.mailing_list.id))
-    return render_template("admin/list_new.html", form=form, structures=manageable_structures())
+            return _after_creation(created)
+    return render_template("admin/list_new.html", form=form, structures=picker.options())
 
 
 def _create(form: CreateListForm) -> admin.Created | None:
-    structure = structure_by_code(form.structure.data)
+    structure = picker.structure_from(form.structure)
     owner = member_by_licence(form.owner.data or "")
-    if structure is None:
-        form.structure.errors.append(_("Structure inconnue : %(value)s", value=form.structure.data))
     if form.owner.data and owner is None:
         form.owner.errors.append(_("Numéro de licence inconnu."))
     if structure is None or (form.owner.data and owner is None):
@@ -95,24 +96,48 @@ def _create(form: CreateListForm) -> admin.Created | None:
     try:
         created = admin.create_list(g_settings(), current_user, new, ip=client_ip())
     except AdminError as error:
-        flash(texts.admin_error(error), "error")
-        return None
-    flash(_("La liste %(address)s est créée.", address=created.mailing_list.address), "ok")
-    flash_subscriber_change(created.subscribers)
-    if form.notify.data:
-        if created.notified:
-            flash(_("L'administrateur (%(to)s) a été prévenu.", to=created.notified), "ok")
+        if error.code in ("bad_local_part", "address_taken", "address_deleted"):
+            form.local_part.errors.append(texts.admin_error(error))
         else:
-            flash(_("Personne n'a été prévenu : la liste n'a pas de propriétaire avec une adresse et "
-                    "PALANQUEE_ADMIN_EMAIL n'est pas réglé."), "error")
+            flash(texts.admin_error(error), "error")
+        return None
+    _flash_created(created, form.notify.data)
     return created
+
+
+def _flash_created(created: admin.Created, notify: bool) -> None:
+    ml = created.mailing_list
+    flash(_("La liste %(address)s est créée.", address=ml.address), "ok")
+    if not ml.domain.lists_enabled:
+        flash(_("Le service de listes du domaine %(domain)s est désactivé : la liste refuse le courrier tant qu’il "
+                "n’est pas activé (Paramètres de la messagerie).", domain=ml.domain.name), "error")
+    flash_subscriber_change(created.subscribers)
+    if notify and created.notified:
+        flash(_("Prévenu(s) de la création : %(who)s.", who=texts.administrators(created.notified)), "ok")
+    elif notify:
+        flash(_("Personne n’a été prévenu : PALANQUEE_ADMIN_EMAIL n’est pas réglé, et aucune structure au-dessus de "
+                "celle de la liste n’a d’administrateur avec une adresse, hormis vous."), "error")
+
+
+def _after_creation(created: admin.Created):  # type: ignore[no-untyped-def]
+    """Bad lines stay in the field (on the new list's subscribers page); a role-based list goes to its criteria."""
+    ml = created.mailing_list
+    if created.subscribers.bad:
+        from portal.admin.list_views import subscribers_page_keeping
+
+        return subscribers_page_keeping(ml, created.subscribers)
+    if ml.kind == ListKind.ROLE:
+        return redirect(url_for("admin.list_criteria", list_id=ml.id))
+    return redirect(url_for("admin.list_subscribers", list_id=ml.id))
 
 
 def flash_subscriber_change(change) -> None:  # type: ignore[no-untyped-def]
     flash(_("Abonnés : %(added)s ajouté(s), %(removed)s retiré(s), %(duplicates)s doublon(s) fusionné(s).",
             added=change.added, removed=change.removed, duplicates=change.duplicates), "ok")
-    for line in change.bad:
-        flash(texts.bad_line(line), "error")
+    if change.bad:
+        flash(ngettext("%(num)s ligne refusée : elle reste en tête du champ, à corriger.",
+                       "%(num)s lignes refusées : elles restent en tête du champ, à corriger.", len(change.bad)),
+              "error")
     if change.opted_out:
         flash(_("Ces adresses se sont désabonnées et restent hors de la liste : %(addresses)s",
                 addresses=", ".join(change.opted_out[:20])), "error")
@@ -154,11 +179,16 @@ def domains():  # type: ignore[no-untyped-def]
 @bp.post("/domains/<int:domain_id>")
 @staff_required
 def switch_domain(domain_id: int):  # type: ignore[no-untyped-def]
+    """Switching on is one click; switching off first shows what it stops (lists and recipients), as deletion does."""
     form = ButtonForm()
     if not form.validate_on_submit():
         abort(400)
     domain = Domain.get_or_none(Domain.id == domain_id) or abort(404)
     enabled = request.form.get("enabled") == "1"
+    if not enabled and domain.lists_enabled and request.form.get("confirm") != "yes":
+        staff.require_manage(current_user, domain.structure)
+        return render_template("admin/domain_confirm.html", domain=domain,
+                               impact=administrators.domain_impact(domain))
     admin.set_domain_enabled(current_user, domain, enabled, ip=client_ip())
     if enabled:
         flash(_("Listes de diffusion activées pour %(domain)s.", domain=domain.name), "ok")
@@ -196,6 +226,7 @@ def import_members():  # type: ignore[no-untyped-def]
 @staff_required
 def audit_log():  # type: ignore[no-untyped-def]
     form = AuditFilterForm(request.args)
+    form.action.choices = journal.action_choices()
     filters = staff.AuditFilter()
     if form.validate():
         object_id = form.object_id.data or ""
@@ -206,7 +237,8 @@ def audit_log():  # type: ignore[no-untyped-def]
     query = staff.audit_events(current_user, filters)
     events = list(query.paginate(page_number(), PER_PAGE))
     return render_template("admin/audit.html", form=form, events=events, page=page_number(), per_page=PER_PAGE,
-                           has_more=len(events) == PER_PAGE)
+                           has_more=len(events) == PER_PAGE, journal=journal, language=_language())
 
 
-from portal.admin import list_views  # noqa: E402,F401  (one list's pages register on this blueprint)
+# One list's pages and the throttling rules register on this blueprint.
+from portal.admin import list_views, throttle_views  # noqa: E402,F401

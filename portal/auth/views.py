@@ -6,7 +6,6 @@ passwords.py; these views validate a form, call one engine function, and render 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TypeGuard
 from urllib.parse import urlsplit
 
@@ -15,19 +14,14 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
-from engine.directory import accounts, passwords
+from engine.directory import accounts, passwords, sessions
 from engine.directory.accounts import LoginStatus
 from engine.directory.models import Member
 from portal.auth.forms import LoginForm, NewPasswordForm, ResetRequestForm
+from portal.errors import retry_after_words
+from portal.formatting import format_duration
 
 bp = Blueprint("auth", __name__)
-
-REMEMBER_FOR = timedelta(days=30)
-
-
-@bp.record_once
-def _defaults(state) -> None:  # type: ignore[no-untyped-def]
-    state.app.config.setdefault("REMEMBER_COOKIE_DURATION", REMEMBER_FOR)
 
 
 def is_local(target: str | None) -> TypeGuard[str]:
@@ -41,18 +35,28 @@ def is_local(target: str | None) -> TypeGuard[str]:
 
 
 def start_session(member: Member, remember: bool) -> None:
-    """A fresh session for the member (nothing from before the login survives but the chosen language)."""
+    """A fresh session for the member (nothing from before the login survives but the chosen language).
+
+    The cookie names a server-side session (``engine.directory.sessions``), not the member: logging out
+    ends it for every copy of the cookie (issue 11, finding 8).
+    """
     language = session.get("lang")
     session.clear()
     login_user(member, remember=remember, fresh=True)
+    session["_user_id"] = sessions.open_session(g.settings, member, remember=remember, ip=request.remote_addr)
     if language:
         session["lang"] = language
 
 
 def end_session() -> None:
+    """Log out: the server-side session ends, and the browser is told to drop the remember cookie."""
     language = session.get("lang")
+    sessions.end_session(session.get("_user_id"))
     logout_user()
+    forget_cookie = session.get("_remember") == "clear"
     session.clear()
+    if forget_cookie:
+        session["_remember"] = "clear"
     if language:
         session["lang"] = language
 
@@ -62,7 +66,7 @@ def login():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
         return redirect(url_for("espace.index"))
     form = LoginForm()
-    status = 200
+    status, headers = 200, {}
     if form.validate_on_submit():
         result = accounts.login(form.identifier.data, form.password.data, ip=request.remote_addr)
         if result.status is LoginStatus.OK and result.member is not None:
@@ -73,11 +77,13 @@ def login():  # type: ignore[no-untyped-def]
             flash(_("Plusieurs licenciés utilisent cette adresse : saisissez votre numéro de licence."), "info")
             form.identifier.data = ""
         elif result.status is LoginStatus.THROTTLED:
-            flash(_("Trop de tentatives de connexion. Réessayez dans quelques minutes."), "error")
-            status = 429
+            wait = int(accounts.WINDOW.total_seconds())
+            flash(_("Trop de tentatives de connexion depuis votre connexion.") + " " + retry_after_words(wait) + " "
+                  + _("Vous pouvez aussi choisir un nouveau mot de passe avec « Mot de passe oublié »."), "error")
+            status, headers = 429, {"Retry-After": str(wait)}  # RFC 6585 §4
         else:
             flash(_("Identifiant ou mot de passe incorrect."), "error")
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form), status, headers
 
 
 @bp.post("/logout")
@@ -98,8 +104,8 @@ def _reset_request(activation: bool):  # type: ignore[no-untyped-def]
         passwords.request_reset(g.settings, form.identifier.data, language=str(get_locale()),
                                 ip=request.remote_addr)
         # The same answer whether or not an account matched: the form reveals nobody.
-        flash(_("Si ce compte existe et a une adresse e-mail, un lien vient d'y être envoyé. "
-                "Il n'est valable que peu de temps."), "info")
+        flash(_("Si ce compte existe et a une adresse e-mail, un lien vient d’y être envoyé. "
+                "Il est valable %(delay)s.", delay=format_duration(g.settings.password_reset_max_age)), "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/reset_request.html", form=form, activation=activation)
 
@@ -126,13 +132,15 @@ def reset_password(token: str):  # type: ignore[no-untyped-def]
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
-            passwords.set_password_with_token(g.settings, token, form.password.data, ip=request.remote_addr)
+            member = passwords.set_password_with_token(g.settings, token, form.password.data, ip=request.remote_addr)
         except passwords.ResetLinkError as exc:
             return render_template("auth/link_error.html", reason=exc.reason), LINK_STATUS[exc.reason]
         except passwords.WeakPassword:
             abort(400)  # the form's own length check stops this first
-        end_session()
-        flash(_("Votre mot de passe est enregistré. Connectez-vous avec votre numéro de licence."), "info")
-        return redirect(url_for("auth.login"))
+        # The link proved who this is: log in now, whatever the login limits say (issue 11, finding 7).
+        start_session(member, remember=False)
+        flash(_("Votre mot de passe est enregistré. Votre numéro de licence est %(licence)s.",
+                licence=member.licence_number), "info")
+        return redirect(url_for("espace.index"))
     return render_template("auth/new_password.html", form=form, activation=member.password_hash is None,
                            licence_number=member.licence_number)

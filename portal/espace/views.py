@@ -6,13 +6,17 @@ public confirmation and cancel pages act for the member their signed token names
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from collections.abc import Callable
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from engine.directory import email_change
+from engine.directory.models import EmailChange
 from engine.directory.profile import profile
 from engine.lists import optouts
 from engine.lists.resolve import lists_of_member
@@ -29,6 +33,7 @@ SOURCES = {
     "staff": _l("par l’administrateur"),
     "bounce": _l("adresse en erreur"),
 }
+DONE = "espace.done"  # the confirmation of the last leave or rejoin, shown in that list's row
 LINK_STATUS = {"invalid": 404, "expired": 410, "used": 409, "cancelled": 409, "applied": 409, "other_member": 403}
 
 
@@ -44,7 +49,7 @@ def _me():  # type: ignore[no-untyped-def]
 @login_required
 def index():  # type: ignore[no-untyped-def]
     return render_template("espace/index.html", profile=profile(g.settings, current_user),
-                           lists=lists_of_member(current_user), button=ButtonForm(),
+                           lists=lists_of_member(current_user), done=session.pop(DONE, None),
                            language=str(get_locale()), source_label=source_label)
 
 
@@ -52,6 +57,7 @@ def index():  # type: ignore[no-untyped-def]
 @login_required
 def email():  # type: ignore[no-untyped-def]
     form = EmailForm()
+    status = 200
     if form.validate_on_submit():
         try:
             change = email_change.request_change(g.settings, current_user, form.email.data,
@@ -60,12 +66,15 @@ def email():  # type: ignore[no-untyped-def]
             form.email.errors.append(_("Cette adresse n’est pas valide."))
         except email_change.SameAddress:
             form.email.errors.append(_("C’est déjà l’adresse utilisée par les listes."))
+        except email_change.TooManyRequests:
+            form.email.errors.append(_("Trop de demandes de changement d’adresse aujourd’hui : réessayez demain."))
+            status = 429
         else:
             flash(_("Un lien de confirmation vient d’être envoyé à %(address)s. Ouvrez-le pour confirmer "
                     "la nouvelle adresse.", address=change.new_email), "info")
             return redirect(url_for("espace.index"))
     return render_template("espace/email.html", form=form, profile=profile(g.settings, current_user),
-                           delay_words=format_duration)
+                           delay_words=format_duration), status
 
 
 @bp.post("/adresse/annulation")
@@ -81,17 +90,28 @@ def _link_error(exc: email_change.ChangeLinkError):  # type: ignore[no-untyped-d
     return render_template("espace/link_error.html", reason=exc.reason), LINK_STATUS[exc.reason]
 
 
-@bp.route("/adresse/confirmer/<token>", methods=["GET", "POST"])
-def confirm(token: str):  # type: ignore[no-untyped-def]
-    """GET shows a button and changes nothing (mail scanners follow links); the button confirms."""
+def _link_with_a_button(token: str, check: Callable[..., EmailChange], act: Callable[..., EmailChange],
+                        page: str) -> tuple[EmailChange | None, ResponseReturnValue | None]:
+    """A link mailed for an address change: GET shows ``page`` with a button and changes nothing (mail
+    scanners follow links); the button's POST (with its CSRF token) does ``act``. Returns the change
+    acted on, or else the response to send (the page, or why the link cannot serve)."""
     form = ButtonForm()
     try:
-        change = email_change.change_to_confirm(g.settings, token, _me())
+        change = check(g.settings, token, _me())
         if not form.validate_on_submit():
-            return render_template("espace/confirm.html", change=change, form=form)
-        change = email_change.confirm(g.settings, token, member=_me(), ip=request.remote_addr)
+            return None, render_template(page, change=change, form=form)
+        return act(g.settings, token, member=_me(), ip=request.remote_addr), None
     except email_change.ChangeLinkError as exc:
-        return _link_error(exc)
+        return None, _link_error(exc)
+
+
+@bp.route("/adresse/confirmer/<token>", methods=["GET", "POST"])
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    """The new address's link: the button confirms it."""
+    change, response = _link_with_a_button(token, email_change.change_to_confirm, email_change.confirm,
+                                           "espace/confirm.html")
+    if response is not None:
+        return response
     if current_user.is_authenticated:
         flash(_("Nouvelle adresse confirmée."), "info")
         return redirect(url_for("espace.index"))
@@ -100,16 +120,10 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/adresse/annuler/<token>", methods=["GET", "POST"])
 def cancel(token: str):  # type: ignore[no-untyped-def]
-    """The old address's "this was not me" link: GET shows a button; the button cancels."""
-    form = ButtonForm()
-    try:
-        change = email_change.change_to_cancel(g.settings, token, _me())
-        if not form.validate_on_submit():
-            return render_template("espace/cancel.html", change=change, form=form)
-        change = email_change.cancel_with_token(g.settings, token, member=_me(), ip=request.remote_addr)
-    except email_change.ChangeLinkError as exc:
-        return _link_error(exc)
-    return render_template("espace/cancelled.html", change=change)
+    """The old address's "this was not me" link: the button cancels the change."""
+    change, response = _link_with_a_button(token, email_change.change_to_cancel, email_change.cancel_with_token,
+                                           "espace/cancel.html")
+    return response if response is not None else render_template("espace/cancelled.html", change=change)
 
 
 @bp.post("/listes/<int:list_id>/quitter")
@@ -121,8 +135,7 @@ def leave(list_id: int):  # type: ignore[no-untyped-def]
         mailing_list = optouts.leave_from_espace(current_user, list_id, ip=request.remote_addr)
     except optouts.NotOnList:
         abort(404)
-    flash(_("Vous avez quitté la liste « %(name)s ».", name=mailing_list.name), "info")
-    return redirect(url_for("espace.index", _anchor="listes"))
+    return _done_with(mailing_list.id, _("Vous avez quitté la liste « %(name)s ».", name=mailing_list.name))
 
 
 @bp.post("/listes/<int:list_id>/rejoindre")
@@ -134,5 +147,13 @@ def rejoin(list_id: int):  # type: ignore[no-untyped-def]
         mailing_list = optouts.rejoin_from_espace(current_user, list_id, ip=request.remote_addr)
     except optouts.NotOnList:
         abort(404)
-    flash(_("Vous avez rejoint la liste « %(name)s ».", name=mailing_list.name), "info")
-    return redirect(url_for("espace.index", _anchor="listes"))
+    return _done_with(mailing_list.id, _("Vous avez rejoint la liste « %(name)s ».", name=mailing_list.name))
+
+
+def _done_with(list_id: int, text: str):  # type: ignore[no-untyped-def]
+    """Back to Mon espace at the list's row, where the confirmation is shown (and focused, so it is read out)."""
+    session[DONE] = {"list": list_id, "text": text}
+    return redirect(url_for("espace.index", _anchor=f"liste-{list_id}"))
+
+
+from portal.espace import bounce_views  # noqa: E402,F401  (an address that bounces: routes on this blueprint)

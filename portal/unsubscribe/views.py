@@ -1,66 +1,72 @@
-"""Public unsubscribe pages (no login): ``GET /u/<token>`` shows the list and a confirm button and changes
-nothing (mail scanners follow links); the button unsubscribes; ``POST`` with the body
-``List-Unsubscribe=One-Click`` (RFC 8058 §3.2) unsubscribes at once, without cookies or CSRF token.
+"""Public unsubscribe pages (no login, no cookie): ``GET /u/<token>`` shows the list and a confirm button and
+changes nothing (mail scanners follow links); the button unsubscribes; ``POST`` with the body
+``List-Unsubscribe=One-Click`` (RFC 8058 §3.2) unsubscribes at once.
+
+The link's signed token is the proof of who leaves, so no view here needs a session: a tab restored after a
+browser restart, a mail app that blocks cookies, or a link opened on another device all work. The buttons
+carry a form token tied to the link (``portal.unsubscribe.forms``); a stale or missing one shows the page
+again with a fresh token instead of an error.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, render_template, request
-from flask_wtf.csrf import CSRFError, validate_csrf
-from wtforms import ValidationError
+from flask import Blueprint, g, render_template, request
 
 from engine import tokens
 from engine.lists import optouts
 from portal.extensions import csrf
-from portal.unsubscribe.forms import ButtonForm
+from portal.unsubscribe import forms
 
 bp = Blueprint("unsubscribe", __name__)
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    return g.settings
+PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _invalid():  # type: ignore[no-untyped-def]
     return render_template("unsubscribe/invalid.html"), 404
 
 
-@bp.get("/u/<token>")
-def confirm_page(token: str):  # type: ignore[no-untyped-def]
+def _confirm_page(token: str, *, again: bool = False):  # type: ignore[no-untyped-def]
+    """The page of the link: what it would do, and the one button that does it (leave, or rejoin)."""
     try:
-        outcome = optouts.describe_unsubscribe(_settings(), token)
+        outcome = optouts.describe_unsubscribe(g.settings, token)
     except (tokens.BadToken, optouts.UnknownList):
         return _invalid()
-    return render_template("unsubscribe/confirm.html", outcome=outcome, form=ButtonForm(), token=token)
+    action = "rejoin" if outcome.already_out else "leave"
+    return render_template("unsubscribe/confirm.html", outcome=outcome, token=token, again=again,
+                           form_token=forms.form_token(action, token), field=forms.FIELD)
+
+
+@bp.get("/u/<token>")
+def confirm_page(token: str):  # type: ignore[no-untyped-def]
+    return _confirm_page(token)
 
 
 @bp.post("/u/<token>")
-@csrf.exempt  # RFC 8058: the one-click POST carries no cookie and no token; the button's POST is checked below
+@csrf.exempt  # RFC 8058: the one-click POST carries no cookie; the button's POST carries its own form token
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    if not one_click:
-        try:
-            validate_csrf(request.form.get("csrf_token"))
-        except ValidationError as exc:
-            raise CSRFError(str(exc)) from exc
+    if not one_click and not forms.submitted_ok("leave", token):
+        return _confirm_page(token, again=True)
     try:
-        outcome = optouts.unsubscribe_with_token(_settings(), token, "one-click" if one_click else "footer",
+        outcome = optouts.unsubscribe_with_token(g.settings, token, "one-click" if one_click else "footer",
                                                  ip=request.remote_addr)
     except (tokens.BadToken, optouts.UnknownList):
         if one_click:
-            return "unknown or invalid unsubscribe link\n", 404, {"Content-Type": "text/plain; charset=utf-8"}
+            return "unknown or invalid unsubscribe link\n", 404, PLAIN
         return _invalid()
     if one_click:
-        return "unsubscribed\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
-    return render_template("unsubscribe/done.html", outcome=outcome, form=ButtonForm(), token=token)
+        return "unsubscribed\n", 200, PLAIN
+    return render_template("unsubscribe/done.html", outcome=outcome, token=token,
+                           form_token=forms.form_token("rejoin", token), field=forms.FIELD)
 
 
 @bp.post("/u/<token>/reabonnement")
+@csrf.exempt  # the link's token is the proof; the button carries its own form token
 def rejoin(token: str):  # type: ignore[no-untyped-def]
-    if not ButtonForm().validate_on_submit():
-        abort(400)
+    if not forms.submitted_ok("rejoin", token):
+        return _confirm_page(token, again=True)
     try:
-        outcome = optouts.rejoin_with_token(_settings(), token, ip=request.remote_addr)
+        outcome = optouts.rejoin_with_token(g.settings, token, ip=request.remote_addr)
     except (tokens.BadToken, optouts.UnknownList):
         return _invalid()
-    return render_template("unsubscribe/rejoined.html", outcome=outcome)
+    return render_template("unsubscribe/rejoined.html", outcome=outcome, token=token)

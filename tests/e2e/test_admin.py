@@ -3,6 +3,8 @@ live count against resolve(), delete two lists with confirmation, switch a domai
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -13,6 +15,7 @@ from engine.lists.models import Domain, ListKind, MailingList
 from engine.lists.resolve import count_recipients, resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
+from tests.support.browser import log_in as log_in_with
 
 pytestmark = pytest.mark.browser
 
@@ -35,10 +38,7 @@ def federation(settings, db):
 
 
 def log_in(page: Page, url: str, licence: str = demo.ADMIN_LICENCE) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Numéro de licence ou adresse e-mail").fill(licence)
-    page.get_by_label("Mot de passe").fill(demo.DEMO_PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
+    log_in_with(page, url, licence, demo.DEMO_PASSWORD)
     page.goto(url + "/admin/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Listes de diffusion")
 
@@ -49,19 +49,20 @@ def test_create_a_list_under_the_second_domain_with_notice(federation, live_serv
     page.get_by_label("Adresse de la liste (avant le @)").fill("sorties.ete")
     domain = page.get_by_label("Domaine")
     expect(domain.locator("option")).to_have_count(2)
-    second = domain.locator("option").nth(1).inner_text()
-    domain.select_option(label=second)
+    second = Domain.get(Domain.name == demo.OFF_DOMAIN)
+    domain.select_option(value=str(second.id))
     page.get_by_label("Nom de la liste").fill("Sorties de l'été")
-    page.get_by_label("Structure (code)").fill("FFESSM")
+    page.get_by_label("Structure de la liste").fill("CD-13")
     page.get_by_label("Abonnés (une adresse par ligne)").fill("un@example.org\ndeux@example.org\ntrois@example.org")
-    page.get_by_label("Notifier l'administrateur de la création de la liste").check()
+    page.get_by_label("Notifier l’administrateur de la création de la liste").check()
     page.get_by_role("button", name="Créer la liste").click()
-    expect(page.get_by_text(f"La liste sorties.ete@{second} est créée.")).to_be_visible()
+    expect(page.get_by_text(f"La liste sorties.ete@{second.name} est créée.")).to_be_visible()
     expect(page.get_by_text("3 abonnés saisis")).to_be_visible()
+    expect(page.get_by_text("Prévenu(s) de la création : Karim Benali (karim.benali@free.fr")).to_be_visible()
     ml = MailingList.get(MailingList.local_part == "sorties.ete")
-    assert ml.domain.name == second and subscribers.subscriber_count(ml) == 3
-    notices = [m for m in read_captured(federation.capture_dir) if f"sorties.ete@{second}" in m["Subject"]]
-    assert len(notices) == 1 and notices[0]["To"] == "sophie.lemoine@ffessm-demo.fr"
+    assert ml.domain.name == second.name and subscribers.subscriber_count(ml) == 3
+    notices = [m for m in read_captured(federation.capture_dir) if f"sorties.ete@{second.name}" in m["Subject"]]
+    assert len(notices) == 1 and notices[0]["To"] == "karim.benali@free.fr"  # above CD-13; never the creator
 
 
 def test_edit_subscribers_with_one_invalid_line(federation, live_server, page: Page):
@@ -71,7 +72,11 @@ def test_edit_subscribers_with_one_invalid_line(federation, live_server, page: P
     box = page.get_by_label("Abonnés (une adresse par ligne)")
     box.fill("presse@ville-marseille.fr\nnouvelle@example.org\nceci n'est pas une adresse\nautre@example.org")
     page.get_by_role("button", name="Enregistrer les abonnés").click()
-    expect(page.get_by_role("alert").filter(has_text="ligne 3")).to_contain_text("ceci n'est pas une adresse")
+    expect(page.get_by_role("alert")).to_have_text("1 ligne refusée : elle reste en tête du champ, à corriger.")
+    box = page.get_by_role("textbox", name="Abonnés (une adresse par ligne)")
+    expect(box).to_have_accessible_description(re.compile("ligne 1 : « ceci n'est pas une adresse » : adresse invalide"))
+    expect(box).to_have_value("ceci n'est pas une adresse\nautre@example.org\nnouvelle@example.org\n"
+                              "presse@ville-marseille.fr")
     assert subscribers.subscribers_text(ml) == "autre@example.org\nnouvelle@example.org\npresse@ville-marseille.fr"
     expect(page.get_by_role("cell", name="nouvelle@example.org")).to_be_visible()
 
@@ -89,11 +94,12 @@ def test_role_based_list_live_count_matches_resolve(federation, live_server, pag
     page.locator("#criteria-0-structure").fill("CR-PROV")
     page.locator("#criteria-0-include_subtree").check()
     with page.expect_response(lambda r: r.url.endswith("/criteria/preview") and r.status == 200):
-        page.locator("#criteria-0-roles").select_option(label="Président(e)")
+        page.get_by_role("group", name="Critère 1").get_by_role("checkbox", name="Président(e)", exact=True).check()
     page.wait_for_timeout(600)  # a later change would start another request: let the last one land
     page.wait_for_load_state("networkidle")
     shown = int(count.inner_text())
     assert shown > 0
+    expect(count).to_have_text(str(shown))  # the live preview caught up with the last change
     expect(page.locator("#preview").get_by_text("Président(e) — ").first).to_be_visible()  # the reason shown
     page.get_by_role("button", name="Enregistrer les critères").click()
     expect(page.get_by_text("Critères enregistrés.")).to_be_visible()
@@ -121,6 +127,10 @@ def test_switch_a_domains_list_service_off_and_on(federation, live_server, page:
     log_in(page, live_server.url)
     page.get_by_role("link", name="Paramètres de la messagerie").click()
     page.get_by_role("button", name=f"Désactiver les listes de diffusion de {demo.LIST_DOMAIN}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Désactiver les listes de diffusion de {demo.LIST_DOMAIN} ?")
+    expect(page.get_by_text("Cela arrête 7 listes, qui atteignent ensemble aujourd’hui")).to_be_visible()
+    assert Domain.get(Domain.name == demo.LIST_DOMAIN).lists_enabled is True  # not before "Oui"
+    page.get_by_role("button", name=f"Oui, désactiver les listes de {demo.LIST_DOMAIN}").click()
     expect(page.get_by_text(f"Listes de diffusion désactivées pour {demo.LIST_DOMAIN}")).to_be_visible()
     assert Domain.get(Domain.name == demo.LIST_DOMAIN).lists_enabled is False
     assert MailingList.select().join(Domain).where(Domain.name == demo.LIST_DOMAIN).count() == 7  # intact

@@ -15,6 +15,7 @@ from engine.directory.models import Member, StructureKind
 from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
+from tests.support.browser import log_in as log_in_with
 
 
 @pytest.fixture(autouse=True)
@@ -43,15 +44,12 @@ def member_and_list(db):
 
 
 def log_in(page: Page, url: str, licence: str = "A-13-000001") -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Numéro de licence ou adresse e-mail").fill(licence)
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
+    log_in_with(page, url, licence, PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_have_text("Mon espace")
 
 
 def change_address(page: Page, new: str) -> None:
-    page.get_by_role("button", name="Modifier l’adresse e-mail").click()
+    page.get_by_role("link", name="Modifier l’adresse e-mail").click()
     page.get_by_label("Nouvelle adresse e-mail").fill(new)
     page.get_by_role("button", name="Envoyer le lien de confirmation").click()
     expect(page.locator(".flash")).to_contain_text("Un lien de confirmation vient d’être envoyé")
@@ -83,9 +81,10 @@ def test_pencil_confirmation_and_the_effective_date(page: Page, live_server, mem
 
 def test_the_pencil_works_from_the_keyboard(page: Page, live_server, member_and_list):
     log_in(page, live_server.url)
-    page.get_by_role("button", name="Modifier l’adresse e-mail").focus()
+    page.get_by_role("link", name="Modifier l’adresse e-mail").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Changer mon adresse e-mail")
+    assert page.url.endswith("/espace/adresse")  # no stray "?"
 
 
 def test_cancel_from_the_old_address_link(page: Page, live_server, member_and_list):

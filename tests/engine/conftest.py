@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import smtplib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from engine.directory.models import Member, Structure, StructureKind
 from engine.lists.models import Domain, MailingList
 from engine.runtime import Engine, EngineThread
 from tests import factories
-from tests.support.sink import Sink, SinkHandler
+from tests.support.sink import Received, Sink, SinkHandler
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
@@ -25,6 +26,38 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+MARKER_SUBJECT = "Marqueur : tout ce qui précède est traité"
+
+
+def settle(engine: Engine, federation: Federation, sink: Sink) -> None:
+    """Post a marker to the board list and wait until it is done and its copies arrived.
+
+    The engine expands posts oldest first and polls every 0.1 s: asserting right after a send that
+    nothing was delivered passes whatever the code does. After ``settle``, everything sent before the
+    marker has been through the engine, so an absence means something. Marker copies carry
+    ``MARKER_SUBJECT`` (leave them out of counts with ``without_marker``).
+    """
+    from email.message import EmailMessage
+
+    from engine.posting.models import Message, MessageState
+
+    marker = EmailMessage()
+    marker["From"], marker["To"], marker["Subject"] = federation.board[0].email, federation.board_list.address, \
+        MARKER_SUBJECT
+    marker.set_content("marqueur\n")
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        client.send_message(marker, from_addr=federation.board[0].email, to_addrs=[federation.board_list.address])
+    done = Message.select().where((Message.subject == MARKER_SUBJECT) & (Message.state == MessageState.DONE))
+    wait_until(done.exists, what="the marker post done")
+    wait_until(lambda: len([r for r in sink.handler.received if MARKER_SUBJECT in str(r.message["Subject"])]) == 2,
+               what="the marker's two copies")
+
+
+def without_marker(received: list[Received]) -> list[Received]:
+    return [r for r in received if MARKER_SUBJECT not in str(r.message["Subject"])]
 
 
 @pytest.fixture
@@ -48,8 +81,9 @@ def start_engine(engine_settings: Settings, db) -> Iterator[Callable[..., Engine
     threads: list[EngineThread] = []
 
     def start(settings: Settings | None = None, **options: object) -> Engine:
+        options.setdefault("poll_seconds", 0.1)
         thread = EngineThread(settings or engine_settings, smtp=("127.0.0.1", 0), lmtp=("127.0.0.1", 0),
-                              poll_seconds=0.1, **options)
+                              **options)
         threads.append(thread)
         return thread.start()
 

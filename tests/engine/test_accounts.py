@@ -46,20 +46,29 @@ def test_unknown_accounts_and_members_without_password_fail_alike(db):
     assert accounts.login("nobody@example.org", "anything").status is LoginStatus.FAILED
 
 
-def test_failed_logins_are_limited_per_account_even_with_the_right_password(db):
+def test_failed_logins_slow_the_source_not_the_owner(db):
     member = f.member_with_password()
     with clock.frozen(T0) as advance:
-        for _ in range(accounts.ACCOUNT_LIMIT):
+        for _ in range(accounts.PAIR_LIMIT):
             assert accounts.login(member.licence_number, "wrong", ip="203.0.113.1").status is LoginStatus.FAILED
-        assert accounts.login(member.licence_number, PASSWORD, ip="198.51.100.2").status is LoginStatus.THROTTLED
-        assert accounts.login(member.email, PASSWORD).status is LoginStatus.THROTTLED  # same account, other name
+        assert accounts.login(member.licence_number, PASSWORD, ip="203.0.113.1").status is LoginStatus.THROTTLED
+        assert accounts.login(member.email, "wrong", ip="203.0.113.1").status is LoginStatus.THROTTLED  # other name
+        assert accounts.login(member.licence_number, PASSWORD, ip="198.51.100.2").status is LoginStatus.OK
         advance(accounts.WINDOW)
-        assert accounts.login(member.licence_number, PASSWORD).status is LoginStatus.OK
+        assert accounts.login(member.licence_number, PASSWORD, ip="203.0.113.1").status is LoginStatus.OK
     assert AuditEvent.select().where(AuditEvent.action == "login.throttled").count() == 2
 
 
+def test_the_account_ceiling_holds_against_many_sources(db):
+    member = f.member_with_password()
+    with clock.frozen(T0):
+        for i in range(accounts.ACCOUNT_LIMIT):
+            accounts.login(member.licence_number, "wrong", ip=f"203.0.113.{i // accounts.PAIR_LIMIT}")
+        assert accounts.login(member.licence_number, PASSWORD, ip="198.51.100.2").status is LoginStatus.THROTTLED
+
+
 def test_unknown_identifiers_are_limited_exactly_like_accounts(db):
-    for _ in range(accounts.ACCOUNT_LIMIT):
+    for _ in range(accounts.PAIR_LIMIT):
         assert accounts.login("Z-99-999999", "x").status is LoginStatus.FAILED
     assert accounts.login("Z-99-999999", "x").status is LoginStatus.THROTTLED
 
@@ -73,9 +82,9 @@ def test_failed_logins_are_limited_per_client_address(db):
     assert accounts.login(victim.licence_number, PASSWORD, ip="203.0.113.10").status is LoginStatus.OK
 
 
-def test_a_success_clears_the_account_count(db):
+def test_a_success_clears_the_count_of_its_source(db):
     member = f.member_with_password()
-    for _ in range(accounts.ACCOUNT_LIMIT - 1):
+    for _ in range(accounts.PAIR_LIMIT - 1):
         accounts.login(member.licence_number, "wrong")
     assert accounts.login(member.licence_number, PASSWORD).status is LoginStatus.OK
     assert accounts.login(member.licence_number, "wrong").status is LoginStatus.FAILED

@@ -21,19 +21,13 @@ from tests import factories as f
 
 @pytest.fixture
 def fed(db):
-    root = f.structure("FFESSM", StructureKind.FEDERATION, code="FFESSM")
-    provence = f.structure("Provence", StructureKind.REGIONAL, root, code="CR-PROV")
-    bretagne = f.structure("Bretagne", StructureKind.REGIONAL, root, code="CR-BPL")
-    cd13 = f.structure("CODEP 13", StructureKind.DEPARTMENTAL, provence, code="CD-13")
-    club = f.structure("Club A", StructureKind.CLUB, cd13, code="CLUB-13-0001")
-    national = f.domain("listes.example.fr", root)
-    local = f.domain("listes.cd13.example.fr", cd13)
-    regional = f.member(first_name="Karim", email="karim@example.org", club=club)
-    StaffScope.create(member=regional, structure=provence, granted_at=clock.now())
-    admin_ = f.member(first_name="Sophie", email="sophie@example.org", club=club)
-    StaffScope.create(member=admin_, structure=root, granted_at=clock.now())
-    return dict(root=root, provence=provence, bretagne=bretagne, cd13=cd13, club=club, national=national,
-                local=local, regional=regional, admin=admin_)
+    tree = f.federation_tree()
+    local = f.domain("listes.cd13.example.fr", tree["cd13"])
+    regional = f.member(first_name="Karim", email="karim@example.org", club=tree["club"])
+    StaffScope.create(member=regional, structure=tree["provence"], granted_at=clock.now())
+    admin_ = f.member(first_name="Sophie", email="sophie@example.org", club=tree["club"])
+    StaffScope.create(member=admin_, structure=tree["root"], granted_at=clock.now())
+    return dict(tree, local=local, regional=regional, admin=admin_)
 
 
 def new(fed, local_part="bureau", domain="local", structure="cd13", **kw):
@@ -51,10 +45,13 @@ def test_create_list_under_second_domain_with_subscribers_and_notice(settings, f
     assert [(b.number, b.content) for b in created.subscribers.bad] == [(3, "not an address")]
     assert sorted(s.email for s in Subscription.select()) == ["Anne@Example.org", "bob@example.org",
                                                               "carl@example.org"]
-    assert created.notified == "karim@example.org"
+    # the owner is the creator: he is not the one told, the administrators above are (Provence's staff is the
+    # creator himself, so the federation's)
+    assert [(a.address, a.name) for a in created.notified] == [("sophie@example.org", "Sophie " + fed["admin"].last_name)]
     [mail] = read_captured(settings.capture_dir)
-    assert mail["To"] == "karim@example.org" and "bureau@listes.cd13.example.fr" in mail["Subject"]
+    assert mail["To"] == "sophie@example.org" and "bureau@listes.cd13.example.fr" in mail["Subject"]
     assert "Abonnés saisis : 3" in mail.get_content()
+    assert f"créée par Karim {fed['regional'].last_name}" in " ".join(mail.get_content().split())
     actions = [e.action for e in AuditEvent.select().order_by(AuditEvent.id)]
     assert actions == ["list.created", "list.subscribers_replaced", "list.creation_notified"]
 
@@ -63,11 +60,22 @@ def test_notice_goes_to_the_configured_address_without_owner(settings, fed):
     import dataclasses
 
     settings = dataclasses.replace(settings, admin_email="listes@ffessm.example")
-    created = admin.create_list(settings, None, new(fed, notify=True))
-    assert created.notified == "listes@ffessm.example"
+    created = admin.create_list(settings, fed["regional"], new(fed, notify=True))
+    assert [a.address for a in created.notified] == ["listes@ffessm.example"]  # the platform's, before staff
     assert read_captured(settings.capture_dir)[0]["To"] == "listes@ffessm.example"
     unticked = admin.create_list(settings, None, new(fed, local_part="autre", notify=False))
-    assert unticked.notified is None and len(read_captured(settings.capture_dir)) == 1
+    assert unticked.notified == () and len(read_captured(settings.capture_dir)) == 1
+
+
+def test_the_administrators_told_are_those_above_never_the_creator(settings, fed):
+    other = f.member(first_name="Paul", email="paul@example.org", club=fed["club"])
+    StaffScope.create(member=other, structure=fed["provence"], granted_at=clock.now())
+    by_regional = admin.create_list(settings, fed["regional"], new(fed, notify=True))
+    assert [a.address for a in by_regional.notified] == ["paul@example.org"]  # Provence's staff but Karim
+    top = admin.create_list(settings, fed["admin"], new(fed, local_part="tous", structure="root", domain="national",
+                                                        notify=True))
+    assert top.notified == ()  # nobody above the federation, and never the creator herself
+    assert [m["To"] for m in read_captured(settings.capture_dir)] == ["paul@example.org"]
 
 
 @pytest.mark.parametrize("name", ["Bureau\r\nBcc: victim@example.org", "Bureau\nX", "Bu\x00reau", "A\u2028B"])
@@ -174,7 +182,7 @@ def test_delete_lists_is_a_soft_delete(settings, fed):
     assert MailingList.get_by_id(a.id).deleted_at is not None and MailingList.select().count() == 3
     with pytest.raises(MailingList.DoesNotExist):
         admin.get_list(None, a.id)
-    assert c.deleted_at is None
+    assert MailingList.get_by_id(c.id).deleted_at is None  # reloaded: the object in hand never changes
 
 
 def test_lists_page_search_sort_and_counts(settings, fed):

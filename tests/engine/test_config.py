@@ -90,3 +90,67 @@ def test_readme_lists_every_variable():
     missing = [spec.variable for spec in SPECS if f"`{spec.variable}`" not in readme]
     assert not missing, f"README lacks {missing}: paste `palanquee config --markdown`"
     assert settings_table_markdown().count("\n") == len(SPECS) + 1
+
+
+@pytest.mark.parametrize("listen, url", [
+    ("127.0.0.1:5401", "http://127.0.0.1:5401"), ("0.0.0.0:8000", "http://127.0.0.1:8000"),
+    ("[::1]:5000", "http://[::1]:5000"), ("localhost:80", "http://localhost:80"),
+])
+def test_the_base_url_follows_the_listen_address_unless_set(tmp_path, listen, url):
+    assert load_settings(env(tmp_path, PALANQUEE_WEB_LISTEN=listen)).base_url == url
+    chosen = env(tmp_path, PALANQUEE_WEB_LISTEN=listen, PALANQUEE_BASE_URL="https://listes.example.fr/")
+    assert load_settings(chosen).base_url == "https://listes.example.fr"
+
+
+def test_mail_from_is_one_bare_address(tmp_path):
+    assert load_settings(env(tmp_path, PALANQUEE_MAIL_FROM="listes@example.fr")).mail_from == "listes@example.fr"
+    for bad in ("Listes <listes@example.fr>", "a@b, c@d", "listes", "x@y\nBcc: z@w"):
+        with pytest.raises(ConfigError, match="PALANQUEE_MAIL_FROM: expected an e-mail address"):
+            load_settings(env(tmp_path, PALANQUEE_MAIL_FROM=bad))
+
+
+def test_config_works_before_the_first_start_in_the_readme_notation(tmp_path):
+    from click.testing import CliRunner
+
+    from engine.commands import config_command
+
+    environ = {"PALANQUEE_INSTANCE": str(tmp_path / "instance"), "PALANQUEE_PROPAGATION_DELAY": "72h",
+               "PALANQUEE_WEB_LISTEN": "127.0.0.1:5401"}
+    result = CliRunner().invoke(config_command, [], env=environ)
+    assert result.exit_code == 0, result.output
+    shown = {line.split()[0]: line.split(None, 1)[1] for line in result.output.splitlines()
+             if line.startswith("PALANQUEE_")}
+    assert shown["PALANQUEE_SECRET_KEY"].startswith("MISSING")
+    assert shown["PALANQUEE_WEB_LISTEN"] == "127.0.0.1:5401   (environment)"
+    assert shown["PALANQUEE_BASE_URL"].startswith("http://127.0.0.1:5401 ")
+    assert shown["PALANQUEE_LMTP_LISTEN"] == "off" and shown["PALANQUEE_RETRY_LIFETIME"] == "5d"
+    assert shown["PALANQUEE_PROPAGATION_DELAY"] == "72h   (environment)"
+    assert shown["PALANQUEE_SEASON_START"] == "09-15" and shown["PALANQUEE_SECURE_COOKIES"] == "0"
+    assert "missing or invalid: PALANQUEE_SECRET_KEY" in result.output
+    assert not (tmp_path / "instance").exists(), "showing the settings creates nothing"
+
+
+def test_config_names_every_wrong_value_and_keeps_the_secret_secret(tmp_path):
+    from engine.settings_report import format_duration, report
+
+    rows = {row.variable: row for row in report({
+        "PALANQUEE_INSTANCE": str(tmp_path), "PALANQUEE_SMTP_LISTEN": "2525", "PALANQUEE_RETRY_MAX": "soon",
+        "PALANQUEE_SECRET_KEY": "s" * 32, "PALANQUEE_LMTP_LISTEN": "[::1]:24"})}
+    assert rows["PALANQUEE_SMTP_LISTEN"].value == rows["PALANQUEE_RETRY_MAX"].value == "INVALID"
+    assert "expected host:port" in rows["PALANQUEE_SMTP_LISTEN"].note
+    assert rows["PALANQUEE_SECRET_KEY"].value == "(set)" and "s" * 32 not in str(rows)
+    assert rows["PALANQUEE_LMTP_LISTEN"].value == "[::1]:24" and rows["PALANQUEE_RETRY_FIRST"].value == "5m"
+    assert [format_duration(timedelta(seconds=s)) for s in (0, 90, 900, 3 * 86400)] == ["0", "90s", "15m", "3d"]
+
+
+def test_notices_come_from_mail_from_then_the_admin_then_noreply(tmp_path):
+    from engine import demo
+    from engine.notices import sender_address
+
+    assert sender_address(load_settings(env(tmp_path), defaults=demo.SETTING_DEFAULTS)) == \
+        f"noreply@{demo.LIST_DOMAIN}"
+    chosen = env(tmp_path, PALANQUEE_MAIL_FROM="listes@ffessm.fr", PALANQUEE_ADMIN_EMAIL="admin@ffessm.fr")
+    assert sender_address(load_settings(chosen, defaults=demo.SETTING_DEFAULTS)) == "listes@ffessm.fr"
+    assert sender_address(load_settings(env(tmp_path, PALANQUEE_ADMIN_EMAIL="admin@ffessm.fr"))) == "admin@ffessm.fr"
+    assert sender_address(load_settings(env(tmp_path, PALANQUEE_BASE_URL="https://listes.ffessm.fr"))) == \
+        "noreply@listes.ffessm.fr"

@@ -12,6 +12,7 @@ from engine.outbound.mail import read_captured
 from portal import create_app
 from portal.auth.views import is_local
 from tests import factories as f
+from tests.support.portal import csrf, submit_login
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +34,7 @@ def client(app):
     return app.test_client()
 
 
-def csrf(client, path: str) -> str:
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True))
-    return match.group(1)
-
-
-def login(client, identifier: str, password: str = PASSWORD, path: str = "/login", **extra):
-    data = {"identifier": identifier, "password": password, "csrf_token": csrf(client, path), **extra}
-    return client.post(path, data=data)
+login = submit_login  # the module's name for it
 
 
 def test_login_by_licence_lands_on_mon_espace_and_home_redirects_there(client):
@@ -79,17 +73,19 @@ def test_wrong_password_and_unknown_account_get_the_same_message(client):
 
 def test_login_rate_limiting_triggers_and_says_nothing_about_the_account(client):
     member = f.member_with_password()
-    for _ in range(accounts.ACCOUNT_LIMIT):
+    for _ in range(accounts.PAIR_LIMIT):
         assert login(client, member.licence_number, "wrong-password").status_code == 200
-    blocked = login(client, member.licence_number)  # even the right password is refused now
+    blocked = login(client, member.licence_number)  # from this source, even the right password waits now
     assert blocked.status_code == 429 and "Trop de tentatives" in blocked.get_data(as_text=True)
-    for _ in range(accounts.ACCOUNT_LIMIT):
+    assert "Réessayez dans 15 minutes, à partir de" in blocked.get_data(as_text=True)  # when, not "a few minutes"
+    assert blocked.headers["Retry-After"] == "900"
+    for _ in range(accounts.PAIR_LIMIT):
         login(client, "Z-99-999999", "wrong-password")
     assert login(client, "Z-99-999999", "wrong-password").status_code == 429  # unknown: same behaviour
 
 
 def test_login_rate_limiting_per_client_address(client):
-    members = [f.member_with_password() for _ in range(accounts.ADDRESS_LIMIT // accounts.ACCOUNT_LIMIT + 1)]
+    members = [f.member_with_password() for _ in range(accounts.ADDRESS_LIMIT // accounts.PAIR_LIMIT + 1)]
     for i in range(accounts.ADDRESS_LIMIT):
         login(client, members[i % len(members)].licence_number, "wrong-password")
     fresh = f.member_with_password()
@@ -170,12 +166,16 @@ def test_forgotten_password_by_mail_then_login_with_the_new_one(client, settings
     unknown = {"identifier": "nobody@example.org", "csrf_token": csrf(client, "/mot-de-passe-oublie")}
     same = client.post("/mot-de-passe-oublie", data=unknown, follow_redirects=True).get_data(as_text=True)
     assert "Si ce compte existe" in answer and "Si ce compte existe" in same
+    assert "Il est valable 2 heures." in answer  # what the mail says, not "peu de temps"
     [mail] = read_captured(settings.capture_dir)
+    assert "valable 2 heures" in mail.get_content()
     path = re.search(r"https://listes\.example\.fr(/mot-de-passe/\S+)", mail.get_content()).group(1)
     form = {"password": "nouveau-mot-de-passe", "confirm": "autre-chose-encore", "csrf_token": csrf(client, path)}
     assert "Les deux mots de passe diffèrent" in client.post(path, data=form).get_data(as_text=True)
     form["confirm"] = form["password"]
-    assert client.post(path, data=form).headers["Location"] == "/login"
+    assert client.post(path, data=form).headers["Location"] == "/espace/"  # the link logs in
+    assert member.licence_number in client.get("/espace/").get_data(as_text=True)
+    client.post("/logout", data={"csrf_token": csrf(client, "/espace/")})
     assert login(client, member.licence_number, "nouveau-mot-de-passe").headers["Location"] == "/espace/"
     reused = client.get(path)
     assert reused.status_code == 410 and "déjà servi" in reused.get_data(as_text=True)
@@ -190,7 +190,8 @@ def test_first_activation_for_an_imported_member(client, settings):
     assert mail["Subject"] == "Activez votre compte Mon espace"
     path = re.search(r"https://listes\.example\.fr(/mot-de-passe/\S+)", mail.get_content()).group(1)
     form = {"password": "premier-mot-de-passe", "confirm": "premier-mot-de-passe", "csrf_token": csrf(client, path)}
-    client.post(path, data=form)
+    assert client.post(path, data=form).headers["Location"] == "/espace/"
+    client.post("/logout", data={"csrf_token": csrf(client, "/espace/")})
     assert login(client, member.licence_number, "premier-mot-de-passe").headers["Location"] == "/espace/"
 
 

@@ -17,6 +17,7 @@ from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from portal import create_app
 from tests import factories as f
+from tests.support.portal import csrf, logged_in
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +39,8 @@ def delayed(settings):
     return dataclasses.replace(settings, propagation_delay=timedelta(hours=72))
 
 
-def csrf(client, path: str) -> str:
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
-
-
 def log_in(client, member) -> None:
-    data = {"identifier": member.licence_number, "password": PASSWORD, "csrf_token": csrf(client, "/login")}
-    assert client.post("/login", data=data).status_code == 302
+    logged_in(client, member.licence_number, PASSWORD)
 
 
 def post(client, path: str, form_page: str = "/espace/", **data):
@@ -84,7 +80,8 @@ def test_mon_espace_shows_the_profile_mandates_address_pencil_and_lists(settings
                  "depuis le 1 mars 2025", "elodie@example.org", "Comité directeur — Provence",
                  "Membre du comité directeur — Comité régional Provence"):
         assert text in page, text
-    assert re.search(r'<button type="submit" class="icon-button" aria-label="Modifier l’adresse e-mail"', page)
+    # the pencil leads to /espace/adresse itself (a GET form led to "/espace/adresse?")
+    assert re.search(r'<a class="icon-button" href="/espace/adresse" aria-label="Modifier l’adresse e-mail"', page)
     assert "<svg" in page and 'aria-label="Quitter la liste Comité directeur — Provence"' in page
 
 
@@ -220,12 +217,16 @@ def test_leave_and_rejoin_a_role_based_list(settings, elodie):
     member, ml = elodie
     client = make_client(settings)
     log_in(client, member)
-    assert post(client, f"/espace/listes/{ml.id}/quitter").headers["Location"] == "/espace/#listes"
+    assert post(client, f"/espace/listes/{ml.id}/quitter").headers["Location"] == f"/espace/#liste-{ml.id}"
     opt_out = OptOut.get()
     assert (opt_out.member_id, opt_out.source) == (member.id, "espace")
     assert [r for batch in resolve(ml) for r in batch] == []
     page = client.get("/espace/").get_data(as_text=True)
     assert "Vous l’avez quittée le" in page and "depuis Mon espace" in page
+    # the confirmation sits in the list's own row (where the page lands), once
+    row = re.search(rf'<li class="list-row list-left" id="liste-{ml.id}">(.*?)<form', page, re.S).group(1)
+    assert '<p class="confirmation" role="status" tabindex="-1" id="confirmation" autofocus>Vous avez quitté la liste' in row
+    assert "Vous avez quitté la liste" not in client.get("/espace/").get_data(as_text=True)
     assert 'aria-label="Rejoindre la liste Comité directeur — Provence"' in page
     assert post(client, f"/espace/listes/{ml.id}/rejoindre").status_code == 302
     assert OptOut.select().count() == 0

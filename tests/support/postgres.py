@@ -44,6 +44,16 @@ class Cluster:
             check=True, capture_output=True,
         )
 
+    def stop_server(self) -> None:
+        """Shut the server down as an operator's restart does (sessions are terminated)."""
+        _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-m", "fast", "-w", "stop"])
+
+    def start_server(self) -> None:
+        """Start it again with the options it had (postmaster.opts), waiting until it accepts sessions."""
+        _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-l", self.folder + "/log",
+                      "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
+                      "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"])
+
     def stop(self) -> None:
         _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-m", "immediate", "stop"],
                      check=False)
@@ -57,18 +67,32 @@ def _as_postgres(cmd: list[str], check: bool = True) -> subprocess.CompletedProc
     return subprocess.run(cmd, check=check, capture_output=True)
 
 
+def _start_on_a_free_port(bindir: str, folder: str, tries: int = 5) -> int:
+    """PostgreSQL binds its port itself (it cannot take a bound socket): offer it a free one, and offer
+    another if some other process took that one in between ("could not bind" in its log)."""
+    for _ in range(tries):
+        port = free_port()
+        started = _as_postgres([os.path.join(bindir, "pg_ctl"), "-D", folder + "/data", "-l", folder + "/log",
+                                "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
+                                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"],
+                               check=False)
+        if started.returncode == 0:
+            return port
+        with open(folder + "/log", errors="replace") as log:
+            if "could not bind" not in log.read():
+                started.check_returncode()
+    raise RuntimeError(f"PostgreSQL found no free port in {tries} tries")
+
+
 def start_cluster() -> Cluster:
     bindir = _bindir()
     folder = tempfile.mkdtemp(prefix="palanquee-pg-")
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
         os.chown(folder, user.pw_uid, user.pw_gid)
-    port = free_port()
     _as_postgres([os.path.join(bindir, "initdb"), "-D", folder + "/data", "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--locale=C.UTF-8"])
-    _as_postgres([os.path.join(bindir, "pg_ctl"), "-D", folder + "/data", "-l", folder + "/log", "-w", "-o",
-                  f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"])
+    port = _start_on_a_free_port(bindir, folder)
     cluster = Cluster(folder, port, bindir)
     deadline = time.monotonic() + 20
     while True:

@@ -1,0 +1,101 @@
+"""Results written as replies arrive, in small groups, so that a crash loses only what was on the wire.
+
+One write at a time runs in the database thread; results that arrive meanwhile (and in a short
+window after the first of them) make the next group. A copy whose reply came is thus recorded a few
+milliseconds later, and a process killed at any moment re-sends at most the copies whose replies
+were still unrecorded: about connections × pipelining depth, instead of a whole claimed batch. A
+write that fails (the database is unreachable) is retried with backoff; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from engine import clock
+from engine.config import Settings
+from engine.outbound.outbox import Claimed, Result, record, release_at
+
+log = logging.getLogger("palanquee.delivery")
+RunInDb = Callable[..., Awaitable[Any]]
+
+
+class Recorder:
+    """Collects results of claimed copies and writes them through ``outbox.record`` as they come."""
+
+    window = 0.003  # seconds to let a group gather after its first result
+    longest_pause = 5.0  # between two tries of a failed write
+
+    def __init__(self, settings: Settings, run_in_db: RunInDb) -> None:
+        self.settings, self.run_in_db = settings, run_in_db
+        self.claims: dict[int, Claimed] = {}
+        self.received: dict[int, datetime] = {}  # message id -> reception (the retry lifetime counts from it)
+        self.waiting: list[Result] = []
+        self.releasing: list[tuple[int, datetime | None]] = []  # untried claims, due now (None) or later
+        self.task: asyncio.Task[None] | None = None
+        self.groups = 0  # writes done (for tests and logs)
+
+    def expect(self, claimed: list[Claimed]) -> None:
+        self.claims.update((item.id, item) for item in claimed)
+
+    def received_at(self, message_id: int, moment: datetime) -> None:
+        self.received[message_id] = moment
+        if len(self.received) > 1000:
+            self.received.pop(next(iter(self.received)))
+
+    def add(self, result: Result) -> None:
+        self.waiting.append(result)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._write_all())
+
+    def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
+        """Claims never tried: released (due at once or at ``due``, attempt not counted) with the next group."""
+        if ids:
+            times: list[datetime | None] = list(due) if due is not None else [None] * len(ids)
+            self.releasing += zip(ids, times, strict=True)
+            if self.task is None or self.task.done():
+                self.task = asyncio.ensure_future(self._write_all())
+
+    async def drain(self) -> None:
+        """Wait until every result so far is written."""
+        while self.task is not None and not self.task.done():
+            await asyncio.shield(self.task)
+
+    async def _write_all(self) -> None:
+        pause = 0.05
+        while self.waiting or self.releasing:
+            await asyncio.sleep(self.window)
+            group, self.waiting = self.waiting, []
+            released, self.releasing = self.releasing, []
+            try:
+                await self._write(group, released)
+            except Exception:
+                self.waiting[:0], self.releasing[:0] = group, released
+                log.warning("recording %s results failed; retrying in %.2f s", len(group) + len(released), pause,
+                            exc_info=pause == 0.05)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.longest_pause)
+                continue
+            pause = 0.05
+            self.groups += 1
+            for delivery_id in [*(result.delivery_id for result in group), *(pair[0] for pair in released)]:
+                self.claims.pop(delivery_id, None)
+
+    async def _write(self, group: list[Result], released: list[tuple[int, datetime | None]]) -> None:
+        settings = self.settings
+        claims = {result.delivery_id: self.claims[result.delivery_id] for result in group}
+        now = clock.now()
+        received = {item.message_id: self.received.get(item.message_id, now) for item in claims.values()}
+        due = [(delivery_id, moment or now) for delivery_id, moment in released]
+        await self.run_in_db(_write, group, claims, due, first=settings.retry_first,
+                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received, now=now,
+                             settings=settings)
+
+
+def _write(results: list[Result], claims: dict[int, Claimed], released: list[tuple[int, datetime]],
+           **options: Any) -> None:
+    record(results, claims, **options)
+    release_at(released)

@@ -1,0 +1,62 @@
+"""The structure picker of the staff forms: a text field with a list of the structures the staff member manages
+("CODE — Name", searchable by name and by code as one types), and the field errors for what cannot be used.
+
+A code, a picked "CODE — Name" or an exact name are all understood. An unknown structure and one outside the
+staff member's scopes are field errors: the form is shown again with everything typed (the engine refuses
+such a structure too, with ``NotAllowed``, for a forged form).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee as pw
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from engine.directory import staff
+from engine.directory.models import Structure
+
+SEPARATOR = " — "
+
+
+def value_of(structure: Structure | None) -> str:
+    """What the field shows for a structure: "CR-PROV — Comité régional Provence-Alpes-Côte d'Azur"."""
+    return f"{structure.code}{SEPARATOR}{structure.name}" if structure is not None else ""
+
+
+def options() -> list[str]:
+    """The picker's choices: every structure the logged-in staff member manages, in tree order."""
+    query = staff.manageable_structures(current_user).order_by(Structure.path)
+    return [value_of(structure) for structure in query if isinstance(structure, Structure)]
+
+
+def find(text: str) -> Structure | None:
+    """The structure a picker value names: by code (before " — " when picked), else by its exact name."""
+    value = " ".join((text or "").split())
+    if not value:
+        return None
+    code = value.split(SEPARATOR.strip(), 1)[0].strip().upper() if SEPARATOR.strip() in value else value.upper()
+    found = Structure.get_or_none(Structure.code == code)
+    if found is None:
+        named = list(Structure.select().where(pw.fn.LOWER(Structure.name) == value.lower()).limit(2))
+        found = named[0] if len(named) == 1 else None
+    return found
+
+
+def structure_from(field: Any) -> Structure | None:
+    """The structure the field names, if the staff member manages it; otherwise a field error and ``None``."""
+    structure = find(field.data or "")
+    if structure is None:
+        typed = (field.data or "").strip()[:80]
+        _add_error(field, _("Structure inconnue : « %(value)s ». Choisissez-la dans la liste proposée en tapant "
+                            "son nom ou son code.", value=typed))
+    elif not staff.can_manage(current_user, structure):
+        _add_error(field, _("%(name)s (%(code)s) est hors de votre périmètre : choisissez une structure que vous "
+                            "gérez.", name=structure.name, code=structure.code))
+        structure = None
+    return structure
+
+
+def _add_error(field: Any, message: str) -> None:
+    field.errors = [*field.errors, message]  # a tuple until the form has been validated
