@@ -156,3 +156,32 @@ def test_in_front_a_switched_off_domain_is_refused_for_good_not_deferred(
         assert code == 550, (code, reply)  # permanent: senders do not retry for days
     finally:
         front.destroy()
+
+
+def test_behind_postfix_copies_after_a_quiet_spell_go_at_once_on_new_connections(
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings) -> None:
+    """Issue 16: Postfix closes connections idle for `smtpd_timeout`; the next send must not lose a copy to a
+    dead connection (deferred, then again at every retry), but notice and reconnect at once."""
+    relay = make_relay(sink, smtpd_timeout="2s")
+    try:
+        settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{relay.service_port}")
+        engine = start_engine(settings)
+        host, port = engine.bound["smtp"]
+        board = federation.board_list.address
+        with smtplib.SMTP(host, port) as client:
+            client.send_message(post(board, "Premier"), from_addr="elodie.dupre@example.fr", to_addrs=[board])
+        wait_until(lambda: sent_count() == 2, what="the first post's copies", timeout=60)
+        # The quiet spell: Postfix drops every connection the engine kept open.
+        wait_until(lambda: relay.log().count("timeout after") >= 1, what="Postfix closing idle connections",
+                   timeout=60)
+        with smtplib.SMTP(host, port) as client:
+            client.send_message(post(board, "Second"), from_addr="elodie.dupre@example.fr", to_addrs=[board])
+        wait_until(lambda: Message.select().where(Message.state == MessageState.DONE).count() == 2,
+                   what="the second post delivered", timeout=60)
+        second = Message.select().order_by(Message.id.desc()).get()
+        rows = list(Delivery.select().where(Delivery.message == second))
+        assert [(d.state, d.attempts) for d in rows] == [(DeliveryState.SENT, 1)] * 2, [d.last_reply for d in rows]
+        wait_until(lambda: relay.queue_size() == 0 and len(sink.handler.received) == 4, what="all four relayed",
+                   timeout=60)
+    finally:
+        relay.destroy()
