@@ -159,8 +159,9 @@ class Worker:
         return found
 
     async def claim(self) -> list[Claimed]:
-        return await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,  # type: ignore[no-any-return]
-                                    self.settings.delivery_lease)
+        claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,
+                                                      self.settings.delivery_lease)
+        return claimed
 
     async def run_until_idle(self) -> int:
         """Send batch after batch until none is due; the next claim and the last record run in the
