@@ -22,8 +22,9 @@ from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
 def open_database(settings: Settings, *, check: bool = True) -> peewee.Database:
-    """Connect the models to the configured database; refuse a database that is behind."""
-    database = engine_db.bind(engine_db.make_database(settings.database_url))
+    """Connect the models to the configured database; refuse a database that is behind. The database
+    object already bound to that URL is reused (commands run in one process, as tests do, share it)."""
+    database = engine_db.shared(settings.database_url)
     database.connect(reuse_if_open=True)
     if check:
         engine_db.check_schema(database)

@@ -126,3 +126,17 @@ def db(db_url: str) -> Iterator[object]:
     yield database
     if not database.is_closed():
         database.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_the_bound_connection() -> Iterator[None]:
+    """After every test, close this thread's connection of whatever database the models are bound to.
+
+    ``create_app``, the CLI and the engine may bind the models to a database object of their own; a
+    connection this thread opened on it and nobody closed would be collected later, in another test,
+    where psycopg's ResourceWarning becomes an error (a net under ``factories.close_bound_connection``).
+    """
+    yield
+    bound = engine_db.database.obj
+    if bound is not None and not bound.is_closed():
+        bound.close()

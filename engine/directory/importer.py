@@ -11,7 +11,7 @@ import csv
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TextIO
 
 from engine import audit, clock
@@ -251,7 +251,7 @@ class _Writer:
             setattr(member, key, values[key])
         return changed
 
-    def _email(self, member: Member, row: Row, now) -> list[str]:  # type: ignore[no-untyped-def]
+    def _email(self, member: Member, row: Row, now: datetime) -> list[str]:
         set_by_member = member.email_set_by_member_at
         protected = set_by_member is not None and (member.email_imported_at is None
                                                    or set_by_member > member.email_imported_at)

@@ -172,8 +172,9 @@ def finish_messages(now: datetime | None = None) -> int:
 
 def next_due_at() -> datetime | None:
     """When the earliest open delivery falls due (the workers sleep until then)."""
-    row = (Delivery.select(pw.fn.MIN(Delivery.next_attempt_at)).where(Delivery.state.in_(DUE_STATES)).scalar())
-    return row  # type: ignore[no-any-return]
+    row: datetime | None = (Delivery.select(pw.fn.MIN(Delivery.next_attempt_at))
+                            .where(Delivery.state.in_(DUE_STATES)).scalar())
+    return row
 
 
 def counts(message_id: int) -> dict[str, int]:
