@@ -72,10 +72,9 @@ class PreparedMessage:
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
         """The copy's return path and its finished bytes: the one place where a copy is made."""
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
-        if member_ids:
-            token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids)
-        else:
-            token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, email_key=item.address.lower())
+        # the members sharing the address, or the address itself when they are many or none (tokens.py)
+        token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids,
+                                              email_key=item.address.strip().lower())
         personal = Personal(
             unsubscribe_url=f"{self.settings.base_url}/u/{token}",
             unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",

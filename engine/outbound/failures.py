@@ -77,6 +77,6 @@ def _may_tell_author(message: Message) -> bool:
         return False
     try:
         headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
-        return not is_auto_submitted(headers)
+        return not is_auto_submitted(headers) and notices.within_author_limits(message.author, message.mailing_list_id)
     except Exception:
         return False
