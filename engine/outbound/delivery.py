@@ -25,7 +25,7 @@ from engine.outbound import failures, mime
 from engine.outbound.dispatch import Dispatch
 from engine.outbound.outbox import Claimed, Result, claim_due
 from engine.outbound.pacer import Pacer
-from engine.outbound.recorder import Recorder
+from engine.outbound.recorder import Counted, Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
 from engine.posting import dmarc, keys, signing
@@ -101,11 +101,12 @@ class Worker:
     get their replies and are recorded, and the claims not yet tried are given back at once.
     """
 
-    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str) -> None:
+    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str,
+                 counted: Counted | None = None) -> None:
         self.settings, self.transport, self.run_in_db, self.name = settings, transport, run_in_db, name
         self.verp_key = verp.signing_key(settings)
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
-        self.recorder = Recorder(settings, run_in_db)
+        self.recorder = Recorder(settings, run_in_db, counted)  # counted: (group, outcome) of each result
         self.pacer = Pacer(settings, run_in_db)
         self.stopping = False
 
@@ -125,7 +126,7 @@ class Worker:
             try:
                 found = await asyncio.to_thread(PreparedMessage, self.settings, message, info, signing_keys)
             except Exception as exc:  # any fault of rendering: the same input fails the same way
-                log.exception("message %s cannot be rendered", message_id)
+                log.exception("message %s cannot be rendered", message_id, extra={"message_id": message_id})
                 raise Unrenderable(failures.describe(exc)) from exc
             self.cache[message_id] = found
             while len(self.cache) > 8:
@@ -191,6 +192,8 @@ class Worker:
         groups, later = await self.pacer.admit([item for item in claimed if item.message_id in prepared])
         if later:
             self.give_back([delivery_id for delivery_id, _ in later], [moment for _, moment in later])
+        for group, members in groups.items():
+            self.recorder.grouped([item.id for item in members], group.rule)
         in_flight: set[int] = set()
 
         def build(item: Claimed) -> Item | None:
@@ -198,7 +201,8 @@ class Worker:
                 sender, data = prepared[item.message_id].envelope_and_copy(
                     item, self.verp_key, stuffed=self.transport.dot_stuffed)
             except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
-                log.exception("cannot build the copy of delivery %s", item.id)
+                log.exception("cannot build the copy of delivery %s", item.id,
+                              extra={"delivery_id": item.id, "message_id": item.message_id})
                 add(Result(item.id, 0, _internal("building the copy", exc), local=True))
                 return None
             in_flight.add(item.id)

@@ -17,10 +17,12 @@ from typing import Any
 
 from engine import clock
 from engine.config import Settings
+from engine.outbound.models import DeliveryState
 from engine.outbound.outbox import Claimed, Result, record, release_at
 
 log = logging.getLogger("palanquee.delivery")
 RunInDb = Callable[..., Awaitable[Any]]
+Counted = Callable[[str, str], None]  # (destination group, outcome) of each result written
 
 
 class Recorder:
@@ -29,9 +31,10 @@ class Recorder:
     window = 0.003  # seconds to let a group gather after its first result
     longest_pause = 5.0  # between two tries of a failed write
 
-    def __init__(self, settings: Settings, run_in_db: RunInDb) -> None:
-        self.settings, self.run_in_db = settings, run_in_db
+    def __init__(self, settings: Settings, run_in_db: RunInDb, counted: Counted | None = None) -> None:
+        self.settings, self.run_in_db, self.counted = settings, run_in_db, counted
         self.claims: dict[int, Claimed] = {}
+        self.group_of: dict[int, str] = {}  # delivery id -> its throttle group (metrics)
         self.received: dict[int, datetime] = {}  # message id -> reception (the retry lifetime counts from it)
         self.waiting: list[Result] = []
         self.releasing: list[tuple[int, datetime | None]] = []  # untried claims, due now (None) or later
@@ -40,6 +43,10 @@ class Recorder:
 
     def expect(self, claimed: list[Claimed]) -> None:
         self.claims.update((item.id, item) for item in claimed)
+
+    def grouped(self, ids: list[int], group: str) -> None:
+        """The throttle group the copies ``ids`` were sent under (their results are counted by group)."""
+        self.group_of.update(dict.fromkeys(ids, group))
 
     def received_at(self, message_id: int, moment: datetime) -> None:
         self.received[message_id] = moment
@@ -71,7 +78,7 @@ class Recorder:
             group, self.waiting = self.waiting, []
             released, self.releasing = self.releasing, []
             try:
-                await self._write(group, released)
+                written = await self._write(group, released)
             except Exception:
                 self.waiting[:0], self.releasing[:0] = group, released
                 log.warning("recording %s results failed; retrying in %.2f s", len(group) + len(released), pause,
@@ -81,21 +88,36 @@ class Recorder:
                 continue
             pause = 0.05
             self.groups += 1
+            self._written(written, group)
             for delivery_id in [*(result.delivery_id for result in group), *(pair[0] for pair in released)]:
                 self.claims.pop(delivery_id, None)
+                self.group_of.pop(delivery_id, None)
 
-    async def _write(self, group: list[Result], released: list[tuple[int, datetime | None]]) -> None:
+    def _written(self, written: list[tuple[int, str, str]], group: list[Result]) -> None:
+        """Count each result by group and outcome; log each copy not sent, with its ids."""
+        for delivery_id, state, reply in written:
+            if self.counted is not None:
+                self.counted(self.group_of.get(delivery_id, ""), state)
+            if state != DeliveryState.SENT:
+                claim = self.claims.get(delivery_id)
+                log.info("delivery %s %s: %s", delivery_id, state, reply, extra={
+                    "delivery_id": delivery_id, "message_id": claim.message_id if claim else None,
+                    "outcome": state, "attempts": claim.attempts if claim else None, "reply": reply})
+
+    async def _write(self, group: list[Result], released: list[tuple[int, datetime | None]]) -> list[tuple[int, str, str]]:
         settings = self.settings
         claims = {result.delivery_id: self.claims[result.delivery_id] for result in group}
         now = clock.now()
         received = {item.message_id: self.received.get(item.message_id, now) for item in claims.values()}
         due = [(delivery_id, moment or now) for delivery_id, moment in released]
-        await self.run_in_db(_write, group, claims, due, first=settings.retry_first,
-                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received, now=now,
-                             settings=settings)
+        written: list[tuple[int, str, str]] = await self.run_in_db(
+            _write, group, claims, due, first=settings.retry_first, longest=settings.retry_max,
+            lifetime=settings.retry_lifetime, received=received, now=now, settings=settings)
+        return written
 
 
 def _write(results: list[Result], claims: dict[int, Claimed], released: list[tuple[int, datetime]],
-           **options: Any) -> None:
-    record(results, claims, **options)
+           **options: Any) -> list[tuple[int, str, str]]:
+    written = record(results, claims, **options)
     release_at(released)
+    return written
