@@ -139,8 +139,7 @@ class Worker:
             return []
         claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,
                                                       self.settings.delivery_lease)
-        self.recorder.expect(claimed)
-        return claimed
+        return self.recorder.expect(claimed)
 
     def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
         """Release claims never tried (a graceful stop, an unreachable database, throttling): due again

@@ -41,8 +41,16 @@ class Recorder:
         self.task: asyncio.Task[None] | None = None
         self.groups = 0  # writes done (for tests and logs)
 
-    def expect(self, claimed: list[Claimed]) -> None:
+    def expect(self, claimed: list[Claimed]) -> list[Claimed]:
+        """Await the results of ``claimed``; returns those not already awaited. A copy claimed again while
+        this process still has it on the wire (its lease ran out first: a slow batch, a busy database) is
+        not sent a second time: its new claim only extends the lease, and counts the attempt."""
+        fresh = [item for item in claimed if item.id not in self.claims]
         self.claims.update((item.id, item) for item in claimed)
+        if len(fresh) < len(claimed):
+            log.warning("%s copies claimed again while still in flight here (the lease is too short for a "
+                        "batch?); not sent twice", len(claimed) - len(fresh))
+        return fresh
 
     def grouped(self, ids: list[int], group: str) -> None:
         """The throttle group the copies ``ids`` were sent under (their results are counted by group)."""
@@ -106,6 +114,11 @@ class Recorder:
 
     async def _write(self, group: list[Result], released: list[tuple[int, datetime | None]]) -> list[tuple[int, str, str]]:
         settings = self.settings
+        unknown = [result for result in group if result.delivery_id not in self.claims]
+        if unknown:  # never wedge the recorder on one: a result of a copy whose claim is settled is dropped
+            log.warning("results of deliveries %s arrived after their claims were settled; ignored",
+                        [result.delivery_id for result in unknown])
+            group = [result for result in group if result.delivery_id in self.claims]
         claims = {result.delivery_id: self.claims[result.delivery_id] for result in group}
         now = clock.now()
         received = {item.message_id: self.received.get(item.message_id, now) for item in claims.values()}

@@ -115,13 +115,29 @@ def offset_of(log: Path) -> int:
     return log.stat().st_size if log.exists() else 0
 
 
-def start(env: dict[str, str], log: Path, timeout: float = 90) -> EngineProcess:
-    """Start ``palanquee engine`` with ``env``, logging to ``log``; returns once it listens."""
+def launch(env: dict[str, str], log: Path) -> EngineProcess:
+    """Start ``palanquee engine`` with ``env``, logging to ``log``, without waiting (``listening`` waits)."""
     offset = offset_of(log)
     with open(log, "ab") as output:
         process = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env, stdout=output,
                                    stderr=subprocess.STDOUT)
-    return listening(EngineProcess(process.pid, log, offset, process=process), timeout)
+    return EngineProcess(process.pid, log, offset, process=process)
+
+
+def start(env: dict[str, str], log: Path, timeout: float = 90) -> EngineProcess:
+    """Start ``palanquee engine`` with ``env``, logging to ``log``; returns once it listens."""
+    return listening(launch(env, log), timeout)
+
+
+def start_many(count: int, env: dict[str, str], folder: Path, timeout: float = 120) -> list[EngineProcess]:
+    """``count`` engines started at once (``engine-N.log`` in ``folder``); returns once all listen."""
+    launched = [launch(env, folder / f"engine-{n}.log") for n in range(count)]
+    try:
+        return [listening(engine, timeout) for engine in launched]
+    except BaseException:
+        for engine in launched:
+            engine.kill()
+        raise
 
 
 def fork(zygote: Zygote, env: dict[str, str], log: Path, timeout: float = 90) -> EngineProcess:
