@@ -74,7 +74,7 @@ class EngineProcess:
         self.wait(30)
 
     def terminate(self, timeout: float = 60) -> int | None:
-        """A deploy: SIGTERM, then the exit status (None for a zygote's child: the kernel reaped it)."""
+        """A deploy: SIGTERM, then the exit status (None for a zygote's child: its zygote reaped it)."""
         self._signal(signal.SIGTERM)
         return self.wait(timeout)
 
