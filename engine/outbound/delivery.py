@@ -109,6 +109,7 @@ class Worker:
         self.recorder = Recorder(settings, run_in_db, counted)  # counted: (group, outcome) of each result
         self.pacer = Pacer(settings, run_in_db)
         self.stopping = False
+        self.busy: set[int] = set()  # ids of the batch being sent
 
     def stop(self) -> None:
         self.stopping = True
@@ -139,7 +140,7 @@ class Worker:
             return []
         claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,
                                                       self.settings.delivery_lease)
-        return self.recorder.expect(claimed)
+        return self.recorder.expect(claimed, self.busy)
 
     def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
         """Release claims never tried (a graceful stop, an unreachable database, throttling): due again
@@ -186,6 +187,15 @@ class Worker:
     async def send(self, claimed: list[Claimed]) -> int:
         """Render and send each claimed copy at its group's pace; each result goes to the recorder as
         its reply arrives, and copies put off by throttling are given back with the time they may go."""
+        ids = {item.id for item in claimed}
+        self.busy |= ids  # a claim taken again meanwhile (its lease ran out) must not send them twice
+        try:
+            return await self._send(claimed)
+        finally:
+            self.busy -= ids
+            self.recorder.forget(ids)
+
+    async def _send(self, claimed: list[Claimed]) -> int:
         add = self.recorder.add
         prepared = await self._prepare_all(claimed)
         groups, later = await self.pacer.admit([item for item in claimed if item.message_id in prepared])

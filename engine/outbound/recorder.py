@@ -35,22 +35,30 @@ class Recorder:
         self.settings, self.run_in_db, self.counted = settings, run_in_db, counted
         self.claims: dict[int, Claimed] = {}
         self.group_of: dict[int, str] = {}  # delivery id -> its throttle group (metrics)
+        self.unwritten: set[int] = set()  # results and releases known here, not yet in the database
         self.received: dict[int, datetime] = {}  # message id -> reception (the retry lifetime counts from it)
         self.waiting: list[Result] = []
         self.releasing: list[tuple[int, datetime | None]] = []  # untried claims, due now (None) or later
         self.task: asyncio.Task[None] | None = None
         self.groups = 0  # writes done (for tests and logs)
 
-    def expect(self, claimed: list[Claimed]) -> list[Claimed]:
-        """Await the results of ``claimed``; returns those not already awaited. A copy claimed again while
-        this process still has it on the wire (its lease ran out first: a slow batch, a busy database) is
-        not sent a second time: its new claim only extends the lease, and counts the attempt."""
-        fresh = [item for item in claimed if item.id not in self.claims]
+    def expect(self, claimed: list[Claimed], busy: set[int] | frozenset[int] = frozenset()) -> list[Claimed]:
+        """Await the results of ``claimed``; returns those to send. A copy claimed again while this process
+        still has it (in ``busy``: in a batch being sent; or its result not yet written) because its lease
+        ran out first (a slow batch, a busy database) is not sent twice: the new claim only extends the
+        lease, and counts the attempt."""
+        fresh = [item for item in claimed if item.id not in busy and item.id not in self.unwritten]
         self.claims.update((item.id, item) for item in claimed)
         if len(fresh) < len(claimed):
-            log.warning("%s copies claimed again while still in flight here (the lease is too short for a "
-                        "batch?); not sent twice", len(claimed) - len(fresh))
+            log.warning("%s copies claimed again while still handled here (a lease shorter than a batch?); "
+                        "not sent twice", len(claimed) - len(fresh))
         return fresh
+
+    def forget(self, ids: set[int]) -> None:
+        """Claims of a batch that ended without a result for them (an error): left to their lease."""
+        for delivery_id in ids - self.unwritten:
+            self.claims.pop(delivery_id, None)
+            self.group_of.pop(delivery_id, None)
 
     def grouped(self, ids: list[int], group: str) -> None:
         """The throttle group the copies ``ids`` were sent under (their results are counted by group)."""
@@ -63,6 +71,7 @@ class Recorder:
 
     def add(self, result: Result) -> None:
         self.waiting.append(result)
+        self.unwritten.add(result.delivery_id)
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._write_all())
 
@@ -71,6 +80,7 @@ class Recorder:
         if ids:
             times: list[datetime | None] = list(due) if due is not None else [None] * len(ids)
             self.releasing += zip(ids, times, strict=True)
+            self.unwritten.update(ids)
             if self.task is None or self.task.done():
                 self.task = asyncio.ensure_future(self._write_all())
 
@@ -100,6 +110,7 @@ class Recorder:
             for delivery_id in [*(result.delivery_id for result in group), *(pair[0] for pair in released)]:
                 self.claims.pop(delivery_id, None)
                 self.group_of.pop(delivery_id, None)
+                self.unwritten.discard(delivery_id)
 
     def _written(self, written: list[tuple[int, str, str]], group: list[Result]) -> None:
         """Count each result by group and outcome; log each copy not sent, with its ids."""
