@@ -30,11 +30,18 @@ Counted = Callable[[str, str], None]  # (stage: "rcpt" or "data", reply) of each
 
 
 def storage_full(error: BaseException) -> bool:
-    """The database could not write because its disk (or SQLite's ``max_page_count``) is full."""
-    cause = error.__cause__ or error
-    text = f"{error} {cause}"
-    return getattr(cause, "sqlstate", None) == "53100" or "database or disk is full" in text \
-        or "No space left on device" in text
+    """The database could not write because its disk (or SQLite's ``max_page_count``) is full. SQLite
+    rolls the transaction back itself, so the error raised may be the failed ROLLBACK that followed:
+    the whole chain of causes is read."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) == "53100" or any(  # PostgreSQL's disk_full
+                text in str(seen) for text in ("database or disk is full", "No space left on device")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class IntakeHandler:
