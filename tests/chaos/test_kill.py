@@ -29,10 +29,10 @@ from tests.support.engines import EngineProcess
 from tests.support.sink import Sink, SinkHandler
 from tests.support.zygote import Zygote
 
-SIZE = 10_000
+SIZE = int(os.environ.get("PALANQUEE_CHAOS_SIZE", "10000"))  # bench/chaos.py runs longer variants
+KILLS = max(8, int(os.environ.get("PALANQUEE_CHAOS_KILLS", "20")))
 CONNECTIONS = 4
-KILLS = 20
-GREYLISTED = frozenset(crowd.recipient(n) for n in range(37, SIZE, 250))  # 40 addresses, spread over the list
+GREYLISTED = frozenset(crowd.recipient(n) for n in range(37, SIZE, max(1, SIZE // 40)))  # 40, spread over the list
 
 
 @dataclass
