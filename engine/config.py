@@ -175,6 +175,16 @@ SPECS: tuple[Spec, ...] = (
          "(a wildcard listen address is read as 127.0.0.1)"),
     Spec("web_listen", parse_hostport, "127.0.0.1:5000",
          "where `web` and `demo` serve the portal (`demo` takes any free port for port 0, and prints it)"),
+    Spec("web_workers", parse_positive_int, "3",
+         "processes `web` and `demo` serve the portal with (gunicorn sync workers: one request at a time each)"),
+    Spec("web_timeout", parse_duration, "30s",
+         "longest a request may take (reading its body, answering); a worker stuck longer is replaced"),
+    Spec("web_header_timeout", parse_duration, "10s",
+         "a connection that has not sent its whole request head by then is closed (no worker waits for it)"),
+    Spec("max_request_size", parse_positive_int, "1048576",
+         "largest request body the portal reads, in bytes (answered 413 before reading it)"),
+    Spec("max_upload_size", parse_positive_int, "20971520",
+         "largest body of the member import upload, in bytes (larger files: `palanquee import-members`)"),
     Spec("smtp_listen", parse_hostport, "127.0.0.1:2525", "the engine's SMTP intake"),
     Spec("lmtp_listen", parse_optional_hostport, "off",
          "the engine's LMTP intake, for an MTA in front (`off` or host:port)"),
@@ -273,6 +283,11 @@ class Settings:
     secret_key: str
     base_url: str
     web_listen: tuple[str, int]
+    web_workers: int
+    web_timeout: timedelta
+    web_header_timeout: timedelta
+    max_request_size: int
+    max_upload_size: int
     smtp_listen: tuple[str, int]
     lmtp_listen: tuple[str, int] | None
     socketmap_listen: tuple[str, int] | None

@@ -281,7 +281,7 @@ class EngineThread:
         self.thread.join(timeout)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: a helper gets SIGTERM when its engine dies, even by SIGKILL (its claims then expire)."""
     import ctypes
     import signal
@@ -300,11 +300,13 @@ def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
     return environment
 
 
-def serve(settings: Settings, *, delivery_only: bool = False) -> None:
+def serve(settings: Settings, *, delivery_only: bool = False,
+          on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
     """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
 
     With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
     processes that only deliver (claims are shared through the database), and stops them with it.
+    ``on_ready(bound)`` is called once it listens (``palanquee demo`` runs it as a child process).
     """
     import signal
     import subprocess
@@ -315,7 +317,7 @@ def serve(settings: Settings, *, delivery_only: bool = False) -> None:
     helpers: list[subprocess.Popen[bytes]] = []
     if not delivery_only:
         helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
-                                    env=_helper_environment(settings, number), preexec_fn=_die_with_parent)
+                                    env=_helper_environment(settings, number), preexec_fn=die_with_parent)
                    for number in range(1, settings.delivery_processes)]
 
     async def main() -> None:
@@ -330,6 +332,8 @@ def serve(settings: Settings, *, delivery_only: bool = False) -> None:
             target = settings.smarthost or f"capture in {settings.capture_dir}"
             log.info("engine %s%s %s; delivering to %s", engine.name, " (delivery only)" if delivery_only else "",
                      f"listening on {where}" if where else "listening on nothing", target)
+            if on_ready is not None:
+                on_ready(dict(engine.bound))
         await runner
 
     try:

@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
             engine_db.check_schema(database)
     _init_database_hooks(app, database)
 
+    hardening.init_app(app, settings)  # body limits first: the CSRF check reads the form
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -62,7 +63,6 @@ def create_app(settings: Settings | None = None, *, check_schema: bool = True,
     _register_blueprints(app)
     errors.register(app)
     _register_template_helpers(app)
-    hardening.init_app(app, https=settings.secure_cookies)
     _register_commands(app)
     return app
 

@@ -94,7 +94,7 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
     if not throttle.attempt([
             (throttle.ADDRESS_CHANGE_MEMBER, throttle.ADDRESS_CHANGE_MEMBER.key(member.id)),
             (throttle.ADDRESS_CHANGE_TARGET, throttle.ADDRESS_CHANGE_TARGET.key(email_key(new))),
-            (throttle.ADDRESS_CHANGE_ADDRESS, throttle.ADDRESS_CHANGE_ADDRESS.key(ip or "unknown"))]).allowed:
+            (throttle.ADDRESS_CHANGE_ADDRESS, throttle.ADDRESS_CHANGE_ADDRESS.key(throttle.source(ip)))]).allowed:
         raise TooManyRequests(new)
     now = clock.now()
     with database.atomic():

@@ -137,7 +137,7 @@ def request_reset(settings: Settings, identifier: str, *, language: str | None =
     A shared family address gets one link per member using it (they share that mailbox anyway).
     """
     sent = 0
-    if not throttle.attempt([(throttle.RESET_ADDRESS, throttle.RESET_ADDRESS.key(ip or "unknown"))]).allowed:
+    if not throttle.attempt([(throttle.RESET_ADDRESS, throttle.RESET_ADDRESS.key(throttle.source(ip)))]).allowed:
         return 0
     for member in _members_named(identifier):
         if not member.email or not throttle.attempt([(throttle.RESET_MAIL, throttle.RESET_MAIL.key(member.id))]).allowed:

@@ -88,6 +88,9 @@ def route(address: str, verp_key: bytes) -> Route:
     domain = Domain.get_or_none(Domain.name == domain_name)
     if domain is None:
         raise Refused("550 5.7.1 Relaying denied: this server only accepts mail for its mailing lists")
+    base, plus, shared_token = local.partition("+")
+    if plus and base == verp.SHARED_LOCAL_PART:
+        return _shared_bounce(address, domain, shared_token, verp_key)
     for list_local, companion, token in _candidates(local):
         mailing_list = MailingList.get_or_none(
             (MailingList.domain == domain) & (pw.fn.LOWER(MailingList.local_part) == list_local))
@@ -104,3 +107,21 @@ def route(address: str, verp_key: bytes) -> Route:
                 raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
         return Route(address, mailing_list.id, companion, delivery_id)
     raise Refused(f"550 5.1.1 <{address}>: no such mailing list")
+
+
+def _shared_bounce(address: str, domain: Domain, token: str, verp_key: bytes) -> Route:
+    """``bounces+TOKEN@domain``, the return path of lists whose own would pass 64 octets: the token's
+    delivery names the list, which must be of this domain."""
+    from engine.outbound.models import Delivery
+    from engine.posting.models import Message
+
+    delivery_id = verp.read_token(verp_key, token)
+    row = None if delivery_id is None else (
+        MailingList.select(MailingList.id, MailingList.deleted_at).join(Message)
+        .join(Delivery, on=(Delivery.message == Message.id))
+        .where((Delivery.id == delivery_id) & (MailingList.domain == domain.id)).first())
+    if row is None or row.deleted_at is not None:
+        raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
+    if not domain.lists_enabled:
+        raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
+    return Route(address, row.id, Companion.BOUNCES, delivery_id)

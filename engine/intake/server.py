@@ -19,7 +19,7 @@ from engine.config import Settings
 from engine.intake import routes, service
 from engine.notices import HeaderInjection
 from engine.posting import render
-from engine.posting.authentication import Client
+from engine.posting.authentication import UNCHECKED, Client, check_post
 
 log = logging.getLogger("palanquee.intake")
 RunInDb = Callable[..., Awaitable[Any]]
@@ -94,10 +94,12 @@ class IntakeHandler:
         # Over LMTP the client is the MTA in front, not the sender: no SPF verdict about it (use header mode).
         client = None if self.lmtp else Client(str(peer), str(session.host_name or ""))
         done: dict[tuple[int, str, int | None], str] = {}
-        for route in getattr(envelope, "routes", []):
+        routes_ = list(getattr(envelope, "routes", []))
+        checked = await self._authenticate(routes_, data, sender, client)
+        for route in routes_:
             key = (route.list_id, route.companion, route.delivery_id)
             if key not in done:
-                done[key] = await self._receive(route, sender, data, client)
+                done[key] = await self._receive(route, sender, data, client, checked)
             replies.append(done[key])
         if not replies:
             self.counted("data", "554")
@@ -111,18 +113,20 @@ class IntakeHandler:
         return temporary[0] if temporary else replies[0]
 
 
-    async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client | None) -> str:
-        reply = await self._store(route, sender, data, client)
+    async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client | None,
+                       checked: object) -> str:
+        reply = await self._store(route, sender, data, client, checked)
         self.counted("data", reply)
         return reply
 
-    async def _store(self, route: routes.Route, sender: str, data: bytes, client: Client | None) -> str:
+    async def _store(self, route: routes.Route, sender: str, data: bytes, client: Client | None,
+                     checked: object) -> str:
         """Store the post (or handle the companion) and return its reply: never 250 before the commit."""
         ids = {"list_id": route.list_id, "rcpt": route.address}
         try:
             problem = await self._render_problem(route, data)
             outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,
-                                                            client, render_problem=problem)
+                                                            client, checked, render_problem=problem)
         except Exception as exc:
             if storage_full(exc):  # a 4xx: the sender keeps the message and tries again later
                 log.error("cannot store a message for %s: the database's storage is full", route.address,
@@ -152,6 +156,20 @@ class IntakeHandler:
             log.exception("rendering a post for %s", route.address)
             return f"554 5.6.0 The message cannot be prepared for the list ({type(exc).__name__})"
         return None
+
+    async def _authenticate(self, routes_: list[routes.Route], data: bytes, sender: str,
+                            client: Client | None) -> object:
+        """The post's DKIM/SPF/DMARC outcome, once per transaction, in a thread of its own (DNS lookups must
+        not stall the database thread); ``UNCHECKED`` when it cannot be had here (receive then retries)."""
+        posts = [route for route in routes_ if route.companion == routes.Companion.POST]
+        if not posts:
+            return UNCHECKED
+        try:
+            return await asyncio.to_thread(check_post, self.settings, data, sender, client,
+                                           posts[0].address.rpartition("@")[2])
+        except Exception:
+            log.exception("authenticating a post from %s", sender)
+            return UNCHECKED
 
 
 def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable[[], SMTP]:

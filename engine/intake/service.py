@@ -48,14 +48,19 @@ def list_info(list_id: int) -> ListInfo:
 
 
 def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-            client: authentication.Client | None = None, *, render_problem: str | None = None) -> Outcome:
+            client: authentication.Client | None = None, checked: object = authentication.UNCHECKED, *,
+            render_problem: str | None = None) -> Outcome:
     """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it.
 
     ``client`` is the SMTP client (address, HELO), for SPF when the engine verifies senders itself;
-    ``render_problem`` the refusal of a post delivery could not render (``server`` checks it).
+    ``checked`` the post's authentication (``authentication.check_post``), done by the intake outside the
+    database thread (without it, it is done here from ``client``); ``render_problem`` the refusal of a
+    post delivery could not render (``server`` checks it).
     """
     if route.companion == Companion.POST:
-        return _post(settings, route, envelope_sender, data, client, render_problem)
+        if checked is authentication.UNCHECKED:
+            checked = authentication.check_post(settings, data, envelope_sender, client, route.address.rpartition("@")[2])
+        return _post(settings, route, envelope_sender, data, checked, render_problem)
     handlers = {
         Companion.BOUNCES: _bounce,
         Companion.UNSUBSCRIBE: _unsubscribe,
@@ -65,12 +70,11 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
     return handlers[route.companion](settings, route, envelope_sender, data)
 
 
-def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-          client: authentication.Client | None, render_problem: str | None) -> Outcome:
+def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object,
+          render_problem: str | None) -> Outcome:
+    assert checked is None or isinstance(checked, authentication.Outcome)
     mailing_list = MailingList.get_by_id(route.list_id)
     headers = _headers(data)
-    checked = authentication.check(settings.inbound_authentication, settings.authserv_id or mailing_list.domain.name,
-                                   data, headers, envelope_sender, client)
     post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)
     if decision.action == Action.REFUSE:

@@ -10,7 +10,6 @@ failure (and failed when its retry lifetime ends), and every claim gets its atte
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from engine.outbound.pacer import Pacer
 from engine.outbound.recorder import Counted, Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
-from engine.posting import dmarc, keys, signing
+from engine.posting import dmarc, signing
 from engine.posting.models import Message, MessageState
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
@@ -44,13 +43,9 @@ def load_message(message_id: int) -> tuple[Message, ListInfo]:
         list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
         domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
         reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
+        rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
         author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
     return message, info
-
-
-def load_signing_keys(domain: str) -> list[keys.SigningKey]:
-    """The list domain's active DKIM keys (database thread; empty when signing is left to the smarthost)."""
-    return keys.signing_keys(domain)
 
 
 class Unrenderable(Exception):
@@ -64,18 +59,13 @@ class Unrenderable(Exception):
 class PreparedMessage:
     """A message rendered once, with what every copy of it needs."""
 
-    def __init__(self, settings: Settings, message: Message, info: ListInfo,
-                 signing_keys: list[keys.SigningKey] | None = None) -> None:
-        # DMARC: the author's domain policy (DNS, cached with its TTL) decides the From of every copy.
-        info = dataclasses.replace(info, rewrite_from=dmarc.should_rewrite(message.mailing_list.dmarc_mode,
-                                                                           message.author))
+    def __init__(self, settings: Settings, message: Message, info: ListInfo) -> None:
         self.info = info
         raw = bytes(message.content)
         if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
             raw = mime.reencode(raw)
         self.prepared: Prepared = prepare(raw, self.info)
-        # DKIM and ARC: the copy's last step; the keys were read in the database thread.
-        self.signer = signing.for_message(settings, message, self.prepared, signing_keys)
+        self.signer = signing.CopySigner(self.prepared, [])  # unsigned until ``sign`` (database thread)
         self.received_at: datetime = message.received_at
         self.settings = settings
 
@@ -92,6 +82,11 @@ class PreparedMessage:
             reason=item.reason or "abonné(e) à la liste", shared_by=max(1, len(member_ids)))
         sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
         return sender, self.signer.copy(personal, stuffed=stuffed)
+
+    def sign(self, message: Message) -> None:
+        """DKIM and ARC, the copy's last step: the list domain's keys and the list's ARC setting (database
+        thread)."""
+        self.signer = signing.for_message(self.settings, message, self.prepared)
 
 
 class Worker:
@@ -119,16 +114,15 @@ class Worker:
         found = self.cache.get(message_id)
         if found is None:
             message, info = await self.run_in_db(load_message, message_id)
-            signing_keys = (await self.run_in_db(load_signing_keys, info.domain)
-                            if self.settings.dkim_signing == "engine" else [])
             self.recorder.received_at(message_id, message.received_at)
             if message.state == MessageState.FAILED:
                 raise Unrenderable(message.reason or failures.UNRENDERABLE)
             try:
-                found = await asyncio.to_thread(PreparedMessage, self.settings, message, info, signing_keys)
+                found = await asyncio.to_thread(PreparedMessage, self.settings, message, info)
             except Exception as exc:  # any fault of rendering: the same input fails the same way
                 log.exception("message %s cannot be rendered", message_id, extra={"message_id": message_id})
                 raise Unrenderable(failures.describe(exc)) from exc
+            await self.run_in_db(found.sign, message)
             self.cache[message_id] = found
             while len(self.cache) > 8:
                 self.cache.popitem(last=False)
@@ -179,9 +173,14 @@ class Worker:
                     await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
                     for delivery_id in ids:
                         self.recorder.add(Result(delivery_id, 554, exc.reason, local=True))
-            except Exception:  # the database, most likely: these copies go back, due again once it answers
-                log.warning("cannot load message %s; its copies are given back", mid, exc_info=True)
-                self.give_back(ids)
+            except Exception as exc:
+                if _database_error(exc):  # unreachable: these copies go back, due again once it answers
+                    log.warning("cannot load message %s; its copies are given back", mid, exc_info=True)
+                    self.give_back(ids)
+                    continue
+                log.exception("cannot prepare message %s", mid)  # signing keys…: retried, failed after the lifetime
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 0, _internal("preparing the message", exc), local=True))
         return prepared
 
     async def send(self, claimed: list[Claimed]) -> int:
@@ -250,6 +249,15 @@ class Worker:
             else:  # no lane could reach the relay
                 for delivery_id in ids:
                     self.recorder.add(Result(delivery_id, 0, error or "4.4.2 no connection"))
+
+
+def _database_error(error: BaseException) -> bool:
+    import sqlite3
+
+    import peewee
+    import psycopg
+
+    return isinstance(error, (peewee.PeeweeException, sqlite3.Error, psycopg.Error))
 
 
 def _internal(doing: str, error: BaseException) -> str:

@@ -21,6 +21,7 @@ from engine.outbound import outbox
 from engine.outbound.models import ThrottleRule, ThrottleState
 
 CREDIT = timedelta(seconds=1)  # unused slots kept for copies that come due late (and a burst after a pause)
+CATCH_UP = timedelta(seconds=10)  # the same while copies put off wait: a slow claim loses no slot
 RECOVERY_PER_MINUTE = 0.05  # of the configured rate, after a slow-down
 SMALLEST_FACTOR = 1 / 16
 COOLDOWN = timedelta(seconds=30)  # pipelined refusals come in bursts: one halving per 30 s at most
@@ -71,7 +72,7 @@ class Rules:
             group = Group(rule.name, rule.name, rule.per_minute, rule.per_hour, rule.per_day, rule.connections,
                           rule.per_connection)
             if rule.name == "default":
-                self.default = group
+                self.default = group if group.paced or group.dedicated else UNLIMITED
                 continue
             self.by_domain.update((domain, group) for domain in rule.domain_list)
             self.by_mx += [(pattern, group) for pattern in rule.mx_list]
@@ -146,13 +147,16 @@ def admit_one(state: ThrottleState, group: Group, wanted: int, now: datetime) ->
 
     ``state.tat`` is the slot of the group's next copy. Slots left unused while no copy was due are
     lost beyond a credit of about a second (at least two slots), which bounds the burst after a quiet
-    spell and lets copies that come due a little late (the poll, the claim) catch up: the rate held
-    over a long send is the configured one."""
+    spell; while copies put off wait their turn, slots are kept for ten seconds, so that copies
+    claimed late (a busy machine, the poll) catch up: the rate held over a long send is the
+    configured one."""
     _recover(state, now)
     step = interval(group, state)
     left, reopens = _quota(group, state, now)
     if step:
-        base = max(state.tat, now - max(CREDIT, 2 * step))
+        # Copies already put off (a backlog) keep their slots through a late claim up to CATCH_UP.
+        window = CATCH_UP if state.horizon > now else max(CREDIT, 2 * step)
+        base = max(state.tat, now - window)
         on_time = 0 if base > now else int((now - base) / step) + 1
     else:
         base, on_time = now, wanted

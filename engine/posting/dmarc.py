@@ -145,10 +145,22 @@ def author_address(headers: Message) -> tuple[str, str]:
     found = [(name, address) for name, address in getaddresses(raw_from(headers)) if usable_address(address)]
     if not found:
         return "", ""
-    name, address = found[0]
+    name, address = (_eight_bit(part) for part in found[0])
     with contextlib.suppress(ValueError, LookupError):  # a broken encoded word is shown as it came
         name = str(make_header(decode_header(name)))
     return _CONTROL.sub(" ", name).strip(), address
+
+
+def _eight_bit(text: str) -> str:
+    """Raw 8-bit header bytes (kept by the parser as surrogates) read as UTF-8, else Windows-1252, as mail
+    clients read them (and as render.part_text reads undeclared 8-bit bodies)."""
+    if text.isascii() or not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
 
 
 def should_rewrite(mode: str, author: str) -> bool:
@@ -175,7 +187,7 @@ def rewrite_from(message: Message, info: ListInfo) -> None:
     replies_to_list = any(info.address.lower() in str(v).lower() for k, v in message.raw_items()
                           if k.lower() == "reply-to")
     if info.author_in_cc or replies_to_list:
-        cc = [str(value) for k, value in message.raw_items() if k.lower() == "cc"]
+        cc = [_eight_bit(str(value)) for k, value in message.raw_items() if k.lower() == "cc"]
         if not any(address.lower() in value.lower() for value in cc):
             del message["Cc"]
             put("Cc", ", ".join([*cc, author]))

@@ -35,6 +35,28 @@ REASONS: dict[str, dict[str, str]] = {
         "en": "the sender's address was not authenticated (no aligned DKIM or SPF pass): waiting for its author "
               "to confirm",
     },
+    "bounce (null return path, RFC 5321 §4.5.5) sent to the list address": {
+        "fr": "avis de non-remise (chemin de retour vide, RFC 5321 §4.5.5) envoyé à l’adresse de la liste",
+        "en": "bounce (null return path, RFC 5321 §4.5.5) sent to the list address",
+    },
+    "From an automaton's address (mailer-daemon, noreply, list software): held for moderation": {
+        "fr": "message venant de l’adresse d’un automate (mailer-daemon, noreply, logiciel de listes) : retenu "
+              "pour modération",
+        "en": "sent from an automaton's address (mailer-daemon, noreply, list software): held for moderation",
+    },
+    "marked Precedence: bulk, junk or list (a forward from another list?): held for moderation": {
+        "fr": "message marqué « Precedence: bulk, junk ou list » (transféré d’une autre liste ?) : retenu pour "
+              "modération",
+        "en": "marked Precedence: bulk, junk or list (a forward from another list?): held for moderation",
+    },
+    "the From address may post, but the envelope sender is not one of its known addresses "
+    "(a forged From?): held for moderation": {
+        "fr": "l’adresse de l’expéditeur peut écrire, mais l’expéditeur de l’enveloppe n’est aucune de ses "
+              "adresses connues (expéditeur usurpé ?) : message retenu pour modération",
+        "en": "the From address may post, but the envelope sender is not one of its known addresses "
+              "(a forged From?): message held for moderation",
+    },
+    # Reasons of earlier versions of the rules, still stored on old messages.
     "bulk or list mail (Precedence) sent to the list address": {
         "fr": "courrier de masse ou d’une autre liste (en-tête Precedence) envoyé à l’adresse de la liste",
         "en": "bulk or list mail (Precedence header) sent to the list address",

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from email import errors, policy
-from email.header import Header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
-from email.utils import formatdate, make_msgid
 
 from engine.lists.models import MailingList, PostPolicy
-from engine.notices import safe_header_value
-from engine.posting import dmarc, footer, headers, mime, wrap
+from engine.posting import dmarc, footer, list_headers, mime, wrap
 from engine.posting.footer import Slot, part_text, quoted_printable
 from engine.posting.mime import Unrenderable
 
@@ -30,12 +26,6 @@ __all__ = ["ListInfo", "Personal", "Prepared", "Unrenderable", "check", "list_in
            "quoted_printable"]
 log = logging.getLogger("palanquee.render")
 
-# Headers a post may carry that only the list may set (RFC 2369 §4: a list replaces its parent's).
-REMOVED_HEADERS = (
-    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Post", "List-Help", "List-Owner",
-    "List-Subscribe", "List-Archive", "Precedence", "X-Loop", "Return-Path", "Delivered-To",
-    "DKIM-Signature", "Bcc",
-)
 # Serialise as received: never refold a header that came with the message (a signed part would break).
 OUTPUT_POLICY = policy.SMTP.clone(refold_source="none")
 # Defects of a multipart the email package had to guess at (a copy re-serialised from its guess may lose parts).
@@ -168,7 +158,7 @@ def prepare(raw: bytes, info: ListInfo, *, domain_for_ids: str | None = None) ->
     id_domain = domain_for_ids or info.domain
     marker = f"PLQSLOT{secrets.token_hex(8)}X"
     message = mime.parse(raw)
-    for step in HEADER_STEPS:
+    for step in list_headers.HEADER_STEPS:
         step(message, info, id_domain)
     slots: list[Slot] = []
     data = _footered(message, marker, slots)
@@ -190,80 +180,6 @@ def check(raw: bytes, info: ListInfo) -> None:
     """Everything delivery will do to ``raw``, once, with a stand-in recipient; raises as ``prepare``."""
     prepare(raw, info).copy(Personal("https://example.invalid/u/x", "mailto:x@example.invalid", "x"),
                             stuffed=True)
-
-
-# --- headers: each step rewrites the parsed post in place, in this order (RFC 2369 §4, RFC 2919) ---
-
-def _remove_list_headers(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    for name in REMOVED_HEADERS:
-        del message[name]
-
-
-def _prefix_subject(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    """The prefix goes before the subject as it came (encoded words untouched, so an encoded CR/LF
-    stays encoded, as its sender wrote it); nothing is added when the subject already carries it."""
-    prefix = safe_header_value(info.subject_prefix).strip()
-    if not prefix or prefix in headers.text(message, "Subject"):
-        return
-    original = [value.strip() for value in headers.raw_values(message, "Subject")][:1]
-    del message["Subject"]
-    if prefix.isascii():
-        encoded = prefix
-    else:  # RFC 2047; the space goes inside when an encoded word follows (§6.2 drops the one between)
-        glued = bool(original) and original[0].startswith("=?")
-        encoded = Header(prefix + (" " if glued else ""), "utf-8").encode()
-    message.set_raw("Subject", f"{encoded} {original[0]}" if original and original[0] else encoded)
-
-
-def _add_date_and_id(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    """Only when missing: the original Message-ID is kept on every copy so that replies thread."""
-    if "Date" not in message:
-        message["Date"] = formatdate(localtime=False)
-    if "Message-ID" not in message:
-        message["Message-ID"] = make_msgid(domain=id_domain)
-
-
-def _reply_to(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    if info.reply_to_list:
-        del message["Reply-To"]
-        message["Reply-To"] = info.address
-
-
-def _add_list_headers(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    name = safe_header_value(info.name)
-    message["List-Id"] = f"{_phrase(name)} <{info.local_part}.{info.domain}>"  # RFC 2919
-    message["List-Post"] = "NO" if info.announce_only else f"<mailto:{info.address}>"  # RFC 2369 §3.4
-    message["List-Help"] = f"<{info.help_url}>" if info.help_url else (
-        f"<mailto:{info.local_part}-request@{info.domain}?subject=help>")
-    message["List-Owner"] = f"<mailto:{info.local_part}-owner@{info.domain}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 §3.1
-    message["Precedence"] = "list"
-    message["X-Loop"] = info.address
-
-
-def _rewrite_from(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    """DMARC: "Author via List" <list address> when the author's domain demands it (dmarc.py)."""
-    if not info.rewrite_from:
-        return
-    try:
-        dmarc.rewrite_from(message, info)
-    except Exception as exc:  # noqa: BLE001 - the intake refuses such a post with this reason
-        raise Unrenderable(f"the author's address cannot be written in the list's From, Reply-To or Cc "
-                           f"(DMARC rewriting: {exc})") from exc
-
-
-HeaderStep = Callable[[EmailMessage, ListInfo, str], None]
-# Order matters: inbound list headers go before ours are added; the DMARC From rewriting comes last.
-HEADER_STEPS: tuple[HeaderStep, ...] = (
-    _remove_list_headers, _prefix_subject, _add_date_and_id, _reply_to, _add_list_headers, _rewrite_from,
-)
-
-
-def _phrase(name: str) -> str:
-    """A display name as a quoted string, or an RFC 2047 encoded word when it is not ASCII."""
-    if name.isascii():
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(name, "utf-8").encode()
 
 
 # --- body: a footer in every text part the reader sees, else the whole post wrapped beside one ---
@@ -302,7 +218,7 @@ def _footered(message: EmailMessage, marker: str, slots: list[Slot]) -> bytes | 
 def _wrapped(raw: bytes, info: ListInfo, id_domain: str, marker: str) -> bytes:
     """The post's headers rewritten, its body and ``Content-*`` lines copied byte for byte (``wrap``)."""
     head: EmailMessage = BytesHeaderParser(policy=policy.default).parsebytes(raw)
-    for step in HEADER_STEPS:
+    for step in list_headers.HEADER_STEPS:
         step(head, info, id_domain)
     for name in wrap.content_headers(head):
         del head[name]

@@ -206,6 +206,9 @@ def test_9_3_a_list_name_with_a_line_break_sends_nothing(start_engine, federatio
     federation.board_list.name = "Comité\r\nBcc: victim@example.com"
     federation.board_list.save()
     engine = start_engine(engine_settings)
-    send_raw(engine, as_bytes(make_post(author=AUTHOR)), "elodie.dupre@example.fr")
-    wait_until(lambda: Delivery.select().where(Delivery.state == "failed").count() == 2, what="copies failed")
-    assert not any(r.message["List-Id"] for r in sink.handler.received)
+    # Refused at DATA, before anything is stored: a temporary refusal, since the list's staff can correct it.
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send_raw(engine, as_bytes(make_post(author=AUTHOR)), "elodie.dupre@example.fr")
+    assert refused.value.smtp_code == 451 and b"4.3.5" in refused.value.smtp_error
+    assert Message.select().count() == 0 and Delivery.select().count() == 0
+    assert not sink.handler.received

@@ -168,3 +168,23 @@ def test_over_lmtp_the_mta_in_front_is_not_taken_for_the_sender(start_engine, fe
         assert client.data(as_bytes(make_post(author=AUTHOR)))[0] == 250
     held = Message.get()
     assert held.state == MessageState.HELD and "spf=none" in held.authentication
+
+
+def test_dns_lookups_of_the_intake_never_run_in_the_database_thread(start_engine, federation: Federation,  # type: ignore[no-untyped-def]
+                                                                    sink: Sink, verifying_settings: Settings,
+                                                                    strict_spf: StaticResolver, author_domain) -> None:
+    # A slow DNS answer (SPF may take ten) must not stall claims and records of every delivery meanwhile.
+    import threading
+
+    threads: list[str] = []
+    lookup = strict_spf.lookup
+
+    def recording(name: str, rdtype: str):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return lookup(name, rdtype)
+
+    strict_spf.lookup = recording  # type: ignore[method-assign]
+    signed = author_domain("example.fr").sign(as_bytes(make_post(author=AUTHOR)))
+    send_raw(start_engine(verifying_settings), signed, ENVELOPE)
+    wait_until(lambda: len(copies(sink)) == 2, what="two copies")
+    assert threads and not any(name.startswith("palanquee-db") for name in threads), threads

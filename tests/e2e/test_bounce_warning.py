@@ -73,3 +73,23 @@ def test_the_pencil_from_the_warning_leads_to_the_address_form(page: Page, live_
     expect(page.get_by_role("alert")).to_contain_text("renvoie des erreurs")
     page.get_by_role("link", name="Modifier l’adresse e-mail").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Changer mon adresse e-mail")
+
+
+def test_the_bounce_pages_pass_axe(page: Page, live_server, member_and_list) -> None:  # type: ignore[no-untyped-def]
+    from engine.directory.models import StaffScope, Structure
+    from tests.e2e.axe import assert_no_violations
+
+    member, ml = member_and_list
+    StaffScope.create(member=member, structure=Structure.get(Structure.parent.is_null()), granted_at=clock.now())
+    bounce_five_days(live_server.settings, ml, "elodie@example.org")
+    log_in(page, live_server.url)
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert_no_violations(page, "Mon espace with the bounce warning")
+    page.get_by_role("button", name="M’envoyer un message de test").click()
+    page.goto(live_server.url + mailed_link(live_server.settings, "elodie@example.org"))
+    assert_no_violations(page, "the test message's page")
+    page.goto(f"{live_server.url}/admin/messages/listes/{ml.id}")
+    expect(page.get_by_role("heading", name="Adresses en erreur")).to_be_visible()
+    assert_no_violations(page, "a list's statistics")
+    page.goto(f"{live_server.url}/admin/messages/{Message.get().id}")
+    assert_no_violations(page, "a message's statistics")

@@ -95,7 +95,7 @@ def test_issue_16_utf8_header_fields_go_out_with_smtputf8(start_engine, federati
     for copy in sink.handler.received:
         assert "SMTPUTF8" in copy.mail_options and "BODY=8BITMIME" in copy.mail_options
         assert "X-Lieu: Île de Riou".encode() in copy.data
-        assert "From: Élodie Dupré <elodie.dupre@example.fr>".encode() in copy.data
+        assert "Élodie Dupré" in str(copy.message["From"])  # the raw UTF-8 name, read (and rewritten for DMARC)
 
 
 def test_issue_16_utf8_header_fields_to_a_relay_without_smtputf8_fail_with_a_clear_reason(

@@ -73,7 +73,7 @@ def test_finding_11_2_an_unrenderable_post_fails_once_and_spares_its_batch(
     wait_until(lambda: len(_notices(sink)) == 2, what="two notices")
     notices = _notices(sink)
     assert sorted(notices) == ["elodie.dupre@example.fr", "paul.durand@example.fr"]
-    assert "n'a pas pu être diffusé" in notices["elodie.dupre@example.fr"]["Subject"]
+    assert "n’a pas pu être diffusé" in notices["elodie.dupre@example.fr"]["Subject"]
     assert "without a boundary" in notices["paul.durand@example.fr"].get_content()
     # The engine goes on: a post sent over SMTP afterwards reaches everyone.
     send(engine, post(subject="Après la panne"))

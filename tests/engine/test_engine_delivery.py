@@ -72,8 +72,7 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
            "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
            "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "2s", "PALANQUEE_DELIVERY_BATCH": "500",
            "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_DELIVERY_PROCESSES": "1",
-           "PALANQUEE_BASE_URL": engine_settings.base_url, "PALANQUEE_INBOUND_AUTHENTICATION": "off",
-           "PALANQUEE_DNS_RESOLVER": "none"}
+           "PALANQUEE_BASE_URL": engine_settings.base_url, "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
 
     def start(number: int) -> tuple[subprocess.Popen[bytes], int]:
         """The engine on a port it binds itself (port 0); its log names the port."""
@@ -157,22 +156,18 @@ def test_issue_16_sigterm_mid_send_records_and_gives_back_then_a_restart_finishe
            "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
            "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "5m", "PALANQUEE_DELIVERY_BATCH": "10",
            "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_DELIVERY_PROCESSES": "2",
-           "PALANQUEE_BASE_URL": engine_settings.base_url, "PALANQUEE_INBOUND_AUTHENTICATION": "off",
-           "PALANQUEE_DNS_RESOLVER": "none"}
-    runs = iter(range(1, 10))
+           "PALANQUEE_BASE_URL": engine_settings.base_url, "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
 
-    def start() -> subprocess.Popen[bytes]:
-        path = engine_settings.instance.parent / f"engine-term-{next(runs)}.log"
+    def start(number: int) -> tuple[subprocess.Popen[bytes], int]:
+        path = engine_settings.instance.parent / f"engine-{number}.log"
         log = open(path, "ab")  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_until(lambda: _bound_port(path) or process.poll() is not None, what="engine listening")
-        process.smtp_port = _bound_port(path) or 0  # type: ignore[attr-defined]
-        return process
+        return process, _bound_port(path) or 0
 
-    first = start()
-    smtp_port = first.smtp_port  # type: ignore[attr-defined]
+    first, smtp_port = start(1)
     try:
         send(_Bound(smtp_port), post())
         wait_until(lambda: len(sink.handler.received) >= 15, what="a few copies")
@@ -185,7 +180,7 @@ def test_issue_16_sigterm_mid_send_records_and_gives_back_then_a_restart_finishe
         assert all(d.next_attempt_at <= clock.now() for d in rows if d.state != DeliveryState.SENT)
         assert {d.address for d in rows if d.state == DeliveryState.SENT} == set(received)  # every reply recorded
         assert {(d.state, d.attempts) for d in rows} <= {(DeliveryState.SENT, 1), (DeliveryState.QUEUED, 0)}
-        second = start()
+        second, _port = start(2)
         try:
             wait_until(lambda: Message.get().state == MessageState.DONE, timeout=60, what="message done")
         finally:

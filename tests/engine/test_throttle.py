@@ -47,6 +47,11 @@ def _done() -> bool:
     return Message.select().where(Message.state == MessageState.DONE).count() == 1
 
 
+def _all_handled() -> bool:
+    """No copy left to send (the message is marked done later, by the jobs loop on its own real-time beat)."""
+    return not Delivery.select().where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.DEFERRED])).exists()
+
+
 def test_issue_15_the_presets_are_the_rules_of_a_new_database(db) -> None:  # type: ignore[no-untyped-def]
     stored = {rule.name: rule for rule in ThrottleRule.select()}
     assert sorted(stored) == sorted(preset.name for preset in presets.PRESETS)
@@ -117,8 +122,9 @@ def test_issue_15_a_slow_down_halves_the_group_rate_and_puts_its_copies_off(
         put_off = list(Delivery.select().where(Delivery.address.in_(orange), Delivery.state == DeliveryState.QUEUED))
         assert put_off and all(d.attempts == 0 and d.next_attempt_at > START for d in put_off)
         advance(timedelta(minutes=2))
-        _run_clock(advance, timedelta(seconds=1), _done)
-        assert 0.6 <= _state("orange").factor < 0.7  # recovering: +5 % of the rate a minute  # recovering: +5 % of the rate a minute
+        _run_clock(advance, timedelta(seconds=1), _all_handled)
+        wait_until(_done, timeout=30, what="message done")
+        assert 0.6 <= _state("orange").factor < 0.7  # recovering: +5 % of the rate a minute
     assert Delivery.get(Delivery.address == first).attempts == 2
     assert all(len(copies) == 1 for copies in sink.handler.by_recipient().values())
 
@@ -158,7 +164,8 @@ def test_issue_15_greylisting_is_retried_after_five_to_fifteen_minutes_without_s
             assert timedelta(minutes=5) <= row.next_attempt_at - START <= timedelta(minutes=15)
         assert _state("orange").slowdowns == 0  # greylisting wants a later retry, not a slower pace
         advance(timedelta(minutes=16))
-        _run_clock(advance, timedelta(seconds=1), _done)
+        _run_clock(advance, timedelta(seconds=1), _all_handled)
+        wait_until(_done, timeout=30, what="message done")
     assert {(d.state, d.attempts) for d in Delivery.select()} == {(DeliveryState.SENT, 2)}
     assert len(sink.handler.received) == 3 + 2 and all(a in sink.handler.by_recipient() for a in orange)
 
@@ -196,3 +203,17 @@ def test_issue_15_aimd_arithmetic(db) -> None:  # type: ignore[no-untyped-def]
     assert state.factor == pytest.approx((0.5 + 0.05 * 40 / 60) / 2 + 0.25)  # +5 % of the rate a minute
     throttle.admit_one(state, group, 1, START + timedelta(minutes=30))
     assert state.factor == 1.0
+
+
+def test_issue_15_a_domain_follows_its_rule_by_name_then_by_mx_host_else_the_default(db) -> None:  # type: ignore[no-untyped-def]
+    hosts = {"club-cassis.fr": "aspmx.l.google.com.", "mairie.example": "mx.example.net"}
+    rules = throttle.load_rules(hosts.get)
+    assert rules.group("Jean@Wanadoo.FR").key == "orange"
+    assert rules.group("president@club-cassis.fr").key == "gmail"  # hosted by Google: its MX says so
+    assert rules.group("contact@mairie.example") is throttle.UNLIMITED  # the default rule has no limit
+    _rule("default", per_minute=120)
+    limited = throttle.load_rules(hosts.get).group("contact@mairie.example")
+    assert (limited.key, limited.per_minute) == ("default:mairie.example", 120)  # each domain on its own
+    assert throttle.is_slow_down(421, "4.7.0 Try again later") and throttle.is_slow_down(450, "4.7.1 Rate limited")
+    assert not throttle.is_slow_down(451, "4.7.1 Greylisted, see http://postgrey") and not throttle.is_slow_down(
+        452, "4.2.2 Mailbox full")

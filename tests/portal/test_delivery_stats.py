@@ -54,8 +54,8 @@ def test_the_lists_page_shows_delivered_bounced_and_unsubscribed(bounced) -> Non
     row = row[: row.index("</tr>")]
     cells = re.findall(r'<td class="number">(.*?)</td>', row, re.S)
     # 3 copies, 1 delivered (33 %), 1 bounced (100 % of the delivered), 1 unsubscribe
-    assert [re.sub(r"<[^>]+>|\s+", " ", cell).split() for cell in cells[1:]] == [
-        ["1", "(33,3", "%)"], ["1", "(100", "%)"], ["1", "(100", "%)"]]
+    visible = [re.sub(r'<span class="visually-hidden">.*?</span>|<[^>]+>', " ", cell).split() for cell in cells[1:]]
+    assert visible == [["1", "(33,3", "%)"], ["1", "(100", "%)"], ["1", "(100", "%)"]]
 
 
 def test_the_messages_pages_show_the_figures(bounced) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from babel.messages.pofile import read_po
 from engine.directory.models import Member, Role, Structure
 from engine.lists.models import MailingList
 from engine.outbound.mail import read_captured
+from engine.outbound.models import ThrottleRule
 from engine.posting import reasons
 from portal import create_app
 from tests import factories as f
@@ -79,6 +80,7 @@ def data_strings() -> list[str]:
     """The federation's own words (names of people, structures, lists, roles): not the interface's."""
     found = [s.name for s in Structure.select()] + [m.name for m in MailingList.select()]
     found += [m.full_name for m in Member.select()] + [r.name_fr for r in Role.select()]
+    found += [rule.label for rule in ThrottleRule.select() if rule.name != "default"]  # "La Poste", "Orange"…
     found += ["Rendez-vous au port à huit heures.", "Hors sujet pour cette liste", "Sortie du dimanche",
               "Palanquée"]
     return sorted(set(found), key=len, reverse=True)
@@ -107,7 +109,9 @@ def catalogue_phrases() -> tuple[re.Pattern[str], re.Pattern[str]]:
                 piece = " ".join(piece.split()).strip(" .,?!’'")
                 if len(piece.split()) >= 2 or (accented and len(piece) >= 4 and not piece.isascii()):
                     into.add(piece)
-    french -= english  # "Commissions", "Description": the same in both
+    common = french & english  # "Commissions", "Description", "DKIM, SPF": the same in both
+    french -= common
+    english -= common
 
     def pattern(phrases: set[str]) -> re.Pattern[str]:
         ordered = sorted(phrases, key=len, reverse=True)
@@ -137,7 +141,9 @@ MEMBER_ENDPOINTS = ("espace.index", "espace.email")
 
 def page_paths(app: Any, world: lived.World) -> list[tuple[str, str]]:
     """(who, path) for every GET page of the URL map, plus the variants a single URL does not show."""
-    values = {"list_id": world.role_list.id, "message_id": world.held.id, "key": world.captured_key}
+    first_rule = ThrottleRule.select(ThrottleRule.id).order_by(ThrottleRule.id).scalar()  # a preset (migration)
+    values = {"list_id": world.role_list.id, "message_id": world.held.id, "key": world.captured_key,
+              "rule_id": first_rule}
     pages = []
     with app.test_request_context():
         from flask import url_for

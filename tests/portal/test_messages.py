@@ -162,8 +162,10 @@ def test_held_reason_and_mail_headers_read_in_the_readers_language(world, settin
     from engine.posting.policy import HELD_REASON
 
     Message.update(reason=HELD_REASON).where(Message.id == world["held"].id).execute()
-    mail.capture(settings.capture_dir, b"Date: Thu, 26 Nov 2026 13:05:00 +0000\r\nX-Loop: cd@listes.example.fr\r\n"
-                 + RAW)
+    delivery = Delivery.get(Delivery.address == "a@example.org")  # a genuine copy of a list the staff manage
+    token = verp.make_token(verp.signing_key(settings), delivery.id)
+    mail.capture(settings.capture_dir, f"Return-Path: <cd-bounces+{token}@listes.example.fr>\r\n".encode()
+                 + b"Delivered-To: a@example.org\r\nDate: Thu, 26 Nov 2026 13:05:00 +0000\r\n" + RAW)
     client = _client(world, world["staff"])
     for language, reason, date, labels in (
             ("fr", "l’expéditeur n’est pas autorisé à écrire à cette liste", "26 novembre 2026 à 14 h 05",

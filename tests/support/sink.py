@@ -164,8 +164,8 @@ class BoundController(Controller):
 class Sink(BoundController):
     """``idle_timeout``: seconds after which a silent session is closed (Postfix's ``smtpd_timeout``)."""
 
-    def __init__(self, handler: SinkHandler, smtputf8: bool = True, idle_timeout: float = 300, *,
-                 sock: socket.socket | None = None) -> None:
+    def __init__(self, handler: SinkHandler, smtputf8: bool = True, *, sock: socket.socket | None = None,
+                 idle_timeout: float = 300) -> None:
         self.smtputf8 = smtputf8
         self.idle_timeout = idle_timeout
         super().__init__(handler, sock=sock)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from engine import clock, demo, tokens
+from engine.bounces import member as bounce_member
 from engine.config import Settings
 from engine.directory import accounts, email_change, importer, passwords, staff_changes
 from engine.directory.models import Member, Role, Structure
@@ -166,6 +167,7 @@ def _links(world: World, elodie: Member) -> None:
         "espace.confirm": email_change.confirm_url(settings, change).rsplit("/", 1)[1],
         "espace.cancel": email_change.cancel_url(settings, change).rsplit("/", 1)[1],
         "auth.reset_password": passwords.make_reset_token(settings, member),
+        "espace.probe": bounce_member.probe_url(settings, member).rsplit("/", 1)[1],
         "moderation.by_link": moderation.moderation_url(settings, world.held, "moderation@example.org").rsplit("/", 1)[1],
         "post_confirm.by_link": confirmation.confirmation_url(settings, world.waiting).rsplit("/", 1)[1]
         if world.waiting else "",
