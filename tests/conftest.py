@@ -28,6 +28,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      choices=("sqlite", "postgresql"), help="database backend for the suite")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.postgresql_only`` tests are skipped on SQLite (they need a server: several engines
+    sharing it, a restart)."""
+    if config.getoption("--db") == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only (run with --db=postgresql)")
+    for item in items:
+        if item.get_closest_marker("postgresql_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--db"))

@@ -49,7 +49,7 @@ def fail_message(settings: Settings, message_id: int, reason: str, keep: list[in
             f"AND state IN ({param}, {param}){exclude}",
             (DeliveryState.FAILED, reason, sql_datetime(now), message_id, DeliveryState.QUEUED,
              DeliveryState.DEFERRED, *keep))
-    log.error("message %s failed: %s", message_id, reason)
+    log.error("message %s failed: %s", message_id, reason, extra={"message_id": message_id})
     _tell(settings, message_id, reason)
     return True
 

@@ -29,7 +29,7 @@ from tests.security.conftest import token_of
 # Anonymous visitors may use these, and only these (why, for each).
 PUBLIC = {
     "main.index": "the home page",
-    "main.health": "the load balancer's health check",
+    "health.healthz": "the load balancer's and monitoring's health check (JSON: database and engine heartbeat)",
     "static": "the stylesheet and scripts",
     "auth.login": "logging in", "auth.forgot_password": "asking for a reset link", "auth.activate": "idem",
     "auth.reset_password": "the mailed link is the proof",
