@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 
-from engine import db as engine_db
+from bench.setup import bench_instance
 from engine import demo
-from engine.config import load_settings
 
 
 def baseline(n: int, folder: Path) -> float:
@@ -46,24 +43,16 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="palanquee-bench-"))
-    url = args.database_url or f"sqlite:///{folder / 'demo.sqlite3'}"
-    settings = load_settings(environ={}, overrides={"instance": str(folder), "database_url": url,
-                                                    "secret_key": "bench-secret-key-0123456789"})
-    database = engine_db.bind(engine_db.make_database(url))
-    database.connect()
-    engine_db.upgrade(database)
-    started = time.perf_counter()
-    summary = demo.build(settings, members=args.members)
-    elapsed = time.perf_counter() - started
-    base = baseline(args.members, folder)
-    print(f"machine: {os.cpu_count()} cores; database: {url.split(':')[0]}")
-    print(f"demo-data --members {args.members}: {elapsed:.1f} s ({summary.members / elapsed:,.0f} members/s, "
-          f"{summary.mandates} mandates, {summary.structures} structures)")
-    print(f"baseline (sqlite3 executemany of {args.members} bare member rows): {base:.2f} s")
-    print(f"ratio demo-data / baseline: {elapsed / base:.1f}x")
-    database.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    with bench_instance("demo", args.database_url) as bench:
+        started = time.perf_counter()
+        summary = demo.build(bench.settings, members=args.members)
+        elapsed = time.perf_counter() - started
+        base = baseline(args.members, bench.folder)
+        print(f"machine: {os.cpu_count()} cores; database: {bench.url.split(':')[0]}")
+        print(f"demo-data --members {args.members}: {elapsed:.1f} s ({summary.members / elapsed:,.0f} members/s, "
+              f"{summary.mandates} mandates, {summary.structures} structures)")
+        print(f"baseline (sqlite3 executemany of {args.members} bare member rows): {base:.2f} s")
+        print(f"ratio demo-data / baseline: {elapsed / base:.1f}x")
 
 
 if __name__ == "__main__":

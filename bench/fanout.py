@@ -1,6 +1,8 @@
 """Fan-out: one 10 KB multipart post to a role-based list of N members, from intake to the last copy at a sink.
 
     python -m bench.fanout [--sizes 1000,10000,100000] [--connections 8] [--processes 2] [--dkim]
+    python -m bench.fanout --postgresql [--engines 1,2,3] [--processes 1] [--sizes …]
+    python -m bench.fanout --database-url postgresql://USER@HOST:PORT/DB [--engines 1,2,3] …
 
 For each N: seed N members holding a board role in one region (SQLite by default), start Postfix's
 ``smtp-sink`` on loopback and ``palanquee engine`` in its own process with the sink as smarthost,
@@ -8,6 +10,12 @@ send the post over SMTP, and time from the intake's 250 to the moment every deli
 ``sent`` (each row is marked sent only after the sink's 250). Prints copies per second and the
 engine's peak RSS, then, in the same run, the rate of ``smtp-source`` sending 10 KB messages to
 the same sink over the same number of connections: the ceiling of this machine.
+
+On PostgreSQL (``--postgresql`` starts a private cluster on loopback; ``--database-url`` names a server
+on which a fresh database is created for each run and dropped after it), each size runs with each
+number of ``--engines``: that many ``palanquee engine`` processes on the one database, sharing the
+send through their claims (``SKIP LOCKED``); the post goes to the first. The database server's CPU is
+reported when the cluster is ours.
 
 ``--dkim`` runs each size three times (unsigned, DKIM-signed with an RSA-2048 key of the list domain,
 DKIM plus an ARC seal) and measures the signing limit in the same run: RSA-2048 signatures per second
@@ -32,6 +40,8 @@ from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
+from bench import postgres
+from bench.setup import migrated_database
 from engine import clock
 from engine import db as engine_db
 from engine.config import load_settings
@@ -48,9 +58,7 @@ def free_port() -> int:
 
 
 def seed(url: str, n: int) -> None:
-    database = engine_db.bind(engine_db.make_database(url))
-    database.connect()
-    engine_db.upgrade(database)
+    database = migrated_database(url)
     now = clock.now()
     national = Structure.create_node(code="FED", name="Fédération", kind=StructureKind.FEDERATION)
     region = Structure.create_node(code="CR13", name="Comité régional Provence", kind=StructureKind.REGIONAL,
@@ -129,12 +137,8 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def sent_count(path: str) -> int:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return int(connection.execute("SELECT COUNT(*) FROM delivery WHERE state = 'sent'").fetchone()[0])
-    finally:
-        connection.close()
+def sent_count(url: str) -> int:
+    return postgres.count(url, "SELECT COUNT(*) FROM delivery WHERE state = 'sent'")
 
 
 def family(pid: int) -> list[int]:
@@ -155,44 +159,51 @@ def sign_setup(url: str, arc: bool) -> None:
     database.close()
 
 
-def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned") -> tuple[float, float, float]:
-    database_path = folder / f"fanout-{n}-{mode}.sqlite3"
-    url = f"sqlite:///{database_path}"
+def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned", url: str = "",
+               engines: int = 1, server_pids: list[int] | None = None) -> tuple[float, float, float, float]:
+    """(seconds from the 250 to the last copy, peak RSS MB, engine CPU s, database server CPU s)."""
+    url = url or f"sqlite:///{folder / f'fanout-{n}-{mode}.sqlite3'}"
     seed(url, n)
     if mode != "unsigned":
         sign_setup(url, arc=mode == "arc")
     sink, sink_port = start_sink(folder)
-    smtp_port = free_port()
+    ports = [free_port() for _ in range(engines)]
     env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
-           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
-           "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
+           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
            "PALANQUEE_DELIVERY_CONNECTIONS": str(connections), "PALANQUEE_DELIVERY_PROCESSES": str(processes),
-           "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
-    engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off",
+           "PALANQUEE_DNS_RESOLVER": "none"}
+    running = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"],
+                                env={**env, "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{port}"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
     try:
-        wait_port(smtp_port)
+        for port in ports:
+            wait_port(port, timeout=120)
         time.sleep(1.0)  # let the delivery helpers start
-        with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+        with smtplib.SMTP("127.0.0.1", ports[0]) as client:
             client.send_message(ten_kb_post(), from_addr="elodie@example.fr", to_addrs=[LIST])
         started = time.perf_counter()  # the 250 is in
-        pids = family(engine.pid)
+        pids = [pid for engine in running for pid in family(engine.pid)]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
-        while sent_count(str(database_path)) < n:
-            if engine.poll() is not None:
-                raise RuntimeError("the engine stopped")
+        server_before = postgres.tree_cpu(server_pids or [])
+        while sent_count(url) < n:
+            if any(engine.poll() is not None for engine in running):
+                raise RuntimeError("an engine stopped")
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         rss = sum(peak_rss_mb(pid) for pid in pids)
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        server = postgres.tree_cpu(server_pids or []) - server_before
         if os.environ.get("FANOUT_VERBOSE"):
             print("engine user/system CPU seconds:", [cpu_split(pid) for pid in pids])
     finally:
-        engine.terminate()
-        engine.wait(30)
+        for engine in running:
+            engine.terminate()
+        for engine in running:
+            engine.wait(60)
         sink.terminate()
         sink.wait(10)
-    return elapsed, rss, cpu
+    return elapsed, rss, cpu, server
 
 
 def run_baseline(n: int, connections: int, folder: Path) -> float:
@@ -269,37 +280,57 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--connections", type=int, default=load_settings(
         environ={}, overrides={"secret_key": "x" * 16}).delivery_connections)
-    parser.add_argument("--processes", type=int, default=2, help="delivery processes of the engine")
+    parser.add_argument("--processes", type=int, default=2, help="delivery processes of each engine")
     parser.add_argument("--dkim", action="store_true", help="also run signed and ARC-sealed, with the signing limit")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server (a fresh database per run)")
+    parser.add_argument("--postgresql", action="store_true", help="run on a private PostgreSQL cluster")
+    parser.add_argument("--engines", default="1", help="numbers of engine processes to run each size with")
     args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version}; "
-          f"{args.processes} delivery processes x {args.connections} SMTP connections; receiver: Postfix smtp-sink on 127.0.0.1")
+          f"{args.processes} delivery processes x {args.connections} SMTP connections per engine; "
+          f"receiver: Postfix smtp-sink on 127.0.0.1")
     folder = Path(tempfile.mkdtemp(prefix="palanquee-fanout-"))
     try:
         if args.dkim:
             print(per_copy_breakdown())
-        for n in sizes:
-            rates = {}
-            for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
-                print(f"load average before the {mode} run: {os.getloadavg()[0]:.2f}")
-                elapsed, rss, cpu = run_engine(n, args.connections, args.processes, folder, mode)
-                rates[mode] = n / elapsed
-                print(f"N={n:>7} {mode:>8}: {elapsed:7.2f} s from 250 to last copy, {n / elapsed:7.0f} copies/s, "
-                      f"engine CPU {cpu / n * 1e6:5.0f} µs/copy, peak RSS {rss:6.1f} MB (all processes)")
-            base = run_baseline(min(n, 50_000), args.connections, folder)
-            ceiling = min(n, 50_000) / base
-            print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s -> unsigned ratio {rates['unsigned'] / ceiling:.2f}")
-            if args.dkim:
-                limit = signing_limit(args.processes)
-                print(f"N={n:>7}: signing limit {limit:6.0f} RSA signatures/s on {args.processes} processes "
-                      f"(load average {os.getloadavg()[0]:.2f})")
-                print(f"N={n:>7}: DKIM {rates['dkim']:6.0f} copies/s = {rates['dkim'] / rates['unsigned']:.2f} of unsigned, "
-                      f"{rates['dkim'] / limit:.2f} of the signing limit (target >= 0.85 and >= 1,500 copies/s)")
-                print(f"N={n:>7}: ARC+DKIM {rates['arc']:6.0f} copies/s = {rates['arc'] / rates['dkim']:.2f} of DKIM alone, "
-                      f"{rates['arc'] * 3 / limit:.2f} of the signing limit (3 signatures a copy)")
+        with postgres.server(args.database_url, args.postgresql) as server:
+            for n in [int(size) for size in args.sizes.split(",")]:
+                for engines in [int(count) for count in args.engines.split(",")]:
+                    run_size(args, folder, n, engines, server)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_size(args: argparse.Namespace, folder: Path, n: int, engines: int, server: postgres.Server | None) -> None:
+    """One size with one number of engines: each mode, then the smtp-source ceiling, ratios printed."""
+    rates, limits = {}, {}
+    where = "PostgreSQL" if server else "SQLite"
+    for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
+        print(f"load average before the {mode} run: {os.getloadavg()[0]:.2f}")
+        if server is None:
+            elapsed, rss, cpu, db_cpu = run_engine(n, args.connections, args.processes, folder, mode, engines=engines)
+        else:
+            with server.fresh_database("palanquee_fanout") as url:
+                elapsed, rss, cpu, db_cpu = run_engine(n, args.connections, args.processes, folder, mode, url,
+                                                       engines, server.pids)
+        rates[mode] = n / elapsed
+        server_part = f", database server {db_cpu / n * 1e6:5.0f} µs/copy" if server and server.pids else ""
+        print(f"N={n:>7} {where} {engines} engine(s) {mode:>8}: {elapsed:7.2f} s from 250 to last copy, "
+              f"{n / elapsed:7.0f} copies/s, engine CPU {cpu / n * 1e6:5.0f} µs/copy{server_part}, "
+              f"peak RSS {rss:6.1f} MB (all processes)")
+        if mode != "unsigned":  # the machine's load moves: measure the limit next to each signed run
+            limits[mode] = signing_limit(args.processes)
+            print(f"N={n:>7}: signing limit {limits[mode]:6.0f} RSA signatures/s on {args.processes} "
+                  f"processes (load average {os.getloadavg()[0]:.2f})")
+    base = run_baseline(min(n, 50_000), args.connections * engines, folder)
+    ceiling = min(n, 50_000) / base
+    print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s over {args.connections * engines} connections -> "
+          f"unsigned ratio {rates['unsigned'] / ceiling:.2f}")
+    if args.dkim:
+        print(f"N={n:>7}: DKIM {rates['dkim']:6.0f} copies/s = {rates['dkim'] / rates['unsigned']:.2f} of unsigned, "
+              f"{rates['dkim'] / limits['dkim']:.2f} of the signing limit (target >= 0.85 and >= 1,500 copies/s)")
+        print(f"N={n:>7}: ARC+DKIM {rates['arc']:6.0f} copies/s = {rates['arc'] / rates['dkim']:.2f} of DKIM alone, "
+              f"{rates['arc'] * 3 / limits['arc']:.2f} of the signing limit (3 signatures a copy)")
 
 
 if __name__ == "__main__":

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sqlite3
 import statistics
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
+from bench.setup import bench_instance
 from engine import clock, demo
-from engine import db as engine_db
-from engine.config import load_settings
+from engine.config import Settings
 from engine.directory.models import Structure
 from engine.lists.models import Domain, ListCriterion, MailingList
 from engine.lists.resolve import count_recipients, resolve
@@ -74,18 +71,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="palanquee-bench-"))
-    url = args.database_url or f"sqlite:///{folder / 'resolve.sqlite3'}"
-    settings = load_settings(environ={}, overrides={"instance": str(folder), "database_url": url,
-                                                    "secret_key": "bench-secret-key-0123456789"})
-    database = engine_db.bind(engine_db.make_database(url))
-    database.connect()
-    engine_db.upgrade(database)
-    demo.build(settings, members=args.members)
+    with bench_instance("resolve", args.database_url) as bench:
+        report(bench.settings, bench.url, args.members, args.runs)
+
+
+def report(settings: Settings, url: str, members: int, runs: int) -> None:
+    demo.build(settings, members=members)
     ml = make_list()
     one_pass(ml)  # warm the page cache
     times, cpu_times, total = [], [], 0
-    for _ in range(args.runs):
+    for _ in range(runs):
         elapsed, cpu, total = one_pass(ml)
         times.append(elapsed)
         cpu_times.append(cpu)
@@ -94,9 +89,9 @@ def main() -> None:
     count_time = time.perf_counter() - started
     assert counted == total, (counted, total)
     memory = peak_memory(ml)
-    print(f"machine: {os.cpu_count()} cores; database: {url.split(':')[0]}; {args.members} members built")
+    print(f"machine: {os.cpu_count()} cores; database: {url.split(':')[0]}; {members} members built")
     print(f"resolve() of a list reaching {total:,} addresses: best {min(times):.3f} s, median "
-          f"{statistics.median(times):.3f} s over {args.runs} runs ({min(times) / total * 1e6:.2f} µs/recipient); "
+          f"{statistics.median(times):.3f} s over {runs} runs ({min(times) / total * 1e6:.2f} µs/recipient); "
           f"target < {TARGET_SECONDS} s: {'met' if min(times) < TARGET_SECONDS else 'MISSED'}")
     print(f"CPU time of resolve(): best {min(cpu_times):.3f} s; load average during the run: "
           f"{os.getloadavg()[0]:.1f}")
@@ -106,9 +101,6 @@ def main() -> None:
         base = baseline(url[len("sqlite:///"):])
         print(f"baseline (sqlite3 fetchall of the same {total:,}-ish rows, ordered): {base:.3f} s; "
               f"ratio resolve / baseline: {min(times) / base:.1f}x")
-    database.close()
-    shutil.rmtree(folder, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

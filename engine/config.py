@@ -175,9 +175,22 @@ SPECS: tuple[Spec, ...] = (
          "(a wildcard listen address is read as 127.0.0.1)"),
     Spec("web_listen", parse_hostport, "127.0.0.1:5000",
          "where `web` and `demo` serve the portal (`demo` takes any free port for port 0, and prints it)"),
+    Spec("web_workers", parse_positive_int, "3",
+         "processes `web` and `demo` serve the portal with (gunicorn sync workers: one request at a time each)"),
+    Spec("web_timeout", parse_duration, "30s",
+         "longest a request may take (reading its body, answering); a worker stuck longer is replaced"),
+    Spec("web_header_timeout", parse_duration, "10s",
+         "a connection that has not sent its whole request head by then is closed (no worker waits for it)"),
+    Spec("max_request_size", parse_positive_int, "1048576",
+         "largest request body the portal reads, in bytes (answered 413 before reading it)"),
+    Spec("max_upload_size", parse_positive_int, "20971520",
+         "largest body of the member import upload, in bytes (larger files: `palanquee import-members`)"),
     Spec("smtp_listen", parse_hostport, "127.0.0.1:2525", "the engine's SMTP intake"),
     Spec("lmtp_listen", parse_optional_hostport, "off",
          "the engine's LMTP intake, for an MTA in front (`off` or host:port)"),
+    Spec("socketmap_listen", parse_optional_hostport, "off",
+         "a Postfix socketmap table (`off` or host:port) answering at RCPT time which list addresses exist, "
+         "for `relay_recipient_maps = socketmap:inet:HOST:PORT:recipients` (no backscatter)"),
     Spec("smarthost", parse_smarthost, "",
          "where outgoing mail goes: empty for local capture in the instance folder, or "
          "`smtp://[user:pass@]host:port[?starttls=1][&cafile=PATH]` or `smtps://…` (TLS from the start; "
@@ -190,12 +203,16 @@ SPECS: tuple[Spec, ...] = (
          "how long a password reset or account activation link stays valid"),
     Spec("max_message_size", parse_positive_int, "26214400",
          "largest message the intake accepts, in bytes (answered with 552 at DATA)"),
+    Spec("max_recipients", parse_positive_int, "100",
+         "recipients the intake accepts in one SMTP or LMTP transaction; past it RCPT is answered 452 "
+         "(RFC 5321 §4.5.3.1.8: at least 100)"),
     Spec("season_start", parse_month_day, "09-15",
          "first day (MM-DD) of the licence season; a season is named by the year it starts in"),
     Spec("timezone", parse_timezone, "Europe/Paris", "time zone of dates shown to people"),
     Spec("default_language", parse_language, "fr", "language of pages and mail when none is asked for"),
     Spec("admin_email", parse_text, "",
-         "address told when a list is created with “notify the administrator” and no owner"),
+         "the platform administration's address: told when a list is created with “notify the administrator” "
+         "(unset: the administrators of the structure above the list's)"),
     Spec("mail_from", parse_address, "",
          "address the product's own mail (confirmations, notices, moderation requests) comes from; default: "
          "`PALANQUEE_ADMIN_EMAIL`, else `noreply@` the host of `PALANQUEE_BASE_URL`; "
@@ -213,11 +230,22 @@ SPECS: tuple[Spec, ...] = (
          "processes `palanquee engine` delivers with (itself and helpers that share the claims)"),
     Spec("delivery_lease", parse_duration, "5m",
          "how long a claim lasts; claims of a worker that died are taken back after it"),
+    Spec("delivery_idle_check", parse_duration, "30s",
+         "a connection to the smarthost left idle longer than this is checked (NOOP) before it is reused"),
+    Spec("throttle_mx_lookup", parse_bool, "0",
+         "look up the MX host of recipient domains so that a domain hosted by a large provider follows "
+         "its throttling rule (needs DNS; turn on in production)"),
     Spec("retry_first", parse_duration, "5m", "first retry after a temporary failure (then doubled)"),
     Spec("retry_max", parse_duration, "1h", "longest wait between two retries"),
     Spec("retry_lifetime", parse_duration, "5d",
          "give up on a copy that still fails temporarily after this long (RFC 5321: 4–5 days)"),
     Spec("moderation_max_age", parse_duration, "14d", "how long approve/reject links in moderation requests work"),
+    Spec("bounce_threshold", parse_positive_int, "5",
+         "bounce score that stops list mail to an address (a list may set its own); a hard bounce counts 1, "
+         "a soft one ½, once a day"),
+    Spec("bounce_stale_after", parse_duration, "7d", "a bounce score with no new failure for this long starts again"),
+    Spec("bounce_disabled_for", parse_duration, "365d",
+         "how long a disabled address stays off the lists unless its member fixes it sooner"),
     Spec("dkim_signing", choice("engine", "smarthost"), "engine",
          "`engine`: every copy is DKIM-signed (and ARC-sealed where the list asks) with the list domain's key "
          "(`palanquee dkim generate`); `smarthost`: left to the relay (OpenDKIM, rspamd), see docs/deliverability.md"),
@@ -232,6 +260,15 @@ SPECS: tuple[Spec, ...] = (
          "ever leaves the machine and every name has no record (the demo's default)"),
     Spec("sending_ips", parse_ip_list, "",
          "public IP addresses list mail leaves from (comma-separated), which `palanquee doctor` expects in SPF"),
+    Spec("heartbeat_max_age", parse_duration, "2m",
+         "`/healthz` answers 503 when no engine process has written its heartbeat for this long (each writes "
+         "it every 10 s)"),
+    Spec("metrics_listen", parse_optional_hostport, "off",
+         "where each engine serves Prometheus metrics at `/metrics` (`off` or host:port; a delivery helper "
+         "takes the next port)"),
+    Spec("log_format", choice("text", "json"), "text",
+         "`text`: one readable line per event; `json`: one JSON object per line, with the message and delivery "
+         "ids where known (docs/operations.md)"),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -246,13 +283,20 @@ class Settings:
     secret_key: str
     base_url: str
     web_listen: tuple[str, int]
+    web_workers: int
+    web_timeout: timedelta
+    web_header_timeout: timedelta
+    max_request_size: int
+    max_upload_size: int
     smtp_listen: tuple[str, int]
     lmtp_listen: tuple[str, int] | None
+    socketmap_listen: tuple[str, int] | None
     smarthost: str
     propagation_delay: timedelta
     email_change_max_age: timedelta
     password_reset_max_age: timedelta
     max_message_size: int
+    max_recipients: int
     season_start: tuple[int, int]
     timezone: ZoneInfo
     default_language: str
@@ -265,15 +309,23 @@ class Settings:
     delivery_batch: int
     delivery_processes: int
     delivery_lease: timedelta
+    delivery_idle_check: timedelta
+    throttle_mx_lookup: bool
     retry_first: timedelta
     retry_max: timedelta
     retry_lifetime: timedelta
     moderation_max_age: timedelta
+    bounce_threshold: int
+    bounce_stale_after: timedelta
+    bounce_disabled_for: timedelta
     dkim_signing: str = "engine"
     inbound_authentication: str = "verify"
     authserv_id: str = ""
     dns_resolver: str = "system"
     sending_ips: tuple[str, ...] = ()
+    heartbeat_max_age: timedelta = timedelta(minutes=2)
+    metrics_listen: tuple[str, int] | None = None
+    log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -10,6 +10,7 @@ The schema's history is the numbered scripts in ``migrations/``, run by ``playho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -171,14 +172,41 @@ def sql_datetime(value: datetime) -> datetime | str:
 def shared(url: str) -> peewee.Database:
     """The bound database when it is ``url``'s, else a new pooled one, bound. The portal and the engine in
     one process (the demo) thus share one pool: each thread checks out its own connection from it."""
-    current = database.obj
+    current: peewee.Database | None = database.obj
     if current is not None and getattr(current, "palanquee_url", None) == url:
-        return current  # type: ignore[no-any-return]
+        return current
     if current is not None and getattr(current, "palanquee_url", None) is not None:
         release(current)  # a pool of another database that nothing uses any more
     made = make_database(url, pooled=True)
     made.palanquee_url = url  # type: ignore[attr-defined]
     return bind(made)
+
+
+def connection_lost(db: peewee.Database) -> bool:
+    """True when this thread's PostgreSQL connection is broken (server restarted, network cut): it
+    must be dropped, not reused. SQLite's errors (a busy database) never mean that."""
+    conn = None if db.is_closed() else _state(db).conn
+    return conn is not None and bool(getattr(conn, "broken", False) or getattr(conn, "closed", False))
+
+
+def _state(db: peewee.Database) -> Any:
+    """peewee's per-thread connection state (its stubs do not declare it)."""
+    return db._state  # type: ignore[attr-defined]
+
+
+def discard_connection(db: peewee.Database) -> None:
+    """Forget this thread's connection (and any transaction state on it); the next use reconnects.
+    A pool forgets it too (it would otherwise count against its maximum for ever)."""
+    state = _state(db)
+    conn = state.conn
+    state.reset()
+    if conn is not None:
+        if isinstance(db, PooledDatabase):
+            with db._pool_lock:
+                db._in_use.pop(db.conn_key(conn), None)
+                db._pool_available.notify()
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def runner(db: peewee.Database) -> Runner:

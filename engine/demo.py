@@ -10,6 +10,7 @@ and a few role-based and static lists. Built with batched inserts: 100,000 membe
 from __future__ import annotations
 
 import random
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ DEMO_LIST = f"comite_directeur.comite@{LIST_DOMAIN}"  # the Provence board, wher
 SETTING_DEFAULTS = {"mail_from": f"noreply@{LIST_DOMAIN}", "dns_resolver": "none", "inbound_authentication": "off"}
 
 REGIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("PROV", "Provence-Alpes-Côte d'Azur", ("04", "05", "06", "13", "83", "84")),
+    ("PROV", "Provence-Alpes-Côte d’Azur", ("04", "05", "06", "13", "83", "84")),
     ("IDF", "Île-de-France", ("75", "77", "78", "91", "92", "93", "94", "95")),
     ("BPL", "Bretagne-Pays de la Loire", ("22", "29", "35", "44", "49", "53", "56", "72", "85")),
     ("AURA", "Auvergne-Rhône-Alpes", ("01", "07", "26", "38", "42", "63", "69", "73", "74")),
@@ -96,6 +97,11 @@ def season_bounds(today: date, season_start: tuple[int, int]) -> tuple[date, dat
     return start, date(start.year + 1, month, day) - timedelta(days=1)
 
 
+def town_name(generated: str) -> str:
+    """Faker's French towns glue a suffix to a first name ("Sainte ConstanceBourg"): put the space back."""
+    return re.sub(r"(?<=[a-zàâçéèêëîïôûùüÿœ])(Bourg|Ville)$", r" \1", generated)
+
+
 def _ascii(text: str) -> str:
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace(" ", "")
 
@@ -128,7 +134,7 @@ class _Builder:
         self.roles = {r.code: r for r in Role.select()}
 
     def structures(self) -> tuple[Structure, list[Structure], list[Structure], list[Structure]]:
-        fed = Structure.create_node(code="FFESSM", name="Fédération française d'études et de sports sous-marins",
+        fed = Structure.create_node(code="FFESSM", name="Fédération française d’études et de sports sous-marins",
                                     kind=StructureKind.FEDERATION)
         regions, codeps, clubs = [], [], []
         club_total = max(self.count // 65, 12)
@@ -149,7 +155,7 @@ class _Builder:
                 dep = departments[n % len(departments)][2]
             else:  # Provence, Île-de-France and the coasts hold more clubs, as they do in life
                 dep = self.rng.choice(("13", "83", "06", "75", "92", "29", "34"))
-            town = self.fake.city()
+            town = town_name(self.fake.city())
             name = f"{self.rng.choice(CLUB_WORDS)} Club {town}" if n % 2 else f"Club de plongée de {town}"
             clubs.append(Structure.create_node(code=f"CLUB-{dep}-{n + 1:04d}", name=name, kind=StructureKind.CLUB,
                                                parent=by_dep[dep], department=dep))
@@ -271,8 +277,8 @@ def build(settings: Settings, *, members: int = 2000, seed: int = 2026,
         progress(f"  {builder.summary.structures} structures")
         by_club = builder.insert_members(builder.member_rows(clubs))
         builder.insert_mandates(builder.mandate_rows(fed, regions, codeps, clubs, by_club))
-        progress(f"  {builder.summary.mandates} mandates")
         _accounts(builder, fed, regions, clubs)
+        progress(f"  {Mandate.select().count()} mandates")  # the demo accounts' included, as the summary says
         _lists(builder, fed, regions)
     return existing_summary()  # counted from the database: what every later start prints too
 
@@ -340,7 +346,7 @@ def _lists(builder: _Builder, fed: Structure, regions: list[Structure]) -> None:
     _criterion(everyone, provence, [], roles, subtree=True)
     national = make("licencies.national", "Tous les licenciés — lettre fédérale", on, fed, post_policy="moderators")
     _criterion(national, fed, [], roles, subtree=True)
-    guests = make("invites.ag2026", "Invités de l'assemblée générale 2026", on, fed, kind=ListKind.STATIC)
+    guests = make("invites.ag2026", "Invités de l’assemblée générale 2026", on, fed, kind=ListKind.STATIC)
     for address in ("presse@ville-marseille.fr", "Contact@Ocean-Partenaires.fr", "elodie.marchetti@orange.fr"):
         Subscription.create(mailing_list=guests, email=address, email_key=address.lower(), created_at=now,
                             member=Member.using_address(address).first())

@@ -9,22 +9,29 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine import heartbeat
+from engine.bounces import member as bounce_member
+from engine.bounces import stats as delivery_stats
 from engine.directory.email_change import apply_due_changes
 from engine.lists import counts
-from engine.outbound import outbox
+from engine.outbound import outbox, wakeup
 from engine.posting.expand import accepted_messages, expand
 
 log = logging.getLogger("palanquee.jobs")
 
 
 def expand_accepted() -> int:
-    """Expand every accepted post (new ones, approved ones, and those a crash interrupted)."""
+    """Expand every accepted post (new ones, approved ones, and those a crash interrupted); other
+    engines are told at once that copies are queued."""
     done = 0
     for message_id in accepted_messages():
         count = expand(message_id)
         if count is not None:
-            log.info("message %s expanded to %s recipients", message_id, count)
+            log.info("message %s expanded to %s recipients", message_id, count,
+                     extra={"message_id": message_id, "recipients": count})
             done += 1
+            if count:
+                wakeup.announce()
     return done
 
 
@@ -39,6 +46,9 @@ SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("finish-messages", 1.0, outbox.finish_messages),
     ("propagate-addresses", 60.0, propagate_addresses),
     ("recount-lists", 5.0, counts.recount_due),  # the lists page's counts (engine/lists/counts.py)
+    ("bounce-confirmations", 60.0, bounce_member.clear_confirmed_addresses),
+    ("delivery-stats", 60.0, delivery_stats.settle),
+    ("heartbeats", 3600.0, heartbeat.prune),
 )
 
 

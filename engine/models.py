@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import audit
+from engine import audit, heartbeat
 from engine.bounces import models as bounces
 from engine.directory import labels
 from engine.directory import models as directory
@@ -22,4 +22,5 @@ ALL_MODELS = [
     *outbound.MODELS,
     *bounces.MODELS,
     *dkim_keys.MODELS,
+    *heartbeat.MODELS,
 ]

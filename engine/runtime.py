@@ -13,20 +13,57 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import peewee
+
+from engine import clock, heartbeat, jobs, logs, resolver
 from engine import db as engine_db
-from engine import jobs, resolver
 from engine.bounces import verp
 from engine.config import Settings
+from engine.intake import socketmap
 from engine.intake.server import start_listeners
-from engine.outbound.delivery import Transport, Worker, make_transport
+from engine.metrics import Metrics
+from engine.outbound import wakeup
+from engine.outbound.delivery import Worker
 from engine.outbound.outbox import next_due_at
+from engine.outbound.transport import Transport, make_transport
 
 log = logging.getLogger("palanquee.engine")
+IDLE_PROBE = 1.0  # seconds: a database connection idle longer is checked before use
+
+
+class Outage:
+    """Backoff and quiet logs while a loop's database work keeps failing (a PostgreSQL restart):
+    the first failure is logged with its traceback, the next ones in one line, the recovery once."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.failures = what, 0
+
+    def ok(self) -> None:
+        if self.failures:
+            log.info("%s works again after %s failure(s)", self.what, self.failures)
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Log the failure being handled; returns the seconds to wait before trying again."""
+        self.failures += 1
+        if self.failures == 1:
+            log.exception("%s failed; retrying with backoff", self.what)
+        else:
+            log.warning("%s failed again (%s times): %s", self.what, self.failures, _last_error())
+        return float(min(0.25 * 2 ** (self.failures - 1), 10.0))
+
+
+def _last_error() -> str:
+    import sys
+
+    error = sys.exc_info()[1]
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300] if error else ""
 
 
 class Engine:
@@ -34,7 +71,9 @@ class Engine:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
-                 name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False) -> None:
+                 socketmap: tuple[str, int] | None | bool = True, metrics: tuple[str, int] | None | bool = True,
+                 name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
+                 stop_grace: float = 30.0) -> None:
         self.settings = settings
         resolver.configure(settings.dns_resolver)
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
@@ -42,25 +81,57 @@ class Engine:
             smtp = lmtp = False
         self.smtp_address = settings.smtp_listen if smtp is True else (smtp or None)
         self.lmtp_address = settings.lmtp_listen if lmtp is True else (lmtp or None)
+        self.socketmap_address = None if delivery_only else (
+            settings.socketmap_listen if socketmap is True else (socketmap or None))
+        self.metrics_address = settings.metrics_listen if metrics is True else (metrics or None)
         self.transport = transport or make_transport(settings)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_seconds = poll_seconds
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="palanquee-db")
         self.database = engine_db.shared(settings.database_url)
+        self._probe_idle = not settings.is_sqlite  # a file cannot go away under a connection
+        self._last_use = time.monotonic()
         self.ready = threading.Event()
         self.bound: dict[str, tuple[str, int]] = {}
         self._stopping: asyncio.Event | None = None
         self._wake_expand: asyncio.Event | None = None
         self._wake_delivery: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.stop_grace = stop_grace
+        self.idle = False  # the delivery loop waits for work (tests read it)
+        self.wakeups = 0  # notifications received
+        self.metrics = Metrics(self.database, settings.heartbeat_max_age)
+        self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(self._call, function, args, kwargs))
 
     def _call(self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        self.database.connect(reuse_if_open=True)
-        return function(*args, **kwargs)
+        """Run ``function`` on this thread's connection: checked first when it sat idle (a PostgreSQL
+        restart leaves it dead), dropped when it broke, so that the next call reconnects."""
+        database = self.database
+        if self._probe_idle and not database.is_closed() and time.monotonic() - self._last_use > IDLE_PROBE:
+            try:
+                database.execute_sql("SELECT 1")
+            except Exception:
+                engine_db.discard_connection(database)
+        database.connect(reuse_if_open=True)
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            if engine_db.connection_lost(database):
+                engine_db.discard_connection(database)
+            raise
+        finally:
+            self._last_use = time.monotonic()
+
+    def _work_queued(self) -> None:
+        """Another engine queued work (LISTEN/NOTIFY): look now instead of at the next poll."""
+        self.wakeups += 1
+        for event in (self._wake_expand, self._wake_delivery):
+            if event is not None:
+                event.set()
 
     def _accepted(self) -> None:
         if self._wake_expand is not None:
@@ -71,30 +142,62 @@ class Engine:
         self._stopping, self._wake_expand, self._wake_delivery = asyncio.Event(), asyncio.Event(), asyncio.Event()
         await self.run_in_db(engine_db.check_schema, self.database)
         servers = await start_listeners(self.settings, self.run_in_db, verp.signing_key(self.settings),
-                                        self._accepted, self.smtp_address, self.lmtp_address)
+                                        self._accepted, self.smtp_address, self.lmtp_address,
+                                        self.metrics.intake_reply)
         for kind, server in zip([k for k, a in (("smtp", self.smtp_address), ("lmtp", self.lmtp_address)) if a],
                                 servers, strict=True):
             host, port = server.sockets[0].getsockname()[:2]
             self.bound[kind] = (host, port)
-        loops = [self._delivery_loop()] if self.delivery_only else [
-            self._expand_loop(), self._delivery_loop(), self._jobs_loop()]
-        tasks = [asyncio.create_task(coroutine) for coroutine in loops]
+        if self.socketmap_address:  # Postfix in front asks it which recipients exist (no backscatter)
+            server = await socketmap.start(self.run_in_db, verp.signing_key(self.settings), self.socketmap_address)
+            servers.append(server)
+            self.bound["socketmap"] = server.sockets[0].getsockname()[:2]
+        exporter = self.metrics.serve(self.metrics_address) if self.metrics_address else None
+        if exporter is not None:
+            self.bound["metrics"] = exporter.server_address[:2]
+        delivery = asyncio.create_task(self._delivery_loop())
+        loops = [] if self.delivery_only else [self._expand_loop(), self._jobs_loop()]
+        loops.append(heartbeat.keep_beating(self.run_in_db, self.name, "delivery" if self.delivery_only else "engine",
+                                            self.settings.heartbeat_max_age))
+        if isinstance(self.database, peewee.PostgresqlDatabase):
+            loops.append(wakeup.listen(self.database, self._work_queued))
+        others = [asyncio.create_task(coroutine) for coroutine in loops]
         self.ready.set()
         try:
             await self._stopping.wait()
         finally:
             for server in servers:
                 server.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.transport.close()
-            await self.run_in_db(engine_db.disconnect, self.database)
-            self.executor.shutdown(wait=True)
+            if exporter is not None:
+                exporter.shutdown()
+                exporter.server_close()
+            await self._finish(delivery, others)
+
+    async def _finish(self, delivery: asyncio.Task[None], others: list[asyncio.Task[None]]) -> None:
+        """A graceful stop: claim nothing more, let the copies on the wire get their replies, record
+        them, give back the claims not tried, then close connections and the database."""
+        self.worker.stop()
+        for task in others:
+            task.cancel()
+        assert self._wake_delivery is not None
+        self._wake_delivery.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(delivery), self.stop_grace)
+        except TimeoutError:
+            log.warning("copies still in flight after %s s: their claims return after the lease", self.stop_grace)
+        except Exception:
+            log.exception("delivery stopped with an error")
+        delivery.cancel()
+        await asyncio.gather(delivery, *others, return_exceptions=True)
+        await self.transport.close()
+        with contextlib.suppress(Exception):  # this process no longer handles mail (/healthz)
+            await self.run_in_db(heartbeat.forget, self.name)
+        await self.run_in_db(engine_db.disconnect, self.database)
+        self.executor.shutdown(wait=True)
 
     def stop(self) -> None:
         """Ask the engine to stop (from any thread)."""
-        if self._loop is not None and self._stopping is not None:
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
@@ -104,36 +207,49 @@ class Engine:
 
     async def _expand_loop(self) -> None:
         assert self._wake_expand is not None and self._wake_delivery is not None
+        outage = Outage("expansion")
         while True:
             try:
-                if await self.run_in_db(jobs.expand_accepted):
+                expanded = await self.run_in_db(jobs.expand_accepted)
+                outage.ok()
+                if expanded:
                     self._wake_delivery.set()
                     continue
             except Exception:
-                log.exception("expansion failed; retrying")
+                await asyncio.sleep(outage.failed())
             await self._wait(self._wake_expand, self.poll_seconds)
 
     async def _delivery_loop(self) -> None:
         assert self._wake_delivery is not None
-        worker = Worker(self.settings, self.transport, self.run_in_db, self.name)
-        while True:
+        worker, outage = self.worker, Outage("delivery")
+        while not worker.stopping:
             try:
                 if await worker.run_until_idle():
+                    outage.ok()
                     continue
                 due = await self.run_in_db(next_due_at)
+                outage.ok()
             except Exception:
-                log.exception("delivery batch failed; its claims return after their lease")
+                await asyncio.sleep(outage.failed())
                 due = None
+            if worker.stopping:
+                break
             idle = self.poll_seconds if (due or self.delivery_only) else self.poll_seconds * 5
+            if due is not None:  # copies put off by throttling: wake at their slot, not a poll later
+                idle = min(idle, max(0.005, (due - clock.now()).total_seconds()))
+            self.idle = True
             await self._wait(self._wake_delivery, idle)
+            self.idle = False
+        await worker.recorder.drain()
 
     async def _jobs_loop(self) -> None:
-        scheduler = jobs.Scheduler()
+        scheduler, outage = jobs.Scheduler(), Outage("scheduled jobs")
         while True:
             try:
                 await self.run_in_db(scheduler.run_due)
+                outage.ok()
             except Exception:
-                log.exception("scheduled jobs failed")
+                await asyncio.sleep(outage.failed())
             await asyncio.sleep(self.poll_seconds)
 
 
@@ -165,7 +281,7 @@ class EngineThread:
         self.thread.join(timeout)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: a helper gets SIGTERM when its engine dies, even by SIGKILL (its claims then expire)."""
     import ctypes
     import signal
@@ -174,24 +290,35 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def serve(settings: Settings, *, delivery_only: bool = False) -> None:
+def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
+    """A delivery helper's environment: its metrics on the port after the engine's (``number`` after)."""
+    environment = dict(os.environ)
+    if settings.metrics_listen is not None:
+        host, port = settings.metrics_listen
+        environment["PALANQUEE_METRICS_LISTEN"] = f"[{host}]:{port + number if port else 0}" if ":" in host \
+            else f"{host}:{port + number if port else 0}"
+    return environment
+
+
+def serve(settings: Settings, *, delivery_only: bool = False,
+          on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
     """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
 
     With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
     processes that only deliver (claims are shared through the database), and stops them with it.
+    ``on_ready(bound)`` is called once it listens (``palanquee demo`` runs it as a child process).
     """
     import signal
     import subprocess
     import sys
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+    engine = Engine(settings, delivery_only=delivery_only)
+    logs.configure(settings.log_format, engine.name)
     helpers: list[subprocess.Popen[bytes]] = []
     if not delivery_only:
         helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
-                                    preexec_fn=_die_with_parent)
-                   for _ in range(settings.delivery_processes - 1)]
-    engine = Engine(settings, delivery_only=delivery_only)
+                                    env=_helper_environment(settings, number), preexec_fn=die_with_parent)
+                   for number in range(1, settings.delivery_processes)]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -203,8 +330,10 @@ def serve(settings: Settings, *, delivery_only: bool = False) -> None:
         if engine.ready.is_set():
             where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
             target = settings.smarthost or f"capture in {settings.capture_dir}"
-            log.info("engine %s %s; delivering to %s", engine.name,
-                     f"listening on {where}" if where else "(delivery only)", target)
+            log.info("engine %s%s %s; delivering to %s", engine.name, " (delivery only)" if delivery_only else "",
+                     f"listening on {where}" if where else "listening on nothing", target)
+            if on_ready is not None:
+                on_ready(dict(engine.bound))
         await runner
 
     try:

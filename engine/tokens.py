@@ -6,7 +6,10 @@ working after an address change. Every other token is timed by its caller.
 
 Format of an unsubscribe token: itsdangerous ``URLSafeSerializer`` (HMAC-SHA1 over the compact JSON
 payload, salt ``palanquee.unsubscribe``) of ``[list_id, [member_id, …]]`` or, for an address that is
-no member's, ``[list_id, "address-key"]``.
+no member's, ``[list_id, "address-key"]``. An address shared by more than ``MAX_MEMBERS_NAMED`` members
+is named by its key too: a token naming each of 150 members made a List-Unsubscribe line of more than
+998 octets (RFC 5322 §2.1.1); leaving by it records an opt-out of the address, which excludes every
+member using it. Tokens of either form made before stay valid.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Purpose:
     MODERATION = "palanquee.moderation"
     POST_CONFIRM = "palanquee.post-confirm"  # an author confirms a post whose From was not authenticated
     UNSUBSCRIBE = "palanquee.unsubscribe"
+    BOUNCE_PROBE = "palanquee.bounce-probe"  # "my address works again", mailed to a disabled address
     UNSUBSCRIBE_FORM = "palanquee.unsubscribe-form"
 
 
@@ -134,10 +138,18 @@ def _unsubscribe_serializer(settings: Settings) -> _PlainURLSafeSerializer:
     return _serializer_for(settings.secret_key)
 
 
+MAX_MEMBERS_NAMED = 10  # past it, a shared address is named by its key: the token stays under ~400 characters
+
+
 def make_unsubscribe_token(settings: Settings, list_id: int, member_ids: tuple[int, ...] | list[int] = (),
                            email_key: str | None = None) -> str:
-    """Token naming a list and who leaves it: the member(s) sharing one copy, or a bare address."""
-    who: Any = sorted(member_ids) if member_ids else email_key
+    """Token naming a list and who leaves it: the member(s) sharing one copy, or a bare address.
+
+    Given both, the members are named, unless there are more than ``MAX_MEMBERS_NAMED`` of them: then the
+    address ``email_key`` they share is (a bounded token, for a header line within 998 octets).
+    """
+    many = len(member_ids) > MAX_MEMBERS_NAMED and bool(email_key)
+    who: Any = sorted(member_ids) if member_ids and not many else email_key
     if not who:
         raise ValueError("an unsubscribe token names at least one member or an address")
     serializer = _serializer_for(settings.secret_key)

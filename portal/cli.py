@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import click
-from werkzeug.serving import make_server
 
 from engine import db as engine_db
 from engine import notices
@@ -22,15 +22,19 @@ from engine.config import ConfigError, Settings, load_settings, url_of_listen_ad
 
 
 @click.command("web")
-@click.option("--debug", is_flag=True, help="reload on code changes, show tracebacks")
+@click.option("--debug", is_flag=True, help="Flask's development server: reload on code changes, show tracebacks")
 def web(debug: bool) -> None:
-    """Serve the portal on PALANQUEE_WEB_LISTEN (production: use a WSGI server on portal.wsgi:app)."""
+    """Serve the portal on PALANQUEE_WEB_LISTEN with gunicorn (PALANQUEE_WEB_WORKERS sync workers)."""
     from portal import create_app
+    from portal.serving import serve
 
     settings = load_settings()
-    app = create_app(settings)
-    host, port = settings.web_listen
-    app.run(host=host, port=port, debug=debug, use_reloader=debug)
+    if debug:
+        host, port = settings.web_listen
+        create_app(settings).run(host=host, port=port, debug=True, use_reloader=True)
+        return
+    listener, settings = _bind_portal(settings)
+    serve(create_app(settings), settings, listener, on_ready=lambda: click.echo(f"portal: {settings.base_url}/"))
 
 
 @click.command("demo")
@@ -38,37 +42,68 @@ def web(debug: bool) -> None:
 def demo(members: int) -> None:
     """The embedded default: migrate, build demo data if empty, run the portal and the engine."""
     from engine import demo as demo_data
-    from portal import create_app
 
+    _stop_on_signals()
     settings = load_settings(generate_secret=True, defaults=demo_data.SETTING_DEFAULTS)
     listener, settings = _bind_portal(settings)  # first: a port in use stops the demo at once
-    database = open_database(settings, check=False)
-    applied = engine_db.upgrade(database)
-    if applied:
-        click.echo(f"database upgraded: {', '.join(applied)}")
-    if demo_data.is_empty():
-        click.echo(f"building the demo federation ({members} members)…")
-        summary = demo_data.build(settings, members=members, progress=click.echo)
-    else:
-        summary = demo_data.existing_summary()
-    database.close()
-    demo_data.prepare_capture(settings)
-    app = create_app(settings)
-    from engine.runtime import EngineThread
-
-    engine = EngineThread(settings).start()
-    click.echo("")
-    click.echo(demo_data.describe(summary))
-    click.echo(_where(settings, engine.bound), nl=False)
-    server = make_server(*settings.web_listen, app, threaded=True, fd=listener.fileno())
-    click.echo(f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
+        _serve(settings, listener, _prepare(settings, members))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, at any step: everything below is closed on the way out
         pass
     finally:
-        server.server_close()
-        listener.close()
+        if listener.fileno() != -1:  # not handed to gunicorn (which closes what it was given)
+            listener.close()
+
+
+def _prepare(settings: Settings, members: int) -> str:
+    """Migrate, build the demo federation into an empty database, make the capture; returns the summary."""
+    from engine import demo as demo_data
+
+    database = open_database(settings, check=False)
+    try:
+        applied = engine_db.upgrade(database)
+        if applied:
+            click.echo(f"database upgraded: {', '.join(applied)}")
+        if demo_data.is_empty():
+            click.echo(f"building the demo federation ({members} members)…")
+            summary = demo_data.build(settings, members=members, progress=click.echo)
+        else:
+            summary = demo_data.existing_summary()
+    finally:
+        database.close()
+    demo_data.prepare_capture(settings)
+    return demo_data.describe(summary)
+
+
+def _serve(settings: Settings, listener: socket.socket, summary: str) -> None:
+    """The engine in a child process, the portal (gunicorn) on ``listener`` in this one, until interrupted.
+
+    The engine never lives in the process that forks the web workers; it gets the demo's settings: the
+    base URL of the port bound above, its notices' sender, no DNS, no inbound authentication."""
+    from portal import create_app
+    from portal.serving import serve, start_engine
+
+    app = create_app(settings)
+    engine, bound = start_engine(settings)  # these very settings: the bound port's base URL, the demo's defaults
+    try:
+        click.echo("\n" + summary)
+        click.echo(_where(settings, bound), nl=False)
+        serve(app, settings, listener, on_ready=lambda: click.echo(
+            f"\n\nserving the portal on {settings.base_url}/ (Ctrl-C stops the demo)"))
+    finally:
+        engine.terminate()
+        engine.wait(30)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the demo, even when it was started with SIGINT ignored (a shell's
+    background job, some CI runners), where Python would otherwise never raise KeyboardInterrupt."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _bind_portal(settings: Settings) -> tuple[socket.socket, Settings]:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
 from babel.dates import format_date as babel_format_date
@@ -40,3 +41,18 @@ _moment = lru_cache(maxsize=4096)(moment_words)
 def format_duration(value: timedelta) -> str:
     """A delay in words in the user's language ("3 jours", "15 minutes")."""
     return duration_words(value, _language())
+
+
+def format_mail_date(value: object) -> str:
+    """A mail's Date header (RFC 5322 §3.3, any zone) in the federation's time zone and the user's language;
+    a header that does not parse is shown as it is."""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return text
+    if moment.tzinfo is None:  # RFC 5322 "-0000": no zone information, read as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return format_datetime(moment.astimezone(UTC).replace(tzinfo=None))

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playhouse.pool import PooledDatabase
 
 from engine import db as engine_db
 from engine import resolver
@@ -26,6 +27,17 @@ TEST_SECRET = "test-secret-key-not-for-production"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--db", default=os.environ.get("PALANQUEE_TEST_DB", "sqlite"),
                      choices=("sqlite", "postgresql"), help="database backend for the suite")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.postgresql_only`` tests are skipped on SQLite (they need a server: several engines
+    sharing it, a restart)."""
+    if config.getoption("--db") == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only (run with --db=postgresql)")
+    for item in items:
+        if item.get_closest_marker("postgresql_only"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +137,19 @@ def db(db_url: str) -> Iterator[object]:
     database.connect(reuse_if_open=True)
     yield database
     engine_db.release(database)  # the pool's connections too, whichever thread opened them
+
+
+@pytest.fixture(autouse=True)
+def _close_the_bound_connection() -> Iterator[None]:
+    """After every test, close this thread's connection of whatever database the models are bound to.
+
+    ``create_app``, the CLI and the engine may bind the models to a database object of their own; a
+    connection this thread opened on it and nobody closed would be collected later, in another test,
+    where psycopg's ResourceWarning becomes an error (a net under ``factories.close_bound_connection``).
+    """
+    yield
+    bound = engine_db.database.obj
+    if bound is not None and not bound.is_closed():
+        bound.close()
+    if isinstance(bound, PooledDatabase):
+        bound.close_idle()  # checked back in above: closed too (connections other threads hold stay theirs)

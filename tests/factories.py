@@ -64,6 +64,29 @@ def criterion(ml: MailingList, structure: Structure, roles: list[Role], subtree:
     return c
 
 
+def federation_tree() -> dict[str, Any]:
+    """The small federation several engine tests share (one definition instead of one per module).
+
+    FFESSM → Comité régional Provence (CODEP 13: Club A, Club B; CODEP 83: Club C) and Comité régional
+    Bretagne; the roles president, secretary and board member; the list domain listes.example.fr.
+    Keys: root, provence, bretagne, cd13, cd83, club_a (also ``club``), club_b, club_c, president,
+    secretary, board, dom (also ``national``).
+    """
+    root = structure("FFESSM", StructureKind.FEDERATION, code="FFESSM")
+    provence = structure("Comité régional Provence", StructureKind.REGIONAL, root, code="CR-PROV")
+    bretagne = structure("Comité régional Bretagne", StructureKind.REGIONAL, root, code="CR-BPL")
+    cd13 = structure("CODEP 13", StructureKind.DEPARTMENTAL, provence, code="CD-13")
+    cd83 = structure("CODEP 83", StructureKind.DEPARTMENTAL, provence, code="CD-83")
+    club_a = structure("Club A", StructureKind.CLUB, cd13, code="CLUB-13-0001")
+    club_b = structure("Club B", StructureKind.CLUB, cd13, code="CLUB-13-0002")
+    club_c = structure("Club C", StructureKind.CLUB, cd83, code="CLUB-83-0001")
+    dom = domain("listes.example.fr", root)
+    return dict(root=root, provence=provence, bretagne=bretagne, cd13=cd13, cd83=cd83, club_a=club_a, club=club_a,
+                club_b=club_b, club_c=club_c, president=role("president", "Président"),
+                secretary=role("secretary", "Secrétaire"), board=role("board_member", "Membre du comité directeur"),
+                dom=dom, national=dom)
+
+
 def at(year: int, month: int, day: int, hour: int = 12) -> datetime:
     return datetime(year, month, day, hour)
 

@@ -63,3 +63,37 @@ def test_runtime_and_test_locks_agree() -> None:
     runtime, test = pins(ROOT / "requirements/runtime.txt"), pins(ROOT / "requirements/test.txt")
     differing = {n: (v, test.get(n, ("missing",))[0]) for n, (v, _) in runtime.items() if test.get(n, ("",))[0] != v}
     assert not differing, f"run bin/lock: the runtime and test locks pin different versions: {differing}"
+
+
+def vias(lock: Path) -> dict[str, set[str]]:
+    """name -> what uv says each pinned package is there for ("palanquee (pyproject.toml)", "-r …", a package)."""
+    found: dict[str, set[str]] = {}
+    current, listing = "", False
+    for line in lock.read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            current, listing = canonicalize_name(match.group(1)), False
+            found[current] = set()
+        elif current and line.strip().startswith("# via"):
+            rest = line.strip()[len("# via"):].strip()
+            listing = not rest
+            if rest:
+                found[current].add(rest)
+        elif current and listing and line.strip().startswith("#   "):
+            found[current].add(line.strip()[1:].strip())
+    return found
+
+
+@pytest.mark.parametrize(("lock", "extra"), [("runtime.txt", None), ("test.txt", "test")])
+def test_every_pin_is_still_wanted(lock: str, extra: str | None) -> None:
+    """A dependency removed from pyproject.toml leaves no pin behind: each pin is named by pyproject.toml,
+    by requirements/build.in, or by another pin."""
+    wanted = {canonicalize_name(req.name) for req in requirements(extra)}
+    found = vias(ROOT / "requirements" / lock)
+    stale = []
+    for name, reasons in sorted(found.items()):
+        direct = {r for r in reasons if r.startswith("palanquee") or r.startswith("-r ")}
+        through = {canonicalize_name(r) for r in reasons - direct} & set(found)
+        if not (through or (direct and name in wanted)):
+            stale.append(name)
+    assert not stale, "run bin/lock: pinned but wanted by nothing in pyproject.toml or the lock: " + ", ".join(stale)

@@ -1,4 +1,5 @@
-"""VERP return paths: ``LIST-bounces+TOKEN@domain``, the token naming one delivery.
+"""VERP return paths: ``LIST-bounces+TOKEN@domain`` (``bounces+TOKEN@domain`` for long list addresses), the
+token naming one delivery.
 
 The token is ``<delivery id in hex>.<10 hex digits of HMAC-SHA256>``, all lower case,
 because some MTAs lowercase local parts; it is short (RFC 5321 §4.5.3.1.1 caps a local part at 64
@@ -50,6 +51,14 @@ def read_token(key: bytes, token: str) -> int | None:
     return delivery_id
 
 
+MAX_LOCAL_PART = 64  # octets, RFC 5321 §4.5.3.1.1
+SHARED_LOCAL_PART = "bounces"  # cannot be a list's own return path: those end with "-bounces"
+
+
 def return_path(local_part: str, domain: str, token: str) -> str:
-    """The envelope sender of one copy."""
-    return f"{local_part}-bounces+{token}@{domain}"
+    """The envelope sender of one copy: ``LIST-bounces+TOKEN@domain``, or ``bounces+TOKEN@domain`` when the
+    list's own would pass 64 octets (a long list address: the token names the delivery, hence the list)."""
+    own = f"{local_part}-bounces+{token}"
+    if len(own.encode()) <= MAX_LOCAL_PART:
+        return f"{own}@{domain}"
+    return f"{SHARED_LOCAL_PART}+{token}@{domain}"

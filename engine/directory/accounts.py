@@ -76,7 +76,7 @@ def account_key(identifier: str, member: Member | None) -> str:
 
 
 def login_checks(account: str, ip: str | None) -> list[throttle.Check]:
-    source = ip or "unknown"
+    source = throttle.source(ip)
     return [(throttle.LOGIN_ADDRESS, throttle.LOGIN_ADDRESS.key(source)),
             (throttle.LOGIN_PAIR, throttle.LOGIN_PAIR.key(account, source)),
             (throttle.LOGIN_ACCOUNT, throttle.LOGIN_ACCOUNT.key(account))]
@@ -104,7 +104,7 @@ def login(identifier: str, password: str, ip: str | None = None) -> LoginResult:
         return LoginResult(LoginStatus.FAILED)
     assert member is not None and member.password_hash is not None  # verify_password refuses a missing hash
     throttle.forget(tried)
-    throttle.clear(throttle.LOGIN_PAIR.key(account, ip or "unknown"))
+    throttle.clear(throttle.LOGIN_PAIR.key(account, throttle.source(ip)))
     if needs_rehash(member.password_hash):
         member.password_hash = hash_password(password)
         member.save(only=[Member.password_hash])

@@ -97,7 +97,7 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
     if not throttle.attempt([
             (throttle.ADDRESS_CHANGE_MEMBER, throttle.ADDRESS_CHANGE_MEMBER.key(member.id)),
             (throttle.ADDRESS_CHANGE_TARGET, throttle.ADDRESS_CHANGE_TARGET.key(email_key(new))),
-            (throttle.ADDRESS_CHANGE_ADDRESS, throttle.ADDRESS_CHANGE_ADDRESS.key(ip or "unknown"))]).allowed:
+            (throttle.ADDRESS_CHANGE_ADDRESS, throttle.ADDRESS_CHANGE_ADDRESS.key(throttle.source(ip)))]).allowed:
         raise TooManyRequests(new)
     now = clock.now()
     with database.atomic():
@@ -107,7 +107,7 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
         change = EmailChange.create(member=member, old_email=member.email, new_email=new, requested_at=now,
                                     requested_ip=ip)
         audit.record("email_change.requested", change, actor=member, ip=ip, old=member.email, new=new)
-    language = member.language or language
+    language = member.language or language or settings.default_language
     delay = duration_words(settings.propagation_delay, language)
     validity = duration_words(settings.email_change_max_age, language)
     notices.send_notice(settings, "email_confirm", new, language=language, member=member, new_email=new,

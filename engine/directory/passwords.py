@@ -137,15 +137,16 @@ def request_reset(settings: Settings, identifier: str, *, language: str | None =
     A shared family address gets one link per member using it (they share that mailbox anyway).
     """
     sent = 0
-    if not throttle.attempt([(throttle.RESET_ADDRESS, throttle.RESET_ADDRESS.key(ip or "unknown"))]).allowed:
+    if not throttle.attempt([(throttle.RESET_ADDRESS, throttle.RESET_ADDRESS.key(throttle.source(ip)))]).allowed:
         return 0
     for member in _members_named(identifier):
         if not member.email or not throttle.attempt([(throttle.RESET_MAIL, throttle.RESET_MAIL.key(member.id))]).allowed:
             continue
         template = "account_activation" if member.password_hash is None else "password_reset"
-        notices.send_notice(settings, template, member.email, language=member.language or language,
-                            member=member, link=reset_url(settings, member),
-                            validity=duration_words(settings.password_reset_max_age, member.language or language))
+        words = member.language or language or settings.default_language
+        notices.send_notice(settings, template, member.email, language=words, member=member,
+                            link=reset_url(settings, member),
+                            validity=duration_words(settings.password_reset_max_age, words))
         audit.record("password.reset_requested", member, actor_label="anonymous", ip=ip, template=template)
         sent += 1
     return sent

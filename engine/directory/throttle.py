@@ -10,6 +10,7 @@ flood does not grow the table.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,22 @@ LIMITS = (LOGIN_ADDRESS, LOGIN_PAIR, LOGIN_ACCOUNT, RESET_MAIL, RESET_ADDRESS, A
 KEEP = max(limit.window for limit in LIMITS)  # older events are deleted as new ones are written
 
 Check = tuple[Limit, str]  # a limit and the key it is counted under
+
+
+def source(ip: str | None) -> str:
+    """The client a limit counts: an IPv4 address, or the /64 network of an IPv6 one (one subscriber line
+    holds a whole /64: counting single addresses would give an attacker 2^64 fresh starts)."""
+    if not ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)

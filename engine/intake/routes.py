@@ -7,6 +7,7 @@ relay and never accepts mail it would have to bounce later (backscatter).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import peewee as pw
@@ -38,7 +39,7 @@ class Route:
     address: str
     list_id: int
     companion: str
-    delivery_id: int | None = None  # for -bounces+TOKEN
+    delivery_id: int | None = None  # for -bounces+TOKEN (None for -bounces alone: a notice's bounce)
 
 
 class Refused(Exception):
@@ -49,9 +50,18 @@ class Refused(Exception):
         self.reply = reply
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_controls(address: str) -> bool:
+    """Control characters: never in an address (RFC 5321 §4.1.2), and a NUL cannot even be stored in
+    PostgreSQL, so such an address must be refused at once, never answered 451."""
+    return bool(_CONTROLS.search(address))
+
+
 def _split(address: str) -> tuple[str, str]:
     local, at, domain = address.strip().strip("<>").rpartition("@")
-    if not at or not local or not domain:
+    if not at or not local or not domain or has_controls(local + domain) or " " in local + domain:
         raise Refused("553 5.1.3 Bad recipient address syntax")
     try:
         domain = domain.encode("idna").decode("ascii").lower()
@@ -67,7 +77,7 @@ def _candidates(local: str) -> list[tuple[str, str, str | None]]:
     for suffix, companion, takes_token in SUFFIXES:
         if takes_token and plus and base.endswith(suffix):
             readings.append((base[: -len(suffix)], companion, token))
-        elif not takes_token and not plus and local.endswith(suffix):
+        elif not plus and local.endswith(suffix):  # -bounces alone: the sender of the engine's notices
             readings.append((local[: -len(suffix)], companion, None))
     return readings
 
@@ -78,6 +88,9 @@ def route(address: str, verp_key: bytes) -> Route:
     domain = Domain.get_or_none(Domain.name == domain_name)
     if domain is None:
         raise Refused("550 5.7.1 Relaying denied: this server only accepts mail for its mailing lists")
+    base, plus, shared_token = local.partition("+")
+    if plus and base == verp.SHARED_LOCAL_PART:
+        return _shared_bounce(address, domain, shared_token, verp_key)
     for list_local, companion, token in _candidates(local):
         mailing_list = MailingList.get_or_none(
             (MailingList.domain == domain) & (pw.fn.LOWER(MailingList.local_part) == list_local))
@@ -88,9 +101,27 @@ def route(address: str, verp_key: bytes) -> Route:
         if not domain.lists_enabled:
             raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
         delivery_id = None
-        if companion == Companion.BOUNCES:
-            delivery_id = verp.read_token(verp_key, token or "")
+        if companion == Companion.BOUNCES and token is not None:  # a copy's VERP address must be genuine
+            delivery_id = verp.read_token(verp_key, token)
             if delivery_id is None:
                 raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
         return Route(address, mailing_list.id, companion, delivery_id)
     raise Refused(f"550 5.1.1 <{address}>: no such mailing list")
+
+
+def _shared_bounce(address: str, domain: Domain, token: str, verp_key: bytes) -> Route:
+    """``bounces+TOKEN@domain``, the return path of lists whose own would pass 64 octets: the token's
+    delivery names the list, which must be of this domain."""
+    from engine.outbound.models import Delivery
+    from engine.posting.models import Message
+
+    delivery_id = verp.read_token(verp_key, token)
+    row = None if delivery_id is None else (
+        MailingList.select(MailingList.id, MailingList.deleted_at).join(Message)
+        .join(Delivery, on=(Delivery.message == Message.id))
+        .where((Delivery.id == delivery_id) & (MailingList.domain == domain.id)).first())
+    if row is None or row.deleted_at is not None:
+        raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
+    if not domain.lists_enabled:
+        raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
+    return Route(address, row.id, Companion.BOUNCES, delivery_id)

@@ -7,23 +7,29 @@ only after the commit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from email import policy as email_policy
+from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
-from engine import clock
-from engine.bounces.models import Bounce
+from engine import clock, notices
+from engine.bounces import service as bounces
 from engine.config import Settings
 from engine.db import database
 from engine.intake.routes import Companion, Route
+from engine.lists import mailto_unsubscribe
 from engine.lists.models import MailingList
 from engine.outbound import mail
-from engine.outbound.models import Delivery
-from engine.posting import authentication, confirmation, moderation
+from engine.posting import authentication, confirmation, moderation, render
+from engine.posting.headers import one_line, readable, usable_address
+from engine.posting.headers import text as header_text
 from engine.posting.models import Message, MessageState
-from engine.posting.policy import Action, Post, decide, is_auto_submitted
+from engine.posting.policy import Action, Post, decide, looks_automated
+from engine.posting.render import ListInfo
 
 OK = "250 2.0.0 Message accepted for delivery"
+log = logging.getLogger("palanquee.intake")
 
 
 @dataclass(frozen=True)
@@ -33,88 +39,104 @@ class Outcome:
     accepted: bool = False  # a post ready to expand now
 
 
-def _headers(data: bytes):  # type: ignore[no-untyped-def]
+def _headers(data: bytes) -> EmailMessage:
     return BytesHeaderParser(policy=email_policy.default).parsebytes(data)
 
 
+def list_info(list_id: int) -> ListInfo:
+    """What rendering needs of the list (for the intake's check, run outside the database thread)."""
+    return render.list_info(MailingList.get_by_id(list_id))
+
+
 def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-            client: authentication.Client | None = None) -> Outcome:
+            client: authentication.Client | None = None, checked: object = authentication.UNCHECKED, *,
+            render_problem: str | None = None) -> Outcome:
     """Handle one recipient of one SMTP/LMTP transaction; returns the reply for it.
-    ``client`` is the SMTP client (address, HELO), for SPF when the engine verifies senders itself."""
+
+    ``client`` is the SMTP client (address, HELO), for SPF when the engine verifies senders itself;
+    ``checked`` the post's authentication (``authentication.check_post``), done by the intake outside the
+    database thread (without it, it is done here from ``client``); ``render_problem`` the refusal of a
+    post delivery could not render (``server`` checks it).
+    """
+    if route.companion == Companion.POST:
+        if checked is authentication.UNCHECKED:
+            checked = authentication.check_post(settings, data, envelope_sender, client, route.address.rpartition("@")[2])
+        return _post(settings, route, envelope_sender, data, checked, render_problem)
     handlers = {
-        Companion.POST: _post,
         Companion.BOUNCES: _bounce,
         Companion.UNSUBSCRIBE: _unsubscribe,
         Companion.REQUEST: _request,
         Companion.OWNER: _owner,
     }
-    if route.companion == Companion.POST:
-        return _post(settings, route, envelope_sender, data, client)
     return handlers[route.companion](settings, route, envelope_sender, data)
 
 
-def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes,
-          client: authentication.Client | None = None) -> Outcome:
+def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object,
+          render_problem: str | None) -> Outcome:
+    assert checked is None or isinstance(checked, authentication.Outcome)
     mailing_list = MailingList.get_by_id(route.list_id)
     headers = _headers(data)
-    checked = authentication.check(settings.inbound_authentication, settings.authserv_id or mailing_list.domain.name,
-                                   data, headers, envelope_sender, client)
     post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)
     if decision.action == Action.REFUSE:
         return Outcome(decision.reply)
+    if render_problem is not None:  # never stored: it could never be sent, nor shown to staff safely
+        return Outcome(render_problem)
     state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD, Action.CONFIRM: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
     with database.atomic():
         message = Message.create(
-            mailing_list=mailing_list, message_id=str(headers.get("Message-ID", ""))[:255] or None,
-            envelope_sender=envelope_sender[:254], author=post.author[:254],
-            subject=" ".join(str(headers.get("Subject", "")).split())[:255], content=data, size=len(data), state=state,
+            mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
+            envelope_sender=one_line(readable(envelope_sender))[:254], author=post.author[:254],
+            subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
             reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now(),
             authentication=checked.header_value() if checked is not None else "")
-    if decision.action == Action.CONFIRM:
-        confirmation.request(settings, message)
-    elif state == MessageState.HELD:
-        moderation.request(settings, message)
+    try:  # committed: the reply is 250 whatever happens now (a 4xx would make the client send it again)
+        if decision.action == Action.CONFIRM:
+            confirmation.request(settings, message)
+        elif state == MessageState.HELD:
+            moderation.request(settings, message)
+    except Exception:  # noqa: BLE001 - logged; the post is stored and shown to staff
+        log.exception("notices for held message %s", message.id)
     return Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
 
 
 def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """A bounce for one delivery: remember it against the address (scoring comes with bounce work)."""
-    delivery = Delivery.get_or_none(Delivery.id == route.delivery_id)
-    if delivery is not None:
-        key = delivery.address.lower()
-        now = clock.now()
-        with database.atomic():
-            bounce, _ = Bounce.get_or_create(email_key=key)  # type: ignore[no-untyped-call]  # untyped in peewee's stub
-            bounce.score += 1.0
-            bounce.bounce_count += 1
-            bounce.last_bounce_at = now
-            bounce.last_reply = str(_headers(data).get("Subject", ""))[:500]
-            bounce.save()
+    """A returned message for one delivery: classified, kept and counted (``engine/bounces/service.py``).
+
+    ``LIST-bounces@`` without a token is the envelope sender of the engine's notices and of mail
+    forwarded to the owner: what comes back there names no delivery and is only logged.
+    """
+    if route.delivery_id is None:
+        log.info("bounce of a notice of list %s from <%s>, %d bytes", route.list_id, envelope_sender, len(data))
+        return Outcome(OK)
+    bounces.receive(settings, route.list_id, route.delivery_id, data)
     return Outcome(OK)
 
 
 def _unsubscribe(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
-    """The mailto of List-Unsubscribe: the subject carries the personal token; else the sender leaves."""
-    from engine.lists import mailto_unsubscribe
-
-    mailto_unsubscribe.handle(settings, route.list_id, envelope_sender, _headers(data))
+    """The mailto of List-Unsubscribe: a valid token in the subject unsubscribes; without one, the
+    addresses concerned get a confirmation link (never an automaton: RFC 3834)."""
+    headers = _headers(data)
+    mailto_unsubscribe.handle(settings, route.list_id, envelope_sender, headers,
+                              may_reply=not looks_automated(envelope_sender, headers))
     return Outcome(OK)
 
 
 def _request(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
+    """Help for whoever writes to ``LIST-request@``: sent to the envelope sender (RFC 3834 §4), never
+    to an automaton (§2), within daily limits per sender and per list."""
     headers = _headers(data)
-    if envelope_sender and not is_auto_submitted(headers):
-        mailing_list = MailingList.get_by_id(route.list_id)
-        moderation.send_help(settings, mailing_list, envelope_sender)
+    if looks_automated(envelope_sender, headers) or not usable_address(readable(envelope_sender)):
+        return Outcome(OK)
+    moderation.send_help(settings, MailingList.get_by_id(route.list_id), readable(envelope_sender))
     return Outcome(OK)
 
 
 def _owner(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
     """Mail for the list's owner: forwarded as it is to the owner, the moderators or the administrator."""
     mailing_list = MailingList.get_by_id(route.list_id)
-    for address in moderation.moderator_addresses(settings, mailing_list):
-        mail.send_raw(settings, data, sender=f"{mailing_list.local_part}-bounces@{mailing_list.domain.name}",
-                      recipients=[address])
+    recipients = moderation.moderator_addresses(settings, mailing_list)
+    if recipients:  # one transaction: a failure leaves nobody with a copy, so the sender's retry duplicates nothing
+        mail.send_raw(settings, data, sender=notices.list_sender(mailing_list), recipients=recipients)
     return Outcome(OK)

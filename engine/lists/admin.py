@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,9 @@ from engine.directory import staff
 from engine.directory.models import Member, Role, Structure
 from engine.lists import administrators, counts, subscribers
 from engine.lists.models import (
+    DMARC_AUTHOR_IN,
+    DMARC_MODES,
+    SENDER_CHECKS,
     Domain,
     ListKind,
     ListModerator,
@@ -182,14 +186,15 @@ def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: s
 
 def update_settings(actor: Member | None, ml: MailingList, *, name: str, description: str = "",
                     subject_prefix: str = "", reply_to: str = "author", owner_id: int | None = None,
-                    ip: str | None = None) -> list[str]:
-    """Edit a list's names and options; returns the fields that changed (audited)."""
+                    ip: str | None = None, delivery: Mapping[str, Any] | None = None) -> list[str]:
+    """Edit a list's names and options; returns the fields that changed (audited). ``delivery`` may set
+    ``dmarc_mode``, ``dmarc_author_in``, ``sender_check`` and ``arc_seal`` (absent: unchanged)."""
     staff.require_manage(actor, ml.structure)
     if reply_to not in REPLY_TO:
         raise AdminError("bad_reply_to", value=reply_to)
     values = {"name": check_header_text(name, "name") or ml.local_part, "description": description.strip(),
               "subject_prefix": check_header_text(subject_prefix, "subject_prefix"), "reply_to": reply_to,
-              "owner": owner_id}
+              "owner": owner_id, **_delivery_options(delivery or {})}
     changed = [k for k, v in values.items() if getattr(ml, "owner_id" if k == "owner" else k) != v]
     if changed:
         MailingList.update(**{k: values[k] for k in changed}).where(MailingList.id == ml.id).execute()
@@ -199,6 +204,15 @@ def update_settings(actor: Member | None, ml: MailingList, *, name: str, descrip
         audit.record("list.settings_changed", ml, actor=actor, structure_id=ml.structure_id, ip=ip,
                      fields=changed, **new_values)
     return changed
+
+
+def _delivery_options(delivery: Mapping[str, Any]) -> dict[str, Any]:
+    allowed = {"dmarc_mode": DMARC_MODES, "dmarc_author_in": DMARC_AUTHOR_IN, "sender_check": SENDER_CHECKS,
+               "arc_seal": (True, False)}
+    for key, value in delivery.items():
+        if key not in allowed or value not in allowed[key]:
+            raise AdminError("bad_option", value=f"{key}={value}")
+    return dict(delivery)
 
 
 def delete_lists(actor: Member | None, list_ids: list[int], *, ip: str | None = None) -> list[MailingList]:

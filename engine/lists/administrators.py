@@ -1,6 +1,6 @@
 """Who administers a list's creation, and which domain a staff member creates lists under by default.
 
-"Notifier l'administrateur" tells, as a hosting panel does, the administrator of the platform
+"Notifier l’administrateur" tells, as a hosting panel does, the administrator of the platform
 (``PALANQUEE_ADMIN_EMAIL``) or else the administrators of the structure above the list's: the staff holding a
 scope on the nearest structure above it that has any with an address. Never the creator: a federation
 administrator creating a list at the top tells nobody, and the page says so.
@@ -42,7 +42,7 @@ def administrators_above(structure: Structure, *, besides: Member | None = None)
 
 
 def creation_recipients(settings: Settings, ml: MailingList, actor: Member | None) -> list[Administrator]:
-    """Who "Notifier l'administrateur" tells: PALANQUEE_ADMIN_EMAIL, else the administrators above."""
+    """Who "Notifier l’administrateur" tells: PALANQUEE_ADMIN_EMAIL, else the administrators above."""
     if settings.admin_email:
         return [Administrator(settings.admin_email)]
     return administrators_above(ml.structure, besides=actor)

@@ -39,6 +39,12 @@ class PostPolicy:
     ALL = (MEMBERS, ROLES, ADDRESSES, MODERATORS, ANYONE)
 
 
+# Deliverability options of a list (docs/deliverability.md); the engine's posting code reads them.
+DMARC_MODES = ("always", "automatic", "never")
+DMARC_AUTHOR_IN = ("reply-to", "cc")
+SENDER_CHECKS = ("hold", "confirm", "off")
+
+
 class MailingList(BaseModel):
     """``local_part@domain``. ``deleted_at`` set: refuses mail at once; history is kept."""
 
@@ -62,6 +68,7 @@ class MailingList(BaseModel):
     created_at = pw.DateTimeField()
     deleted_at = pw.DateTimeField(null=True)
     last_posted_at = pw.DateTimeField(null=True)
+    bounce_threshold = pw.FloatField(null=True)  # bounce score that disables an address; None: the setting
 
     if TYPE_CHECKING:  # the ids peewee adds beside each foreign key
         domain_id: pw.ForeignKeyField[int]

@@ -50,7 +50,7 @@ class Recipient(NamedTuple):
     reasons: tuple[Reason, ...]
 
 
-STATIC_FR = "abonné(e) par l'administrateur"
+STATIC_FR = "abonné(e) par l’administrateur"
 STATIC_EN = "subscribed by the administrator"
 
 

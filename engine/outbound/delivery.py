@@ -1,57 +1,80 @@
 """Delivery: claim due copies, render each one from its message's prepared segments, send, record.
 
-A worker claims a batch (a lease protects it), renders copies lazily inside a few concurrent lanes
-that each keep one SMTP connection open (or write to the local capture), and records every reply
-in one transaction per batch. A copy whose connection breaks is deferred, never dropped.
+A worker claims a batch (a lease protects it), renders copies lazily inside the transport's
+concurrent lanes (SMTP connections kept open, or the local capture), and records every reply. Each
+message and each copy is isolated: a message that cannot be rendered is failed once (its author and
+owner told) without touching the others, a copy whose building raises is deferred like a temporary
+failure (and failed when its retry lifetime ends), and every claim gets its attempt recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from engine import clock, tokens
+from engine import tokens
 from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
-from engine.notices import HeaderInjection
-from engine.outbound import mail, smarthost
-from engine.outbound.outbox import Claimed, Result, claim_due, record
-from engine.outbound.smtp import Connection, Item, Reply, SmtpError
+from engine.outbound import failures, mime
+from engine.outbound.dispatch import Dispatch
+from engine.outbound.outbox import Claimed, Result, claim_due
+from engine.outbound.pacer import Pacer
+from engine.outbound.recorder import Counted, Recorder
+from engine.outbound.smtp import Item, Reply
+from engine.outbound.transport import Transport
 from engine.posting import dmarc, signing
-from engine.posting.models import Message
+from engine.posting.models import Message, MessageState
 from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
 RunInDb = Callable[..., Awaitable[Any]]
+log = logging.getLogger("palanquee.delivery")
+
+
+def load_message(message_id: int) -> tuple[Message, ListInfo]:
+    """The stored post and what rendering needs of its list (database thread)."""
+    message = Message.get_by_id(message_id)
+    mailing_list: MailingList = message.mailing_list
+    info = ListInfo(
+        list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
+        domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
+        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
+        rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
+        author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
+    return message, info
+
+
+class Unrenderable(Exception):
+    """The message cannot be prepared; ``reason`` says why (it would fail the same way every time)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PreparedMessage:
     """A message rendered once, with what every copy of it needs."""
 
-    def __init__(self, settings: Settings, message: Message) -> None:
-        mailing_list: MailingList = message.mailing_list
-        domain = mailing_list.domain.name
-        self.info = ListInfo(
-            list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part, domain=domain,
-            subject_prefix=mailing_list.subject_prefix, reply_to_list=mailing_list.reply_to == "list",
-            announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
-            rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
-            author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
-        self.prepared: Prepared = prepare(bytes(message.content), self.info)
-        self.signer = signing.for_message(settings, message, self.prepared)  # DKIM and ARC: the copy's last step
+    def __init__(self, settings: Settings, message: Message, info: ListInfo) -> None:
+        self.info = info
+        raw = bytes(message.content)
+        if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
+            raw = mime.reencode(raw)
+        self.prepared: Prepared = prepare(raw, self.info)
+        self.signer = signing.CopySigner(self.prepared, [])  # unsigned until ``sign`` (database thread)
         self.received_at: datetime = message.received_at
         self.settings = settings
 
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
+        """The copy's return path and its finished bytes: the one place where a copy is made."""
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
-        if member_ids:
-            token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids)
-        else:
-            token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, email_key=item.address.lower())
+        # the members sharing the address, or the address itself when they are many or none (tokens.py)
+        token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids,
+                                              email_key=item.address.strip().lower())
         personal = Personal(
             unsubscribe_url=f"{self.settings.base_url}/u/{token}",
             unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",
@@ -59,99 +82,46 @@ class PreparedMessage:
         sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
         return sender, self.signer.copy(personal, stuffed=stuffed)
 
-
-class Transport:
-    """Where copies go. ``lanes`` run concurrently; each takes copies until ``take`` returns None."""
-
-    lanes = 1
-    last_error = ""
-    dot_stuffed = True  # copies come in SMTP DATA form (RFC 5321 §4.5.2)
-
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        return None
-
-
-class SmtpTransport(Transport):
-    """Long-lived pipelining connections to the smarthost, one per lane."""
-
-    def __init__(self, url: str, lanes: int, helo: str | None = None) -> None:
-        self.relay = smarthost.parse(url)
-        self.tls_context = self.relay.tls_context()
-        self.helo = helo or socket.getfqdn()
-        self.lanes = lanes
-        self.connections: dict[int, Connection] = {}
-
-    async def _connection(self, lane: int) -> Connection:
-        connection = self.connections.get(lane)
-        if connection is None:
-            relay = self.relay
-            connection = await Connection.open(relay.host, relay.port, helo=self.helo, starttls=relay.starttls,
-                                               implicit_tls=relay.implicit_tls, tls_context=self.tls_context,
-                                               username=relay.username, password=relay.password)
-            self.connections[lane] = connection
-        return connection
-
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        for _attempt in range(2):  # one reconnection per batch and lane, then leave the rest for later
-            try:
-                connection = await self._connection(lane)
-                await connection.send_stream(take, lambda item, reply: self._done(lane, item, reply, done))
-                return
-            except SmtpError as exc:
-                self.last_error = f"4.4.2 {exc}"
-                dropped = self.connections.pop(lane, None)
-                if dropped is not None:
-                    dropped.abort()
-
-    def _done(self, lane: int, item: Item, reply: Reply, done: Callable[[Item, Reply], None]) -> None:
-        if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
-            raise SmtpError(f"server closing: {reply}")
-        done(item, reply)
-
-    async def close(self) -> None:
-        for connection in list(self.connections.values()):
-            await connection.quit()
-        self.connections.clear()
-
-
-class CaptureTransport(Transport):
-    """The embedded default: every copy lands in the capture Maildir, as a mailbox would store it."""
-
-    dot_stuffed = False  # a mailbox stores the message itself
-
-    def __init__(self, settings: Settings) -> None:
-        self.folder = settings.capture_dir
-
-    async def run_lane(self, lane: int, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
-        while (item := take()) is not None:
-            key, sender, recipient, data = item
-            envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-            stored = mail.capture(self.folder, envelope + data)
-            done(item, Reply(250, f"2.0.0 captured as {stored}"))
-
-
-def make_transport(settings: Settings) -> Transport:
-    if settings.smarthost:
-        return SmtpTransport(settings.smarthost, settings.delivery_connections)
-    return CaptureTransport(settings)
+    def sign(self, message: Message) -> None:
+        """DKIM and ARC, the copy's last step: the list domain's keys and the list's ARC setting (database
+        thread)."""
+        self.signer = signing.for_message(self.settings, message, self.prepared)
 
 
 class Worker:
-    """Claims and sends batches until none is due. ``run_in_db`` runs a function in the database thread."""
+    """Claims and sends batches until none is due. ``run_in_db`` runs a function in the database thread.
 
-    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str) -> None:
+    ``stop()`` asks for a graceful end: no new claim, no new copy on the wire; the copies in flight
+    get their replies and are recorded, and the claims not yet tried are given back at once.
+    """
+
+    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str,
+                 counted: Counted | None = None) -> None:
         self.settings, self.transport, self.run_in_db, self.name = settings, transport, run_in_db, name
         self.verp_key = verp.signing_key(settings)
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
+        self.recorder = Recorder(settings, run_in_db, counted)  # counted: (group, outcome) of each result
+        self.pacer = Pacer(settings, run_in_db)
+        self.stopping = False
+        self.busy: set[int] = set()  # ids of the batch being sent
+
+    def stop(self) -> None:
+        self.stopping = True
 
     async def _prepared(self, message_id: int) -> PreparedMessage:
+        """The message rendered once (cached); ``Unrenderable`` when rendering raises."""
         found = self.cache.get(message_id)
         if found is None:
-            message = await self.run_in_db(Message.get_by_id, message_id)
-            found = await self.run_in_db(PreparedMessage, self.settings, message)
+            message, info = await self.run_in_db(load_message, message_id)
+            self.recorder.received_at(message_id, message.received_at)
+            if message.state == MessageState.FAILED:
+                raise Unrenderable(message.reason or failures.UNRENDERABLE)
+            try:
+                found = await asyncio.to_thread(PreparedMessage, self.settings, message, info)
+            except Exception as exc:  # any fault of rendering: the same input fails the same way
+                log.exception("message %s cannot be rendered", message_id, extra={"message_id": message_id})
+                raise Unrenderable(failures.describe(exc)) from exc
+            await self.run_in_db(found.sign, message)
             self.cache[message_id] = found
             while len(self.cache) > 8:
                 self.cache.popitem(last=False)
@@ -159,66 +129,136 @@ class Worker:
         return found
 
     async def claim(self) -> list[Claimed]:
-        return await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,  # type: ignore[no-any-return]
-                                    self.settings.delivery_lease)
+        if self.stopping:
+            return []
+        claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,
+                                                      self.settings.delivery_lease)
+        return self.recorder.expect(claimed, self.busy)
+
+    def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
+        """Release claims never tried (a graceful stop, an unreachable database, throttling): due again
+        at once or at ``due``, their attempt not counted; written with the next group of results."""
+        self.recorder.give_back(ids, due)
 
     async def run_until_idle(self) -> int:
-        """Send batch after batch until none is due; the next claim and the last record run in the
-        database thread while the current batch is on the wire. Returns how many copies were handled."""
+        """Send batch after batch until none is due (or ``stop()``); the next claim runs in the
+        database thread while the current batch is on the wire, and results are recorded as they
+        arrive. Returns how many copies were handled."""
         handled = 0
         claimed = await self.claim()
-        recording: asyncio.Task[None] | None = None
-        try:
-            while claimed:
-                following = asyncio.ensure_future(self.claim())
-                results = await self.send(claimed)
-                if recording is not None:
-                    await recording
-                recording = asyncio.ensure_future(self.record(claimed, results))
-                handled += len(claimed)
-                claimed = await following
-        finally:
-            if recording is not None:
-                await recording
+        while claimed:
+            following = asyncio.ensure_future(self.claim())
+            try:
+                handled += await self.send(claimed)
+            except BaseException:
+                following.cancel()  # cancelled (a hard stop): claims already taken wait out their lease
+                raise
+            claimed = await following
+            if self.stopping:
+                self.give_back([item.id for item in claimed])
+                claimed = []
+        await self.recorder.drain()
         return handled
 
-    async def send(self, claimed: list[Claimed]) -> list[Result]:
-        """Render and send each claimed copy; one result per copy (a temporary one when no reply came)."""
+    async def _prepare_all(self, claimed: list[Claimed]) -> dict[int, PreparedMessage]:
+        """Each claimed message rendered once; the copies of one that cannot be get their result here."""
         prepared: dict[int, PreparedMessage] = {}
-        results: list[Result] = []
         for mid in dict.fromkeys(item.message_id for item in claimed):
+            ids = [item.id for item in claimed if item.message_id == mid]
             try:
-                prepared[mid] = await self._prepared(mid)
-            except HeaderInjection as exc:  # list settings that slipped past the forms: never send them
-                results += [Result(item.id, 554, f"554 5.6.0 Cannot render the list's copy: {exc}")
-                            for item in claimed if item.message_id == mid]
-        pending = [item for item in reversed(claimed) if item.message_id in prepared]
+                try:
+                    prepared[mid] = await self._prepared(mid)
+                except Unrenderable as exc:
+                    await self.run_in_db(failures.fail_message, self.settings, mid, exc.reason, ids)
+                    for delivery_id in ids:
+                        self.recorder.add(Result(delivery_id, 554, exc.reason, local=True))
+            except Exception as exc:
+                if _database_error(exc):  # unreachable: these copies go back, due again once it answers
+                    log.warning("cannot load message %s; its copies are given back", mid, exc_info=True)
+                    self.give_back(ids)
+                    continue
+                log.exception("cannot prepare message %s", mid)  # signing keys…: retried, failed after the lifetime
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 0, _internal("preparing the message", exc), local=True))
+        return prepared
+
+    async def send(self, claimed: list[Claimed]) -> int:
+        """Render and send each claimed copy at its group's pace; each result goes to the recorder as
+        its reply arrives, and copies put off by throttling are given back with the time they may go."""
+        ids = {item.id for item in claimed}
+        self.busy |= ids  # a claim taken again meanwhile (its lease ran out) must not send them twice
+        try:
+            return await self._send(claimed)
+        finally:
+            self.busy -= ids
+            self.recorder.forget(ids)
+
+    async def _send(self, claimed: list[Claimed]) -> int:
+        add = self.recorder.add
+        prepared = await self._prepare_all(claimed)
+        groups, later = await self.pacer.admit([item for item in claimed if item.message_id in prepared])
+        if later:
+            self.give_back([delivery_id for delivery_id, _ in later], [moment for _, moment in later])
+        for group, members in groups.items():
+            self.recorder.grouped([item.id for item in members], group.rule)
         in_flight: set[int] = set()
 
-        def take() -> Item | None:
-            if not pending:
+        def build(item: Claimed) -> Item | None:
+            try:
+                sender, data = prepared[item.message_id].envelope_and_copy(
+                    item, self.verp_key, stuffed=self.transport.dot_stuffed)
+            except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
+                log.exception("cannot build the copy of delivery %s", item.id,
+                              extra={"delivery_id": item.id, "message_id": item.message_id})
+                add(Result(item.id, 0, _internal("building the copy", exc), local=True))
                 return None
-            item = pending.pop()
-            sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key,
-                                                                       stuffed=self.transport.dot_stuffed)
             in_flight.add(item.id)
             return item.id, sender, item.address, data
 
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
-            results.append(Result(item[0], reply.code, f"{reply.code} {text}"))
+            add(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
-        await asyncio.gather(*(self.transport.run_lane(n, take, done) for n in range(self.transport.lanes)))
-        # No reply known: the connection broke while they were in flight, or no lane could connect.
-        unknown = [*in_flight, *(item.id for item in pending)]
-        results += [Result(delivery_id, 0, self.transport.last_error or "4.4.2 no reply") for delivery_id in unknown]
-        return results
+        dispatch = Dispatch(build, lambda: self.stopping, self.settings.delivery_processes)
+        for group, members in groups.items():
+            dispatch.add(group, members)
+        lanes = await asyncio.gather(*(self.transport.run_lane(n, dispatch, done) for n in range(self.transport.lanes)),
+                                     return_exceptions=True)
+        for outcome in lanes:
+            if isinstance(outcome, BaseException):
+                log.error("delivery lane failed", exc_info=outcome)
+        await self._settle(dispatch, in_flight)
+        return len(claimed)
 
-    async def record(self, claimed: list[Claimed], results: list[Result]) -> None:
-        settings = self.settings
-        received = {mid: self.cache[mid].received_at for mid in {i.message_id for i in claimed} if mid in self.cache}
-        received.update({item.message_id: clock.now() for item in claimed if item.message_id not in received})
-        await self.run_in_db(record, results, {item.id: item for item in claimed}, first=settings.retry_first,
-                             longest=settings.retry_max, lifetime=settings.retry_lifetime, received=received,
-                             now=clock.now())
+    async def _settle(self, dispatch: Dispatch, in_flight: set[int]) -> None:
+        """What the lanes left: copies in doubt, copies of a group that asked to slow down, copies untried."""
+        left = dispatch.left()
+        error = self.transport.last_error
+        untouched = {delivery_id for ids in left.values() for delivery_id in ids}
+        for delivery_id in in_flight - untouched:  # content written, no reply: in doubt, retried later
+            self.recorder.add(Result(delivery_id, 0, error or "4.4.2 no reply"))
+        for group in dispatch.slowed - set(left):
+            await self.pacer.slowed(group, 0)
+        for group, ids in left.items():
+            if group in dispatch.slowed:
+                self.give_back(ids, await self.pacer.slowed(group, len(ids)))
+            elif self.stopping:
+                self.give_back(ids)
+            else:  # no lane could reach the relay
+                for delivery_id in ids:
+                    self.recorder.add(Result(delivery_id, 0, error or "4.4.2 no connection"))
+
+
+def _database_error(error: BaseException) -> bool:
+    import sqlite3
+
+    import peewee
+    import psycopg
+
+    return isinstance(error, (peewee.PeeweeException, sqlite3.Error, psycopg.Error))
+
+
+def _internal(doing: str, error: BaseException) -> str:
+    """A temporary failure of the engine itself (RFC 3463 X.3.0: other or undefined mail system status)."""
+    return f"451 4.3.0 Internal error {doing}: {type(error).__name__}: {' '.join(str(error).split())}"[:500]

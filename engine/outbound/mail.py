@@ -46,7 +46,7 @@ def capture(folder: Path, message: EmailMessage | bytes) -> str:
 
 def read_captured(folder: Path) -> list[EmailMessage]:
     """Every captured message, oldest first (parsed with the default policy)."""
-    if not folder.exists():
+    if not (folder / "cur").exists():  # created last by ``capture``: until then the Maildir is being made
         return []
     box = mailbox.Maildir(str(folder), create=False)
     parser = BytesParser(policy=policy.default)

@@ -1,4 +1,5 @@
-"""One delivery row per recipient copy: the durable outbox the delivery workers claim from."""
+"""One delivery row per recipient copy (the durable outbox the workers claim from), and the throttling
+rules and shared pace per destination group."""
 
 from __future__ import annotations
 
@@ -46,4 +47,54 @@ class Delivery(BaseModel):
         )
 
 
-MODELS = [Delivery]
+
+class ThrottleRule(BaseModel):
+    """How fast one provider group may receive: its domains, the MX hosts that identify it, limits.
+
+    Empty limits mean no limit. The rule named ``default`` applies to every other domain, each
+    domain on its own. Edited by federation administrators (portal/admin/throttle_views.py).
+    """
+
+    name = pw.CharField(max_length=32, unique=True)  # "orange", "default"
+    label = pw.CharField(max_length=100)
+    domains = pw.TextField(default="")  # one per line, exact
+    mx_patterns = pw.TextField(default="")  # one per line: an MX host or "*.suffix"
+    per_minute = pw.IntegerField(null=True)
+    per_hour = pw.IntegerField(null=True)
+    per_day = pw.IntegerField(null=True)
+    connections = pw.IntegerField(null=True)  # concurrent sessions carrying this group's copies
+    per_connection = pw.IntegerField(null=True)  # copies per session, then a new one
+    updated_at = pw.DateTimeField(null=True)
+
+    @property
+    def domain_list(self) -> list[str]:
+        return [line.strip().lower() for line in self.domains.splitlines() if line.strip()]
+
+    @property
+    def mx_list(self) -> list[str]:
+        return [line.strip().lower() for line in self.mx_patterns.splitlines() if line.strip()]
+
+
+class ThrottleState(BaseModel):
+    """The shared pace of one group (or of one domain under the default rule), for every engine.
+
+    ``tat`` is the theoretical arrival time of the generic cell rate algorithm (the next copy is on
+    time when ``tat`` is not ahead of now by more than the burst); ``horizon`` is how far copies put
+    off for this group are already scheduled; the windows count copies per hour and per day;
+    ``factor`` scales the rate (halved on a slow-down reply, recovering with time).
+    """
+
+    key = pw.CharField(max_length=300, unique=True)
+    tat = pw.DateTimeField()
+    horizon = pw.DateTimeField()
+    hour_start = pw.DateTimeField()
+    hour_count = pw.IntegerField(default=0)
+    day_start = pw.DateTimeField()
+    day_count = pw.IntegerField(default=0)
+    factor = pw.FloatField(default=1.0)
+    factor_at = pw.DateTimeField()
+    slowdowns = pw.IntegerField(default=0)
+    slowed_at = pw.DateTimeField(null=True)
+
+
+MODELS = [Delivery, ThrottleRule, ThrottleState]

@@ -11,123 +11,39 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
-Item = tuple[Any, str, str, bytes]  # (key, sender, recipient, dot-stuffed data)
+from engine.outbound.replies import Item, Reply, ReplyProtocol, SmtpError, dot_stuff
 
-
-class SmtpError(Exception):
-    """The connection is unusable (closed, protocol error, timeout): retry the copy later."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    code: int
-    text: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}"
-
-
-def dot_stuff(data: bytes) -> bytes:
-    """RFC 5321 §4.5.2: double a leading dot on every line; end with CRLF."""
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    data = data.replace(b"\r\n.", b"\r\n..")
-    return b"." + data if data.startswith(b".") else data
-
-
-class _ReplyProtocol(asyncio.Protocol):
-    """Parses replies as bytes arrive; a waiter is woken only once the replies it needs are in.
-
-    A protocol rather than asyncio streams: one callback per chunk and no future per read, which
-    is most of the client's own cost per copy on the delivery path.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.replies: deque[Reply] = deque()
-        self._buffer = b""
-        self._partial: list[str] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
-        self._paused = False
-        self.error: SmtpError | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if b"\n" not in data:
-            return
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            if len(line) < 3 or not line[:3].isdigit():
-                self._fail(SmtpError(f"malformed reply: {line!r}"))
-                return
-            self._partial.append(line[4:])
-            if line[3:4] != "-":
-                self.replies.append(Reply(int(line[:3]), "\n".join(self._partial)))
-                self._partial = []
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(SmtpError(f"connection closed by the server{f': {exc}' if exc else ''}"))
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    def _fail(self, error: SmtpError) -> None:
-        self.error = self.error or error
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(self.error)
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(self.error)
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def next_reply(self, timeout: float) -> Reply:
-        while not self.replies:
-            if self.error is not None:
-                raise self.error
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._waiter
-            except TimeoutError as exc:
-                raise SmtpError("no reply in time") from exc
-            finally:
-                self._waiter = None
-        return self.replies.popleft()
-
-    async def drain(self) -> None:
-        """Wait while the transport's write buffer is above its high-water mark (flow control)."""
-        if self._paused and self.error is None:
-            self._drained = asyncio.get_running_loop().create_future()
-            try:
-                await self._drained
-            finally:
-                self._drained = None
+__all__ = ["Connection", "Item", "Reply", "SmtpError", "dot_stuff"]
 
 
 class Connection:
     """One SMTP session to a server, reused for many transactions."""
 
-    def __init__(self, transport: asyncio.Transport, protocol: _ReplyProtocol, timeout: float) -> None:
+    def __init__(self, transport: asyncio.Transport, protocol: ReplyProtocol, timeout: float) -> None:
         self.transport, self.protocol, self.timeout = transport, protocol, timeout
         self.extensions: dict[str, str] = {}
+        self.last_used = asyncio.get_running_loop().time()
+        self.answered = 0  # final replies to copies on this connection
+
+    @property
+    def closed(self) -> bool:
+        """The server closed the connection, or spoke while we were silent (a 421 before closing)."""
+        return self.protocol.error is not None or bool(self.protocol.replies)
+
+    def idle_for(self) -> float:
+        return asyncio.get_running_loop().time() - self.last_used
+
+    async def probe(self, timeout: float = 10.0) -> bool:
+        """NOOP (RFC 5321 §4.1.1.9) on a connection left idle: True when the server still answers."""
+        try:
+            self.write(b"NOOP\r\n")
+            reply = await asyncio.wait_for(self.read_reply(), timeout)
+        except (TimeoutError, SmtpError, OSError):
+            return False
+        return reply.code == 250
 
     @classmethod
     async def open(cls, host: str, port: int, *, helo: str = "localhost", starttls: bool = False,
@@ -137,7 +53,7 @@ class Connection:
         tls = (tls_context or ssl.create_default_context()) if implicit_tls else None
         try:
             transport, protocol = await asyncio.wait_for(loop.create_connection(
-                _ReplyProtocol, host, port, ssl=tls, server_hostname=host if tls else None), timeout)
+                ReplyProtocol, host, port, ssl=tls, server_hostname=host if tls else None), timeout)
         except (TimeoutError, OSError) as exc:
             raise SmtpError(f"cannot connect to {host}:{port}: {exc}") from exc
         connection = cls(transport, protocol, timeout)
@@ -203,20 +119,22 @@ class Connection:
 
     async def read_reply(self) -> Reply:
         """The next reply; replies that arrived together (pipelining) are parsed from one chunk."""
-        return await self.protocol.next_reply(self.timeout)
+        reply = await self.protocol.next_reply(self.timeout)
+        self.last_used = asyncio.get_running_loop().time()
+        return reply
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+    async def send(self, sender: str, recipient: str, data: bytes,
+                   writing: Callable[[], None] | None = None) -> Reply:
         """One transaction for one recipient; returns the reply that decides the copy's fate.
 
         ``data`` is the copy already dot-stuffed (``dot_stuff``). A 4xx/5xx to MAIL or RCPT is
         returned as is (temporary or permanent for this recipient); the session stays usable.
+        ``writing`` is called just before the content goes out (from then on the copy is in doubt).
         """
-        needs_utf8 = not (sender.isascii() and recipient.isascii())
-        if needs_utf8 and not self.smtputf8:
-            return Reply(553, "5.6.7 non-ASCII address and the server does not offer SMTPUTF8 (RFC 6531)")
-        params = " SMTPUTF8" if needs_utf8 else ""
-        params += " BODY=8BITMIME" if "8BITMIME" in self.extensions else ""
-        commands = [f"MAIL FROM:<{sender}>{params}\r\n", f"RCPT TO:<{recipient}>\r\n", "DATA\r\n"]
+        envelope = self._envelope(sender, recipient, data)
+        if isinstance(envelope, Reply):
+            return envelope
+        commands = [line + "\r\n" for line in envelope.decode("utf-8").split("\r\n") if line]
         try:
             if self.pipelining:
                 self.write("".join(commands).encode("utf-8"))
@@ -229,28 +147,70 @@ class Connection:
                     if replies[-1].code >= 400:
                         break
             if len(replies) == 3 and replies[2].code == 354:
+                if writing is not None:
+                    writing()
                 self.write(data + b".\r\n")
                 return await self.read_reply()
             return await self._abandon(replies)
         except (ConnectionError, RuntimeError) as exc:
             raise SmtpError(f"connection lost: {exc}") from exc
 
-    def _envelope(self, sender: str, recipient: str) -> bytes | Reply:
-        needs_utf8 = not (sender.isascii() and recipient.isascii())
-        if needs_utf8 and not self.smtputf8:
-            return Reply(553, "5.6.7 non-ASCII address and the server does not offer SMTPUTF8 (RFC 6531)")
-        params = (" SMTPUTF8" if needs_utf8 else "") + (" BODY=8BITMIME" if "8BITMIME" in self.extensions else "")
+    def _envelope(self, sender: str, recipient: str, data: bytes) -> bytes | Reply:
+        """MAIL, RCPT and DATA for one copy with the parameters it needs; a Reply when this server
+        cannot carry the copy (the engine's own verdict: ``local``)."""
+        utf8_addresses = not (sender.isascii() and recipient.isascii())
+        if utf8_addresses and not self.smtputf8:
+            return Reply(553, "5.6.7 Non-ASCII address and the relay does not offer SMTPUTF8 (RFC 6531 §3.2)",
+                         local=True)
+        eight_bit = not data.isascii()
+        end = data.find(b"\r\n\r\n") if eight_bit else -1
+        utf8_headers = eight_bit and not data[:end if end >= 0 else len(data)].isascii()
+        if utf8_headers and not self.smtputf8:
+            return Reply(554, "5.6.9 UTF-8 header fields and the relay does not offer SMTPUTF8 (RFC 6532, "
+                         "RFC 6531 §3.2)", local=True)
+        if eight_bit and "8BITMIME" not in self.extensions:
+            return Reply(554, "5.6.3 8-bit content and the relay does not offer 8BITMIME (RFC 6152)", local=True)
+        # SMTPUTF8 for UTF-8 addresses or header fields (RFC 6531 §3.4); 8BITMIME for 8-bit content.
+        params = (" SMTPUTF8" if utf8_addresses or utf8_headers else "") + (" BODY=8BITMIME" if eight_bit else "")
         return f"MAIL FROM:<{sender}>{params}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
 
     async def send_stream(self, take: Callable[[], Item | None], done: Callable[[Item, Reply], None]) -> None:
         """Send copies one after another, each in one round trip (RFC 2920 §3.1: the content and the
         next transaction's MAIL, RCPT and DATA go in one write). ``take`` gives the next copy as
         ``(key, sender, recipient, dot-stuffed data)`` or None; ``done`` receives each copy's reply.
-        On ``SmtpError``, copies taken but not yet ``done`` have no known outcome (retry them)."""
-        if not self.pipelining:
-            while (item := take()) is not None:
-                done(item, await self.send(item[1], item[2], item[3]))
-            return
+        On ``SmtpError``, its ``unsent`` copies may be sent at once elsewhere; the other copies taken
+        but not ``done`` are in doubt (their content was written, no final reply came)."""
+        unsent: list[Item] = []
+
+        def taking() -> Item | None:
+            item = take()
+            if item is not None:
+                unsent.append(item)
+            return item
+
+        def answered(item: Item, reply: Reply) -> None:
+            if item in unsent:
+                unsent.remove(item)
+            if not reply.local:
+                self.answered += 1
+            done(item, reply)
+
+        try:
+            if self.pipelining:
+                await self._pipelined(taking, answered, unsent)
+            else:
+                while (item := taking()) is not None:
+                    answered(item, await self.send(item[1], item[2], item[3], writing=partial(unsent.remove, item)))
+        except SmtpError as exc:
+            exc.unsent = list(unsent)
+            raise
+        except (ConnectionError, RuntimeError) as exc:
+            error = SmtpError(f"connection lost: {exc}")
+            error.unsent = list(unsent)
+            raise error from exc
+
+    async def _pipelined(self, take: Callable[[], Item | None], done: Callable[[Item, Reply], None],
+                         unsent: list[Item]) -> None:
         current = self._next_sendable(take, done)
         if current is None:
             return
@@ -264,6 +224,7 @@ class Connection:
             following = self._next_sendable(take, done)
             nxt = following[1] if following else b""
             if data.code == 354:
+                unsent.remove(item)  # from here on the server may accept it: in doubt until its reply
                 self.write(item[3] + b".\r\n" + nxt)
                 await self.protocol.drain()
                 previous = item
@@ -285,7 +246,7 @@ class Connection:
                        done: Callable[[Item, Reply], None]) -> tuple[Item, bytes] | None:
         """The next copy with its envelope commands; copies we cannot send here are answered at once."""
         while (item := take()) is not None:
-            envelope = self._envelope(item[1], item[2])
+            envelope = self._envelope(item[1], item[2], item[3])
             if isinstance(envelope, Reply):
                 done(item, envelope)
                 continue

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 from engine import resolver
+from engine.config import Settings
 from engine.posting import dmarc
 
 log = logging.getLogger("palanquee.authentication")
@@ -62,6 +63,21 @@ class Outcome:
         results.append(f"dmarc={self.dmarc}" + (f" header.from={self.from_domain}" if self.from_domain else ""))
         results.append(f"arc={self.arc}")
         return ";\r\n ".join([self.authserv_id, *results])
+
+
+UNCHECKED = object()  # receive() computes the outcome itself when the intake did not
+
+
+def check_post(settings: Settings, raw: bytes, envelope_sender: str, client: Client | None,
+               list_domain: str) -> Outcome | None:
+    """``check`` for a post as the intake received it. The intake runs it in a thread of its own: DNS
+    lookups (SPF may make ten) must not stall the engine's database thread."""
+    from email import policy
+    from email.parser import BytesHeaderParser
+
+    headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+    return check(settings.inbound_authentication, settings.authserv_id or list_domain, raw, headers,
+                 envelope_sender, client)
 
 
 def check(source: str, authserv_id: str, raw: bytes, headers: Message, envelope_sender: str,

@@ -26,20 +26,39 @@ def dkim_group() -> None:
 @click.option("--selector", default=None, help="DNS selector (default: plqYYYYMM, with an e for ed25519)")
 @click.option("--algorithm", type=click.Choice(["rsa", "ed25519"]), default="rsa", show_default=True,
               help="rsa: RSA-2048, the signature every receiver checks; ed25519: an optional second one (RFC 8463)")
-def dkim_generate(domain: str, selector: str | None, algorithm: str) -> None:
+@click.option("--inactive", is_flag=True,
+              help="do not sign with it yet: publish the record, then `palanquee dkim activate DOMAIN SELECTOR`")
+def dkim_generate(domain: str, selector: str | None, algorithm: str, inactive: bool) -> None:
     """Create a signing key for DOMAIN and print the DNS record to publish."""
     from engine.commands import open_database
 
     open_database(load_settings())
     chosen = keys.Algorithm.ED25519 if algorithm == "ed25519" else keys.Algorithm.RSA
     try:
-        key = keys.generate(domain, selector, chosen)
+        key = keys.generate(domain, selector, chosen, active=not inactive)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"New {key.algorithm} key for {key.domain}, selector {key.selector}; it signs from now on.")
+    when = (f"it signs once `palanquee dkim activate {key.domain} {key.selector}` is run" if inactive
+            else "it signs from now on")
+    click.echo(f"New {key.algorithm} key for {key.domain}, selector {key.selector}; {when}.")
     click.echo(f"Publish this TXT record in the zone of {key.domain}, then check with `palanquee doctor {key.domain}`:")
     click.echo("")
     click.echo(zone_line(key))
+
+
+@dkim_group.command("activate")
+@click.argument("domain")
+@click.argument("selector")
+def dkim_activate(domain: str, selector: str) -> None:
+    """Sign DOMAIN's copies with the key of SELECTOR from now on (after its record is published)."""
+    from engine.commands import open_database
+
+    open_database(load_settings())
+    try:
+        key = keys.activate(domain, selector)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{key.domain}: copies are signed with selector {key.selector} from now on.")
 
 
 @dkim_group.command("show")

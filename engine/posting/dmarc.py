@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.headerregistry import Address
 from email.message import Message
 from email.utils import getaddresses
@@ -22,6 +23,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from engine import clock, resolver
+from engine.posting.headers import readable, usable_address
 
 if TYPE_CHECKING:
     from engine.posting.render import ListInfo
@@ -139,13 +141,26 @@ def raw_from(headers: Message) -> list[str]:
 def author_address(headers: Message) -> tuple[str, str]:
     """(display name, address) of the first From mailbox, the name decoded (RFC 2047) and stripped of
     control characters; ("", "") when there is none."""
-    found = [(name, address) for name, address in getaddresses(raw_from(headers)) if address]
+    # The first usable address, as the posting rules read the author ("Dupont, Jean <j@x.fr>" gives j@x.fr).
+    found = [(name, address) for name, address in getaddresses(raw_from(headers)) if usable_address(address)]
     if not found:
         return "", ""
-    name, address = found[0]
+    name, address = (_eight_bit(part) for part in found[0])
     with contextlib.suppress(ValueError, LookupError):  # a broken encoded word is shown as it came
         name = str(make_header(decode_header(name)))
     return _CONTROL.sub(" ", name).strip(), address
+
+
+def _eight_bit(text: str) -> str:
+    """Raw 8-bit header bytes (kept by the parser as surrogates) read as UTF-8, else Windows-1252, as mail
+    clients read them (and as render.part_text reads undeclared 8-bit bodies)."""
+    if text.isascii() or not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
 
 
 def should_rewrite(mode: str, author: str) -> bool:
@@ -162,19 +177,31 @@ def rewrite_from(message: Message, info: ListInfo) -> None:
     name, address = author_address(message)  # control characters removed: an encoded CR/LF breaks no header
     if not address:
         return
-    shown = name or address
+    shown = readable(name or address)  # raw 8-bit text read as UTF-8: the display name is re-encoded
     list_name = _CONTROL.sub(" ", info.name).strip()
     del message["From"]
     message["From"] = str(Address(display_name=f"{shown} via {list_name}", addr_spec=info.address))
     del message["X-Original-From"]
-    author = Address(display_name=name, addr_spec=address)
-    message["X-Original-From"] = str(author)
+    author, put = _mailbox(name, address, message)
+    put("X-Original-From", author)
     replies_to_list = any(info.address.lower() in str(v).lower() for k, v in message.raw_items()
                           if k.lower() == "reply-to")
     if info.author_in_cc or replies_to_list:
-        cc = [str(value) for k, value in message.raw_items() if k.lower() == "cc"]
+        cc = [_eight_bit(str(value)) for k, value in message.raw_items() if k.lower() == "cc"]
         if not any(address.lower() in value.lower() for value in cc):
             del message["Cc"]
-            message["Cc"] = ", ".join([*cc, str(author)])
+            put("Cc", ", ".join([*cc, author]))
     elif "Reply-To" not in message:  # an author's own Reply-To is theirs to choose
-        message["Reply-To"] = str(author)
+        put("Reply-To", author)
+
+
+def _mailbox(name: str, address: str, message: Message) -> tuple[str, Callable[[str, str], None]]:
+    """The author's mailbox as a header value, and how to set it. A UTF-8 local part (RFC 6532), which
+    the email package refuses to write, is kept as raw 8-bit text like the post's own headers (the copy
+    then goes with SMTPUTF8); anything else is written by the email package."""
+    try:
+        return str(Address(display_name=name, addr_spec=address)), message.__setitem__
+    except ValueError:
+        shown = Header(readable(name), "utf-8").encode() + " " if name else ""
+        raw = f"{shown}<{address}>".encode("utf-8", "surrogateescape").decode("ascii", "surrogateescape")
+        return raw, message.set_raw

@@ -81,8 +81,11 @@ def default_selector(algorithm: str = Algorithm.RSA) -> str:
     return f"plq{stamp}" + ("e" if algorithm == Algorithm.ED25519 else "")
 
 
-def generate(domain: str, selector: str | None = None, algorithm: str = Algorithm.RSA) -> DkimKey:
-    """Create and store a key for ``domain``; older active keys of that algorithm stop signing."""
+def generate(domain: str, selector: str | None = None, algorithm: str = Algorithm.RSA, *,
+             active: bool = True) -> DkimKey:
+    """Create and store a key for ``domain``; when ``active``, older active keys of that algorithm stop signing
+    (``active=False``: publish its record first, then ``activate`` it, so that no copy is signed with a key
+    receivers cannot find yet)."""
     domain = domain.strip().lower().rstrip(".").encode("idna").decode("ascii")
     selector = (selector or default_selector(algorithm)).strip().lower()
     if not SELECTOR.match(selector):
@@ -93,9 +96,19 @@ def generate(domain: str, selector: str | None = None, algorithm: str = Algorith
                            else rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS))
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode("ascii")
-    DkimKey.update(active=False).where((DkimKey.domain == domain) & (DkimKey.algorithm == algorithm)).execute()
-    return DkimKey.create(domain=domain, selector=selector, algorithm=algorithm, private_key=pem,
-                          active=True, created_at=clock.now())
+    key = DkimKey.create(domain=domain, selector=selector, algorithm=algorithm, private_key=pem, active=False,
+                         created_at=clock.now())
+    return activate(domain, selector) if active else key
+
+
+def activate(domain: str, selector: str) -> DkimKey:
+    """Make ``selector``'s key the one that signs for ``domain`` (the others of its algorithm retire)."""
+    key = DkimKey.get_or_none((DkimKey.domain == domain.strip().lower()) & (DkimKey.selector == selector.strip().lower()))
+    if key is None:
+        raise ValueError(f"no key with selector {selector} for {domain}")
+    DkimKey.update(active=False).where((DkimKey.domain == key.domain) & (DkimKey.algorithm == key.algorithm)).execute()
+    DkimKey.update(active=True).where(DkimKey.id == key.id).execute()
+    return DkimKey.get_by_id(key.id)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ class MessageState:
     DONE = "done"
     REJECTED = "rejected"
     DISCARDED = "discarded"  # loops, bounces and auto-replies sent to the list address
-    ALL = (RECEIVED, HELD, ACCEPTED, EXPANDING, SENDING, DONE, REJECTED, DISCARDED)
+    FAILED = "failed"  # could not be rendered: its open copies failed, author and owner told
+    ALL = (RECEIVED, HELD, ACCEPTED, EXPANDING, SENDING, DONE, REJECTED, DISCARDED, FAILED)
 
 
 class Message(BaseModel):

@@ -1,22 +1,23 @@
 """Posting policy as data: an ordered table of rules applied to a post's headers and envelope.
 
 The first rule that matches decides: refuse (an SMTP 5xx at DATA, so no bounce is ever sent to a
-forged sender), discard (kept for staff to see, never distributed: bounces and auto-replies, RFC
-3834), hold for moderation, or accept.
+forged sender), discard (kept for staff to see, never distributed: only what is provably automatic,
+bounces and RFC 3834 auto-replies), hold for moderation with the reason, or accept.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import getaddresses
 
 from engine import clock
-from engine.directory.models import Mandate, Member, Structure
+from engine.directory.models import EmailChange, Mandate, Member, Structure
 from engine.lists.models import ListModerator, MailingList, PostingPermission, PostPolicy, Subscription
 from engine.lists.resolve import LOCAL_TIME, reasons_for_member
+from engine.posting import headers as inbound
 from engine.posting.authentication import Outcome
 
 
@@ -55,9 +56,14 @@ class Post:
 
     @property
     def author(self) -> str:
-        """The From address (the first one), lower-cased; empty when there is none."""
-        found = [addr for _, addr in getaddresses(self.headers.get_all("From", [])) if addr]
+        """The first usable From address, lower-cased; empty when there is none."""
+        found = inbound.addresses(self.headers, "From")
         return found[0].lower() if found else ""
+
+    @functools.cached_property
+    def may_post(self) -> bool:
+        """The list's posting policy applied to the From address (computed once per post)."""
+        return _may_post(self)
 
 
 AUTOMATA = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|listserv|majordomo|mailman|sympa)@", re.I)
@@ -65,20 +71,46 @@ AUTOMATA = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|listserv|maj
 
 def _loop(post: Post) -> bool:
     address = post.mailing_list.address.lower()
-    loops = [v.strip().lower() for v in post.headers.get_all("X-Loop", [])]
-    list_ids = " ".join(post.headers.get_all("List-Id", [])).lower()
+    loops = [v.strip().lower() for v in inbound.texts(post.headers, "X-Loop")]
+    list_ids = " ".join(inbound.texts(post.headers, "List-Id")).lower()
     label = f"<{post.mailing_list.local_part}.{post.mailing_list.domain.name}>".lower()
     return address in loops or label in list_ids
 
 
 def _bounce(post: Post) -> bool:
-    # RFC 5321 §4.5.5: bounces have a null reverse-path; mailer daemons send from known names.
-    return post.envelope_sender in ("", "<>") or bool(AUTOMATA.match(post.author or ""))
+    """RFC 5321 §4.5.5: a null reverse-path is what makes a bounce (or another notification) provable."""
+    return post.envelope_sender in ("", "<>")
 
 
-def is_auto_submitted(headers: Message) -> bool:
+def _from_an_automaton(post: Post) -> bool:
+    """Mailer daemons and list software write from known names; a person may too, so this only holds."""
+    return bool(AUTOMATA.match(post.author or ""))
+
+
+def is_auto_submitted(message: Message) -> bool:
     """RFC 3834 §5: any Auto-Submitted value but ``no`` marks mail nobody should answer."""
-    return str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower() != "no"
+    return inbound.text(message, "Auto-Submitted", "no").split(";")[0].strip().lower() != "no"
+
+
+# RFC 3834 §2: addresses of list software and mailer daemons, which no automatic response should reach.
+AUTOMATED_LOCAL_PARTS = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply|do-not-reply|donotreply|owner-.*"
+                                   r"|.*-request|.*-bounces?(\+.*)?|.*-owner|listserv|majordomo|mailman|sympa)@", re.I)
+# RFC 3834 §2 again: mail from a list, or marked bulk, gets no automatic response either.
+LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post", "X-Loop")
+
+
+def looks_automated(envelope_sender: str, message: Message) -> bool:
+    """Whether an automatic response (help, confirmation, notice) must not be sent for ``message``
+    (RFC 3834 §2): null return path, Auto-Submitted, Precedence bulk/junk/list, list headers, Microsoft's
+    X-Auto-Response-Suppress, or a sender or author address of list software or a mailer daemon."""
+    if envelope_sender in ("", "<>") or is_auto_submitted(message):
+        return True
+    if inbound.text(message, "Precedence").lower() in ("bulk", "junk", "list"):
+        return True
+    if any(inbound.raw_values(message, name) for name in (*LIST_HEADERS, "X-Auto-Response-Suppress")):
+        return True
+    senders = [envelope_sender, *inbound.addresses(message, "From")]
+    return any(AUTOMATED_LOCAL_PARTS.match(address) for address in senders)
 
 
 def _auto_submitted(post: Post) -> bool:
@@ -86,12 +118,39 @@ def _auto_submitted(post: Post) -> bool:
 
 
 def _bulk(post: Post) -> bool:
-    return str(post.headers.get("Precedence", "")).strip().lower() in ("bulk", "junk", "list")
+    return inbound.text(post.headers, "Precedence").lower() in ("bulk", "junk", "list")
 
 
 def _malformed(post: Post) -> bool:
-    froms = post.headers.get_all("From", [])
-    return len(froms) != 1 or not post.author
+    return len(inbound.raw_values(post.headers, "From")) != 1 or not post.author
+
+
+def _from_not_backed_by_envelope(post: Post) -> bool:
+    """The From address is what allows the post (a member, a role holder, a moderator…), but the
+    envelope sender is none of that person's known addresses: the From may be forged. Lists open to
+    anyone are not concerned; a From that inbound authentication (DKIM, SPF) proved is not held."""
+    if post.mailing_list.post_policy == PostPolicy.ANYONE or not post.may_post:
+        return False
+    if post.authentication is not None and post.authentication.authenticated:
+        return False  # an aligned DKIM or SPF pass proves more than the envelope could
+    return post.envelope_sender.strip().lower() not in known_addresses(post.author)
+
+
+def known_addresses(address: str) -> set[str]:
+    """``address`` and every address of the members who use it: current, confirmed pending or previous
+    ones (address changes not cancelled), and their static subscriptions."""
+    known = {address.lower()} if address else set()
+    members = members_using(address)
+    if not members:
+        return known
+    known |= {member.email_key for member in members if member.email_key}
+    changes = EmailChange.select(EmailChange.old_email, EmailChange.new_email).where(
+        EmailChange.member.in_(members) & EmailChange.verified_at.is_null(False) & EmailChange.cancelled_at.is_null())
+    for change in changes:
+        known |= {value.strip().lower() for value in (change.old_email, change.new_email) if value}
+    subscriptions = Subscription.select(Subscription.email_key).where(Subscription.member.in_(members))
+    known |= {subscription.email_key for subscription in subscriptions}
+    return known
 
 
 def _may_post(post: Post) -> bool:
@@ -119,23 +178,35 @@ def _unauthenticated(check: str) -> Callable[[Post], bool]:
         mailing_list = post.mailing_list
         return (post.authentication is not None and mailing_list.sender_check == check
                 and mailing_list.post_policy != PostPolicy.ANYONE and not post.authentication.authenticated
-                and _may_post(post))
+                and post.may_post)
     return matches
 
 
 Rule = tuple[str, Callable[[Post], bool], str, str]
 
+# The reason stored with a post held because its sender may not post (engine/posting/reasons.py words it for people)
+HELD_REASON = "sender not allowed to post: held for moderation"
+
 # (name, matches, action, reply or reason). Order matters: the first match decides.
 RULES: tuple[Rule, ...] = (
     ("loop", _loop, Action.REFUSE, "550 5.4.6 Mail loop detected: this message already went through the list"),
     ("malformed", _malformed, Action.REFUSE, "550 5.6.0 The message needs exactly one From address"),
-    ("bounce", _bounce, Action.DISCARD, "bounce or message from an automaton sent to the list address"),
+    # Dropped (kept for staff, never distributed) only when provably automatic: our own loop headers
+    # are refused above, a null return path and Auto-Submitted here. What merely looks automatic waits.
+    ("bounce", _bounce, Action.DISCARD, "bounce (null return path, RFC 5321 §4.5.5) sent to the list address"),
     ("auto-submitted", _auto_submitted, Action.DISCARD, "automatic reply (RFC 3834 Auto-Submitted)"),
-    ("bulk", _bulk, Action.DISCARD, "bulk or list mail (Precedence) sent to the list address"),
+    ("automaton", _from_an_automaton, Action.HOLD,
+     "From an automaton's address (mailer-daemon, noreply, list software): held for moderation"),
+    ("bulk", _bulk, Action.HOLD,
+     "marked Precedence: bulk, junk or list (a forward from another list?): held for moderation"),
+    # Is the From that allows the post its author's? DKIM/SPF/DMARC when checked, else the envelope.
     ("unauthenticated", _unauthenticated(SenderCheck.HOLD), Action.HOLD,
      "the From address was not authenticated (no aligned DKIM or SPF pass): held for moderation"),
     ("unauthenticated", _unauthenticated(SenderCheck.CONFIRM), Action.CONFIRM,
      "the From address was not authenticated (no aligned DKIM or SPF pass): waiting for its author to confirm"),
+    ("envelope", _from_not_backed_by_envelope, Action.HOLD,
+     "the From address may post, but the envelope sender is not one of its known addresses "
+     "(a forged From?): held for moderation"),
 )
 
 
@@ -143,10 +214,10 @@ def decide(post: Post) -> Decision:
     for name, matches, action, reply in RULES:
         if matches(post):
             return Decision(action, name, reply)
-    if _may_post(post):
+    if post.may_post:
         return Decision(Action.ACCEPT, "posting", "")
     if post.mailing_list.hold_unauthorised:
-        return Decision(Action.HOLD, "posting", "sender not allowed to post: held for moderation")
+        return Decision(Action.HOLD, "posting", HELD_REASON)
     return Decision(Action.REFUSE, "posting",
                     f"550 5.7.1 You are not allowed to post to {post.mailing_list.address}")
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.message import EmailMessage
-from pathlib import Path
+from email.utils import parseaddr
 
 import peewee as pw
 
+from engine.bounces import verp
+from engine.config import Settings
+from engine.db import batched
 from engine.directory.models import Member, Structure
 from engine.directory.staff import is_federation_admin, manageable_structures
 from engine.lists.models import Domain, MailingList
@@ -15,6 +18,7 @@ from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
 
+CAPTURE_BATCH = 200  # captured files read (headers only) per query of their deliveries
 IN_PROGRESS = (MessageState.ACCEPTED, MessageState.EXPANDING, MessageState.SENDING)
 
 
@@ -100,27 +104,69 @@ def manageable_list_addresses(staff: Member) -> set[str]:
     return {mailing_list.address.lower() for mailing_list in lists}
 
 
-def _list_of_copy(headers: EmailMessage) -> str:
-    return str(headers.get("X-Loop", "")).strip().lower()  # every list copy names its list there
+# --- captured mail: who may read which copy (issue 11, finding 14) ---
+
+def _first(headers: EmailMessage, name: str) -> str:
+    found = headers.get_all(name) or []
+    return parseaddr(str(found[0]))[1].strip().lower() if found else ""
 
 
-def may_see_captured(staff: Member, headers: EmailMessage) -> bool:
-    """Federation administrators see all captured mail; other staff the copies of their lists."""
-    return is_federation_admin(staff) or _list_of_copy(headers) in manageable_list_addresses(staff)
+def _delivery_named(verp_key: bytes, headers: EmailMessage) -> int | None:
+    """The delivery a captured copy claims to be, from its envelope sender (VERP: LIST-bounces+TOKEN@domain).
+
+    Only what the capture itself writes first is read; the token is signed with the secret key.
+    """
+    local = _first(headers, "Return-Path").rpartition("@")[0]
+    _, marker, token = local.rpartition("-bounces+")
+    return verp.read_token(verp_key, token) if marker else None
 
 
-def captured_page(staff: Member, folder: Path, offset: int, limit: int) -> tuple[list[tuple[str, EmailMessage]], bool]:
+def _lists_of_copies(settings: Settings, batch: list[tuple[str, EmailMessage]]) -> dict[str, int]:
+    """Key -> list id, for the captured copies of a list delivery: a genuine VERP token whose delivery went to
+    the address the capture recorded (Delivered-To). A header the sender wrote (X-Loop, a Return-Path lower in
+    the message) decides nothing: mail passed on to a list's owner keeps every header its sender chose."""
+    verp_key = verp.signing_key(settings)
+    named = {key: delivery for key, headers in batch if (delivery := _delivery_named(verp_key, headers)) is not None}
+    if not named:
+        return {}
+    rows = (Delivery.select(Delivery.id, Delivery.address, Message.mailing_list).join(Message)
+            .where(Delivery.id.in_(list(set(named.values())))).tuples().iterator())
+    found: dict[int, tuple[str, int]] = {delivery: (address.lower(), list_id) for delivery, address, list_id in rows}
+    recorded = dict(batch)
+    return {key: found[delivery][1] for key, delivery in named.items()
+            if delivery in found and found[delivery][0] == _first(recorded[key], "Delivered-To")}
+
+
+def _manageable_list_ids(staff: Member) -> set[int]:
+    lists = MailingList.select(MailingList.id).where(
+        MailingList.structure.in_(manageable_structures(staff).select(Structure.id)))
+    return {list_id for (list_id,) in lists.tuples().iterator()}
+
+
+def may_see_captured(settings: Settings, staff: Member, key: str, headers: EmailMessage) -> bool:
+    """Federation administrators see all captured mail; other staff the copies of their lists' deliveries."""
+    if is_federation_admin(staff):
+        return True
+    return _lists_of_copies(settings, [(key, headers)]).get(key) in _manageable_list_ids(staff)
+
+
+def captured_page(settings: Settings, staff: Member, offset: int,
+                  limit: int) -> tuple[list[tuple[str, EmailMessage]], bool]:
     """(key, headers) of the captured messages ``staff`` may see, newest first, and whether more follow."""
-    addresses = None if is_federation_admin(staff) else manageable_list_addresses(staff)
+    folder = settings.capture_dir
+    mine = None if is_federation_admin(staff) else _manageable_list_ids(staff)
     rows: list[tuple[str, EmailMessage]] = []
-    for key in mail.captured_keys(folder):
-        headers = mail.read_one_captured(folder, key, headers_only=True)
-        if headers is None or (addresses is not None and _list_of_copy(headers) not in addresses):
-            continue
-        if offset:
-            offset -= 1
-            continue
-        rows.append((key, headers))
-        if len(rows) >= limit:
-            return rows, True
+    for keys in batched(mail.captured_keys(folder), CAPTURE_BATCH):
+        batch = [(key, headers) for key in keys
+                 if (headers := mail.read_one_captured(folder, key, headers_only=True)) is not None]
+        lists = _lists_of_copies(settings, batch) if mine is not None else {}
+        for key, headers in batch:
+            if mine is not None and lists.get(key) not in mine:
+                continue
+            if offset:
+                offset -= 1
+                continue
+            rows.append((key, headers))
+            if len(rows) >= limit:
+                return rows, True
     return rows, False

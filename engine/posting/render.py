@@ -10,30 +10,27 @@ copy instead of about 4 ms for the email package per copy (see ../shared/PERFORM
 
 from __future__ import annotations
 
-import binascii
+import logging
 import secrets
 from dataclasses import dataclass
-from email import policy
-from email.header import Header
+from email import errors, policy
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
-from email.utils import formatdate, make_msgid
+from email.parser import BytesHeaderParser, BytesParser
 
-from engine.notices import safe_header_value
-from engine.posting import dmarc, footer
+from engine.lists.models import MailingList, PostPolicy
+from engine.posting import dmarc, footer, list_headers, mime, wrap
+from engine.posting.footer import Slot, part_text, quoted_printable
+from engine.posting.mime import Unrenderable
 
-# Headers a post may carry that only the list may set (RFC 2369 §4: a list replaces its parent's).
-REMOVED_HEADERS = (
-    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Post", "List-Help", "List-Owner",
-    "List-Subscribe", "List-Archive", "Precedence", "X-Loop", "Return-Path", "Delivered-To",
-    "DKIM-Signature", "Bcc",
-)
+__all__ = ["ListInfo", "Personal", "Prepared", "Unrenderable", "check", "list_info", "parse", "part_text", "prepare",
+           "quoted_printable"]
+log = logging.getLogger("palanquee.render")
+
 # Serialise as received: never refold a header that came with the message (a signed part would break).
 OUTPUT_POLICY = policy.SMTP.clone(refold_source="none")
-PROTECTED = ("multipart/signed", "multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime")
-# A footer holds any character (list names, structure names, dashes): a text part that gets one is
-# re-encoded in UTF-8 unless it already is. The reader sees the same text; only the wire form changes.
-FOOTER_SAFE_CHARSETS = ("utf-8", "utf8")
+# Defects of a multipart the email package had to guess at (a copy re-serialised from its guess may lose parts).
+MALFORMED = (errors.NoBoundaryInMultipartDefect, errors.StartBoundaryNotFoundDefect,
+             errors.CloseBoundaryNotFoundDefect, errors.MultipartInvariantViolationDefect)
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,20 @@ class ListInfo:
         return f"{self.local_part}@{self.domain}"
 
 
+def list_info(mailing_list: MailingList, *, rewrite_from: bool | None = None) -> ListInfo:
+    """What rendering needs of ``mailing_list``: the intake's check and delivery must build it alike.
+
+    ``rewrite_from`` None (the intake's check): whenever the list may rewrite the From for DMARC, so
+    that the check covers the rewriting delivery may do (its DNS answer may differ by then).
+    """
+    return ListInfo(
+        list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
+        domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
+        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
+        rewrite_from=mailing_list.dmarc_mode != dmarc.Mode.NEVER if rewrite_from is None else rewrite_from,
+        author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
+
+
 @dataclass(frozen=True)
 class Personal:
     """One recipient's pieces: where the copy goes, how they leave, why they receive it."""
@@ -66,12 +77,6 @@ class Personal:
     shared_by: int = 1  # members sharing this address (a family gets one copy)
 
 
-@dataclass(frozen=True)
-class _Slot:
-    kind: str  # "headers", "text" or "html"
-    charset: str
-
-
 class Prepared:
     """A message rendered once: static byte segments around personal slots.
 
@@ -79,7 +84,7 @@ class Prepared:
     on the wire costs no pass over the whole message; personal pieces are stuffed on their own.
     """
 
-    def __init__(self, info: ListInfo, segments: list[bytes], slots: list[_Slot]) -> None:
+    def __init__(self, info: ListInfo, segments: list[bytes], slots: list[Slot]) -> None:
         assert len(segments) == len(slots) + 1
         self.info = info
         self.segments = segments
@@ -87,7 +92,7 @@ class Prepared:
         if self.stuffed[-1] and not self.stuffed[-1].endswith(b"\r\n"):
             self.stuffed[-1] += b"\r\n"  # DATA ends with CRLF "." CRLF (a footer piece already does)
         self.slots = slots
-        self._heads: dict[tuple[_Slot, str, int], bytes] = {}  # encoded reason part of footers
+        self._heads: dict[tuple[Slot, str, int], bytes] = {}  # encoded reason part of footers
 
     def copy(self, personal: Personal, *, stuffed: bool = False) -> bytes:
         """The complete copy for one recipient, CRLF line ends; ``stuffed`` for SMTP DATA."""
@@ -95,7 +100,7 @@ class Prepared:
 
     def pieces(self, personal: Personal) -> list[bytes]:
         """The recipient's pieces, one per slot, as they go between the segments (not dot-stuffed)."""
-        cache: dict[_Slot, bytes] = {}
+        cache: dict[Slot, bytes] = {}
         pieces: list[bytes] = []
         for slot in self.slots:
             piece = cache.get(slot)
@@ -113,7 +118,7 @@ class Prepared:
             joined.append(segment)
         return b"".join(joined)
 
-    def _fill(self, slot: _Slot, personal: Personal) -> bytes:
+    def _fill(self, slot: Slot, personal: Personal) -> bytes:
         if slot.kind == "headers":
             return personal_headers(personal)
         html = slot.kind == "html"
@@ -138,174 +143,86 @@ def personal_headers(personal: Personal) -> bytes:
             .encode("ascii"))
 
 
-def quoted_printable(data: bytes) -> bytes:
-    """Quoted-printable with CRLF line ends; ``data`` ends with a line break, so pieces concatenate."""
-    return binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
-
-
 def parse(raw: bytes) -> EmailMessage:
+    """Parse a copy or a post as it is (tests and previews); rendering parses with ``mime.parse``."""
     return BytesParser(policy=policy.default).parsebytes(raw)
 
 
 def prepare(raw: bytes, info: ListInfo, *, domain_for_ids: str | None = None) -> Prepared:
-    """Render the stored message ``raw`` for list ``info`` once; see ``Prepared.copy``."""
-    message = parse(raw)
+    """Render the stored message ``raw`` for list ``info`` once; see ``Prepared.copy``.
+
+    Raises ``mime.Unrenderable`` with the reason when no valid copy can be made of it (the intake runs
+    this very function and answers 554 with that reason), ``HeaderInjection`` when the list's own
+    settings hold a line break.
+    """
+    id_domain = domain_for_ids or info.domain
     marker = f"PLQSLOT{secrets.token_hex(8)}X"
-    _rewrite_headers(message, info, domain_for_ids or info.domain)
-    if info.rewrite_from:
-        dmarc.rewrite_from(message, info)
-    slots: list[_Slot] = []
-    message = _add_footers(message, marker, slots)
-    data = message.as_bytes(policy=OUTPUT_POLICY)
+    message = mime.parse(raw)
+    for step in list_headers.HEADER_STEPS:
+        step(message, info, id_domain)
+    slots: list[Slot] = []
+    data = _footered(message, marker, slots)
+    if data is None:
+        slots = [Slot("text", "utf-8")]
+        data = _wrapped(raw, info, id_domain, marker)
+    problem = mime.wire_problem(data)
+    if problem is not None:
+        raise mime.Unrenderable(problem)
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         head, body = data.rstrip(b"\r\n"), b""
     pieces = body.split(marker.encode("ascii"))
-    if len(pieces) != len(slots) + 1:
-        raise RuntimeError("footer markers were lost while serialising the message")
     segments = [head + b"\r\n", b"\r\n" + pieces[0], *pieces[1:]]
-    return Prepared(info, segments, [_Slot("headers", "ascii"), *slots])
+    return Prepared(info, segments, [Slot("headers", "ascii"), *slots])
 
 
-def _rewrite_headers(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
-    for name in REMOVED_HEADERS:
-        del message[name]
-    name = safe_header_value(info.name)
-    prefix = safe_header_value(info.subject_prefix)
-    subject = str(message.get("Subject", ""))
-    if prefix and prefix.strip() not in subject:
-        del message["Subject"]
-        message["Subject"] = f"{prefix.strip()} {subject}".strip()
-    if "Date" not in message:
-        message["Date"] = formatdate(localtime=False)
-    if "Message-ID" not in message:
-        message["Message-ID"] = make_msgid(domain=id_domain)
-    if info.reply_to_list:
-        del message["Reply-To"]
-        message["Reply-To"] = info.address
-    message["List-Id"] = f"{_phrase(name)} <{info.local_part}.{info.domain}>"  # RFC 2919
-    message["List-Post"] = "NO" if info.announce_only else f"<mailto:{info.address}>"  # RFC 2369 §3.4
-    message["List-Help"] = f"<{info.help_url}>" if info.help_url else (
-        f"<mailto:{info.local_part}-request@{info.domain}?subject=help>")
-    message["List-Owner"] = f"<mailto:{info.local_part}-owner@{info.domain}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 §3.1
-    message["Precedence"] = "list"
-    message["X-Loop"] = info.address
+def check(raw: bytes, info: ListInfo) -> None:
+    """Everything delivery will do to ``raw``, once, with a stand-in recipient; raises as ``prepare``."""
+    prepare(raw, info).copy(Personal("https://example.invalid/u/x", "mailto:x@example.invalid", "x"),
+                            stuffed=True)
 
 
-def _phrase(name: str) -> str:
-    """A display name as a quoted string, or an RFC 2047 encoded word when it is not ASCII."""
-    if name.isascii():
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(name, "utf-8").encode()
+# --- body: a footer in every text part the reader sees, else the whole post wrapped beside one ---
+
+def _malformed(message: Message) -> bool:
+    """A multipart the email package had to guess at (no usable boundary, boundaries not found): only
+    a byte-for-byte wrap keeps it as it came, where serialising the guess would lose or rename parts."""
+    for part, _depth in mime.entities(message, skip_protected=True):
+        if any(isinstance(defect, MALFORMED) for defect in part.defects):
+            return True
+        if mime.content_type(part).startswith("multipart/") and not part.get_boundary():
+            return True
+    return False
 
 
-def _add_footers(message: EmailMessage, marker: str, slots: list[_Slot]) -> EmailMessage:
-    """Mark a footer in every body text part the reader sees; wrap what cannot take one."""
-    targets: list[Message] = []
-    _find_targets(message, targets)
-    footered = [part for part in targets if _mark(part, marker, slots)]
-    if footered:
-        return message
-    # Signed, encrypted or non-text body, or a text part we cannot decode: the footer becomes its own part.
-    return _wrap_with_footer_part(message, marker, slots)
-
-
-def _find_targets(part: Message, targets: list[Message]) -> None:
-    ctype = part.get_content_type()
-    if ctype in PROTECTED or ctype == "message/rfc822":
-        return
-    if part.is_multipart():
-        payload = part.get_payload()
-        assert isinstance(payload, list)
-        children = [child for child in payload if isinstance(child, Message)]
-        if ctype == "multipart/alternative":
-            for child in children:
-                _find_targets(child, targets)
-        elif children:  # mixed, related…: the body is the first part, the rest are attachments
-            _find_targets(children[0], targets)
-        return
-    if ctype in ("text/plain", "text/html") and part.get_content_disposition() != "attachment":
-        targets.append(part)
-
-
-def _mark(part: Message, marker: str, slots: list[_Slot]) -> bool:
-    """Re-encode ``part`` as quoted-printable with a footer marker; False when its text cannot be read."""
-    charset = (part.get_content_charset() or "us-ascii").lower()
-    text = part_text(part)
-    if text is None:
-        return False
-    text = text.replace("\r\n", "\n")
-    if charset not in FOOTER_SAFE_CHARSETS:
-        charset = "utf-8"
-    try:
-        encoded = text.encode(charset)
-    except UnicodeEncodeError:
-        charset, encoded = "utf-8", text.encode("utf-8")
-    html = part.get_content_type() == "text/html"
-    before, after = _split_html(encoded) if html else (encoded, b"")
-    if before and not before.endswith(b"\n"):
-        before += b"\n"
-    payload = (quoted_printable(before) + marker.encode("ascii")
-               + (quoted_printable(after if after.endswith(b"\n") else after + b"\n") if after else b""))
-    del part["Content-Transfer-Encoding"]
-    part["Content-Transfer-Encoding"] = "quoted-printable"
-    part.set_param("charset", charset)
-    part.set_payload(payload.decode("ascii").replace("\r\n", "\n"))
-    slots.append(_Slot("html" if html else "text", charset))
-    return True
-
-
-def part_text(part: Message) -> str | None:
-    """The text of a text part as its reader sees it; None when its charset is unknown.
-
-    8-bit text that declares no charset (or US-ASCII, as plain `swaks --body` and old clients send)
-    is read as UTF-8 when it is valid UTF-8, else as Windows-1252, as mail clients do, rather than
-    turned into replacement characters in every copy.
-    """
-    raw = part.get_payload(decode=True)
-    if not isinstance(raw, bytes):
+def _footered(message: EmailMessage, marker: str, slots: list[Slot]) -> bytes | None:
+    """The copy with footer markers in its text parts; None when the post must be wrapped instead."""
+    if _malformed(message):
         return None
-    declared = (part.get_content_charset() or "us-ascii").lower()
-    if declared in ("us-ascii", "ascii") and not raw.isascii():
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw.decode("cp1252", "replace")
     try:
-        return raw.decode(declared, "replace")
-    except LookupError:
+        targets: list[Message] = []
+        footer.find_targets(message, targets)
+        if not [part for part in targets if footer.mark(part, marker, slots)]:
+            if message.get_content_type() != "multipart/mixed" or not message.is_multipart():
+                return None
+            message.attach(footer.footer_part(marker))  # attachments only: the footer becomes the last part
+            slots.append(Slot("text", "utf-8"))
+        mime.make_wire_safe(message)
+        data = message.as_bytes(policy=OUTPUT_POLICY)
+    except Exception as exc:  # noqa: BLE001 - the byte-for-byte wrap needs none of this and still works
+        log.warning("post rendered by wrapping it whole: %s: %s", type(exc).__name__, exc)
         return None
+    return data if data.count(marker.encode("ascii")) == len(slots) else None
 
 
-def _split_html(encoded: bytes) -> tuple[bytes, bytes]:
-    """Cut an HTML body before its closing ``</body>`` (or at its end)."""
-    at = encoded.lower().rfind(b"</body>")
-    return (encoded, b"") if at < 0 else (encoded[:at], encoded[at:])
-
-
-def _wrap_with_footer_part(message: EmailMessage, marker: str, slots: list[_Slot]) -> EmailMessage:
-    footer_part = EmailMessage()
-    footer_part["Content-Type"] = 'text/plain; charset="utf-8"'
-    footer_part["Content-Transfer-Encoding"] = "quoted-printable"
-    footer_part["Content-Disposition"] = "inline"
-    footer_part.set_payload(marker)
-    slots.append(_Slot("text", "utf-8"))
-    if message.get_content_type() == "multipart/mixed":
-        message.attach(footer_part)
-        return message
-    # Move the body into a new multipart/mixed, keeping the top-level headers where they are.
-    inner = EmailMessage()
-    for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-Description"):
-        for value in message.get_all(name, []):
-            inner[name] = value
-    inner.set_payload(message.get_payload())
-    outer = message
-    for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-Description"):
-        del outer[name]
-    if "MIME-Version" not in outer:
-        outer["MIME-Version"] = "1.0"
-    boundary = f"=_palanquee_{secrets.token_hex(12)}"
-    outer["Content-Type"] = f'multipart/mixed; boundary="{boundary}"'
-    outer.set_payload([inner, footer_part])
-    return outer
+def _wrapped(raw: bytes, info: ListInfo, id_domain: str, marker: str) -> bytes:
+    """The post's headers rewritten, its body and ``Content-*`` lines copied byte for byte (``wrap``)."""
+    head: EmailMessage = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+    for step in list_headers.HEADER_STEPS:
+        step(head, info, id_domain)
+    for name in wrap.content_headers(head):
+        del head[name]
+    if "MIME-Version" not in head:
+        head["MIME-Version"] = "1.0"
+    outer = b"".join(OUTPUT_POLICY.fold_binary(name, value) for name, value in head.raw_items())
+    return wrap.wrap(raw, outer, marker)

@@ -60,13 +60,15 @@ class CopySigner:
 _ARC_RESULT = re.compile(r";\s*arc=([a-z]+)", re.I)
 
 
-def for_message(settings: Settings, message: Message, prepared: Prepared) -> CopySigner:
-    """The signer of ``message``'s copies: the list domain's active keys, and ARC when the list seals."""
+def for_message(settings: Settings, message: Message, prepared: Prepared,
+                signing_keys: list[keys.SigningKey] | None = None) -> CopySigner:
+    """The signer of ``message``'s copies: the list domain's active keys (``signing_keys`` when the caller
+    read them already, in its database thread), and ARC when the list seals."""
     if settings.dkim_signing != "engine":
         return CopySigner(prepared, [])
     mailing_list = message.mailing_list
     domain = prepared.info.domain
-    found = keys.signing_keys(domain)
+    found = keys.signing_keys(domain) if signing_keys is None else signing_keys
     if not found:
         log.warning("no DKIM key for %s: copies go out unsigned (palanquee dkim generate %s)", domain, domain)
         return CopySigner(prepared, [])

@@ -44,20 +44,32 @@ class CreateListForm(FlaskForm):
     name = StringField(_l("Nom de la liste"), validators=[Optional(), Length(max=200), single_line])
     structure = StringField(_l("Structure de la liste"), validators=[DataRequired(), Length(max=300), single_line])
     kind = RadioField(_l("Type"), default=ListKind.STATIC, choices=[
-        SelectChoice(ListKind.STATIC, _l("Liste d'abonnés (adresses saisies)")),
+        SelectChoice(ListKind.STATIC, _l("Liste d’abonnés (adresses saisies)")),
         SelectChoice(ListKind.ROLE, _l("Liste dynamique (par rôle)"))])
     owner = StringField(_l("Propriétaire (numéro de licence)"), validators=[Optional(), Length(max=32)])
     subscribers = TextAreaField(_l("Abonnés (une adresse par ligne)"), validators=[Optional()])
-    notify = BooleanField(_l("Notifier l'administrateur de la création de la liste"))
+    notify = BooleanField(_l("Notifier l’administrateur de la création de la liste"))
 
 
 class SettingsForm(FlaskForm):
     name = StringField(_l("Nom de la liste"), validators=[DataRequired(), Length(max=200), single_line])
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=2000)])
     subject_prefix = StringField(_l("Préfixe du sujet"), validators=[Optional(), Length(max=64), single_line])
-    reply_to = SelectField(_l("Réponses"), choices=[SelectChoice("author", _l("à l'auteur du message")),
+    reply_to = SelectField(_l("Réponses"), choices=[SelectChoice("author", _l("à l’auteur du message")),
                                                     SelectChoice("list", _l("à la liste"))])
     owner = StringField(_l("Propriétaire (numéro de licence)"), validators=[Optional(), Length(max=32)])
+    # Deliverability (docs/deliverability.md)
+    dmarc_mode = SelectField(_l("Expéditeur affiché (DMARC)"), choices=[
+        SelectChoice("always", _l("toujours « Auteur via la liste » (recommandé)")),
+        SelectChoice("automatic", _l("seulement si le domaine de l’auteur l’exige (p=quarantine ou p=reject)")),
+        SelectChoice("never", _l("jamais (l’adresse de l’auteur)"))])
+    dmarc_author_in = SelectField(_l("Adresse de l’auteur, quand l’expéditeur est la liste"), choices=[
+        SelectChoice("reply-to", _l("en Reply-To (les réponses vont à l’auteur)")), SelectChoice("cc", _l("en copie (Cc)"))])
+    sender_check = SelectField(_l("Message d’un membre dont l’adresse n’est pas authentifiée (DKIM, SPF)"), choices=[
+        SelectChoice("hold", _l("retenu pour modération")),
+        SelectChoice("confirm", _l("diffusé après confirmation par un lien envoyé à l’auteur")),
+        SelectChoice("off", _l("diffusé sans vérification (déconseillé)"))])
+    arc_seal = BooleanField(_l("Sceller les messages relayés (ARC)"))
 
 
 class SubscribersForm(FlaskForm):
@@ -116,11 +128,11 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search form: it changes nothing
 
-    action = StringField(_l("Action"), validators=[Optional(), Length(max=64)])
+    action = SelectField(_l("Action"), choices=[], validators=[Optional()])  # choices: portal.admin.journal
     object_type = SelectField(_l("Objet"), choices=[
         SelectChoice("", _l("tous")), SelectChoice("mailing_list", _l("liste")),
         SelectChoice("member", _l("licencié")), SelectChoice("domain", _l("domaine"))], validators=[Optional()])
-    object_id = StringField(_l("Numéro de l'objet"), validators=[Optional(), Length(max=12)])
+    object_id = StringField(_l("Numéro de l’objet"), validators=[Optional(), Length(max=12)])
     actor = StringField(_l("Auteur (numéro de licence, « import », « system »)"), validators=[Optional(), Length(max=64)])
     since = DateField(_l("Depuis le"), validators=[Optional()])
-    until = DateField(_l("Jusqu'au"), validators=[Optional()])
+    until = DateField(_l("Jusqu’au"), validators=[Optional()])

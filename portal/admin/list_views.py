@@ -16,7 +16,7 @@ from engine.lists import admin, preview, recipients, subscribers
 from engine.lists.admin import AdminError
 from engine.lists.models import MailingList
 from portal.access import client_ip, current_list, staff_required
-from portal.admin import picker, texts
+from portal.admin import journal, picker, texts
 from portal.admin.forms import BulkSubscribersForm, CriteriaForm, PostingForm, SettingsForm, SubscribersForm
 from portal.admin.views import bp, flash_subscriber_change, member_by_licence, page_number
 
@@ -38,7 +38,11 @@ def list_settings(list_id: int):  # type: ignore[no-untyped-def]
             try:
                 admin.update_settings(current_user, ml, name=form.name.data, description=form.description.data or "",
                                       subject_prefix=form.subject_prefix.data or "", reply_to=form.reply_to.data,
-                                      owner_id=owner.id if owner else None, ip=client_ip())
+                                      owner_id=owner.id if owner else None, ip=client_ip(),
+                                      delivery={"dmarc_mode": form.dmarc_mode.data,
+                                                "dmarc_author_in": form.dmarc_author_in.data,
+                                                "sender_check": form.sender_check.data,
+                                                "arc_seal": bool(form.arc_seal.data)})
                 flash(_("Réglages enregistrés."), "ok")
                 return redirect(url_for("admin.list_settings", list_id=ml.id))
             except AdminError as error:
@@ -224,7 +228,7 @@ def list_optouts(list_id: int):  # type: ignore[no-untyped-def]
     rows = list(query.paginate(page_number(), PAGE))
     return render_template("admin/list_optouts.html", ml=ml, rows=rows, total=query.count(), source=source,
                            search=search, sources=subscribers.opt_out_sources(ml), page=page_number(),
-                           per_page=PAGE, tab="optouts")
+                           per_page=PAGE, tab="optouts", source_label=journal.source_label)
 
 
 @bp.get("/lists/<int:list_id>/optouts.csv")

@@ -24,7 +24,8 @@ _ADMIN: dict[str, Callable[[dict[str, Any]], str]] = {
                                    "conservé ; choisissez une autre adresse.", address=p.get("address", "")),
     "bad_kind": lambda p: _("Type de liste inconnu."),
     "bad_reply_to": lambda p: _("Choix de réponse inconnu."),
-    "bad_policy": lambda p: _("Règle d'envoi inconnue."),
+    "bad_option": lambda p: _("Réglage de distribution inconnu."),
+    "bad_policy": lambda p: _("Règle d’envoi inconnue."),
     "roles_required": lambda p: _("Choisissez au moins un rôle autorisé à écrire."),
     "bad_lines": lambda p: _("Lignes invalides : %(lines)s", lines="; ".join(f"{n} « {c} »" for n, c in p["lines"])),
     "unknown_structure": lambda p: _("Structure inconnue : %(value)s", value=p.get("value", "")),
@@ -83,14 +84,18 @@ _IMPORT: dict[str, Callable[[BadRow], str]] = {
                              line=b.other_line),
     "bad_email": lambda b: _("adresse e-mail invalide « %(value)s »", value=b.value),
     "unknown_club": lambda b: _("club inconnu « %(value)s »", value=b.value),
-    "bad_season": lambda b: _("la saison n'est pas une année : « %(value)s »", value=b.value),
+    "bad_season": lambda b: _("la saison n’est pas une année : « %(value)s »", value=b.value),
     "bad_role": lambda b: _("rôle mal formé « %(value)s »", value=b.value),
     "unknown_role": lambda b: _("rôle inconnu « %(value)s »", value=b.value),
     "unknown_structure": lambda b: _("structure inconnue « %(value)s »", value=b.value),
     "bad_dates": lambda b: _("dates de mandat invalides « %(value)s »", value=b.value),
     "out_of_scope": lambda b: _("%(value)s est hors de votre périmètre", value=b.value),
-    "protected": lambda b: _("%(value)s a des droits d'administration : seul un administrateur fédéral peut "
+    "protected": lambda b: _("%(value)s a des droits d’administration : seul un administrateur fédéral peut "
                              "changer son adresse", value=b.value),
+    "protected_mandate": lambda b: _("%(value)s a un mandat hors de votre périmètre : seul le personnel qui le "
+                                     "couvre peut changer son adresse", value=b.value),
+    "protected_list": lambda b: _("%(value)s possède ou modère une liste hors de votre périmètre : seul le "
+                                  "personnel qui la couvre peut changer son adresse", value=b.value),
     "database": lambda b: _("enregistrement impossible (%(value)s)", value=b.value),
 }
 

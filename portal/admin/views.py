@@ -16,13 +16,15 @@ from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 from wtforms import SelectChoice
 
+from engine.bounces.stats import list_figures
 from engine.directory import importer, staff
 from engine.directory.models import Member
 from engine.lists import admin, administrators
+from engine.lists import authority as list_authority
 from engine.lists.admin import AdminError
 from engine.lists.models import Domain, ListKind, MailingList
 from portal.access import client_ip, staff_required
-from portal.admin import picker, texts
+from portal.admin import journal, picker, texts
 from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, ImportForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -34,6 +36,12 @@ MAX_UPLOAD = 20 * 1024 * 1024  # bytes; the national file belongs to the command
 def _outside_scope(_error: staff.NotAllowed):  # type: ignore[no-untyped-def]
     # answered like abort(403), through the application's own 403 handling
     return current_app.handle_http_exception(Forbidden())
+
+
+def _language() -> str:
+    from flask_babel import get_locale
+
+    return "en" if str(get_locale()).startswith("en") else "fr"
 
 
 def page_number() -> int:
@@ -53,8 +61,9 @@ def index():  # type: ignore[no-untyped-def]
     search = request.args.get("q", "")[:100]
     rows, total = admin.lists_page(current_user, search=search, sort=sort, descending=descending,
                                    page=page_number(), per_page=PER_PAGE)
+    figures = list_figures([row.mailing_list.id for row in rows])  # one aggregate query for the page
     return render_template("admin/lists.html", rows=rows, total=total, sort=sort, descending=descending,
-                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm())
+                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm(), figures=figures)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])
@@ -208,6 +217,7 @@ def import_members():  # type: ignore[no-untyped-def]
             text = data.decode("cp1252")  # spreadsheets on Windows save in this encoding
         try:
             report = importer.import_members(g_settings(), io.StringIO(text, newline=None), actor=current_user,
+                                             rights_beyond=list_authority.rights_beyond,
                                              overwrite_emails=form.overwrite.data, ip=client_ip(),
                                              source=form.file.data.filename or "")
         except importer.ImportFileError as exc:
@@ -219,6 +229,7 @@ def import_members():  # type: ignore[no-untyped-def]
 @staff_required
 def audit_log():  # type: ignore[no-untyped-def]
     form = AuditFilterForm(request.args)
+    form.action.choices = journal.action_choices()
     filters = staff.AuditFilter()
     if form.validate():
         object_id = form.object_id.data or ""
@@ -229,7 +240,8 @@ def audit_log():  # type: ignore[no-untyped-def]
     before = _audit_position(request.args.get("before", ""))
     events, following = staff.audit_page(current_user, filters, before=before, size=PER_PAGE)
     older = f"{following[0].isoformat()}~{following[1]}" if following else None
-    return render_template("admin/audit.html", form=form, events=events, older=older, first=before is not None)
+    return render_template("admin/audit.html", form=form, events=events, older=older, first=before is not None,
+                           journal=journal, language=_language())
 
 
 def _audit_position(text: str) -> tuple[datetime, int] | None:
@@ -241,4 +253,5 @@ def _audit_position(text: str) -> tuple[datetime, int] | None:
         return None
 
 
-from portal.admin import list_views  # noqa: E402,F401  (one list's pages register on this blueprint)
+# One list's pages and the throttling rules register on this blueprint.
+from portal.admin import list_views, throttle_views  # noqa: E402,F401

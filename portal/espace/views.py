@@ -6,13 +6,17 @@ public confirmation and cancel pages act for the member their signed token names
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from engine.directory import email_change
+from engine.directory.models import EmailChange
 from engine.directory.profile import profile
 from engine.lists import optouts
 from engine.lists.member_lists import lists_of_member
@@ -88,17 +92,28 @@ def _link_error(exc: email_change.ChangeLinkError):  # type: ignore[no-untyped-d
     return render_template("espace/link_error.html", reason=exc.reason), LINK_STATUS[exc.reason]
 
 
-@bp.route("/adresse/confirmer/<token>", methods=["GET", "POST"])
-def confirm(token: str):  # type: ignore[no-untyped-def]
-    """GET shows a button and changes nothing (mail scanners follow links); the button confirms."""
+def _link_with_a_button(token: str, check: Callable[..., EmailChange], act: Callable[..., EmailChange],
+                        page: str) -> tuple[EmailChange | None, ResponseReturnValue | None]:
+    """A link mailed for an address change: GET shows ``page`` with a button and changes nothing (mail
+    scanners follow links); the button's POST (with its CSRF token) does ``act``. Returns the change
+    acted on, or else the response to send (the page, or why the link cannot serve)."""
     form = ButtonForm()
     try:
-        change = email_change.change_to_confirm(g.settings, token, _me())
+        change = check(g.settings, token, _me())
         if not form.validate_on_submit():
-            return render_template("espace/confirm.html", change=change, form=form)
-        change = email_change.confirm(g.settings, token, member=_me(), ip=request.remote_addr)
+            return None, render_template(page, change=change, form=form)
+        return act(g.settings, token, member=_me(), ip=request.remote_addr), None
     except email_change.ChangeLinkError as exc:
-        return _link_error(exc)
+        return None, _link_error(exc)
+
+
+@bp.route("/adresse/confirmer/<token>", methods=["GET", "POST"])
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    """The new address's link: the button confirms it."""
+    change, response = _link_with_a_button(token, email_change.change_to_confirm, email_change.confirm,
+                                           "espace/confirm.html")
+    if response is not None:
+        return response
     if current_user.is_authenticated:
         flash(_("Nouvelle adresse confirmée."), "info")
         return redirect(url_for("espace.index"))
@@ -107,16 +122,10 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/adresse/annuler/<token>", methods=["GET", "POST"])
 def cancel(token: str):  # type: ignore[no-untyped-def]
-    """The old address's "this was not me" link: GET shows a button; the button cancels."""
-    form = ButtonForm()
-    try:
-        change = email_change.change_to_cancel(g.settings, token, _me())
-        if not form.validate_on_submit():
-            return render_template("espace/cancel.html", change=change, form=form)
-        change = email_change.cancel_with_token(g.settings, token, member=_me(), ip=request.remote_addr)
-    except email_change.ChangeLinkError as exc:
-        return _link_error(exc)
-    return render_template("espace/cancelled.html", change=change)
+    """The old address's "this was not me" link: the button cancels the change."""
+    change, response = _link_with_a_button(token, email_change.change_to_cancel, email_change.cancel_with_token,
+                                           "espace/cancel.html")
+    return response if response is not None else render_template("espace/cancelled.html", change=change)
 
 
 @bp.post("/listes/<int:list_id>/quitter")
@@ -147,3 +156,6 @@ def _done_with(list_id: int, text: str):  # type: ignore[no-untyped-def]
     """Back to Mon espace at the list's row, where the confirmation is shown (and focused, so it is read out)."""
     session[DONE] = {"list": list_id, "text": text}
     return redirect(url_for("espace.index", _anchor=f"liste-{list_id}"))
+
+
+from portal.espace import bounce_views  # noqa: E402,F401  (an address that bounces: routes on this blueprint)

@@ -8,18 +8,26 @@ the signed token is the authority, and a GET only shows the post (mail scanners 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from engine import tokens
+from engine.bounces import stats
 from engine.outbound import mail
 from engine.posting import moderation, queries
 from engine.posting.models import Message, MessageState
+from engine.posting.reasons import reason_words
 from engine.posting.render import parse, part_text
 from portal.access import staff_required
+from portal.formatting import format_mail_date
 
 bp = Blueprint("messages", __name__, url_prefix="/admin/messages")
+# the headers a reader of a stored or captured message is shown, with their names in the reader's language
+HEADERS = (("From", _l("De")), ("To", _l("À")), ("Delivered-To", _l("Remis à")),
+           ("Subject", _l("Objet du message")), ("Date", _l("Date")), ("List-Id", _l("Liste (List-Id)")),
+           ("List-Unsubscribe", _l("Désabonnement (List-Unsubscribe)")))
 moderation_bp = Blueprint("moderation", __name__)
 
 # The words for message and delivery states (messages/_macros.html's state_label): translated one at a time, not
@@ -42,6 +50,10 @@ def _settings():  # type: ignore[no-untyped-def]
     return current_app.extensions["palanquee.settings"]
 
 
+def _language() -> str:
+    return "en" if str(get_locale()).startswith("en") else "fr"
+
+
 def _page() -> int:
     page = request.args.get("page", "1")
     return max(1, int(page)) if page.isdigit() else 1
@@ -62,7 +74,7 @@ def index():  # type: ignore[no-untyped-def]
     total = query.count()
     messages = list(query.paginate(page, PER_PAGE))
     return render_template("messages/index.html", messages=messages, held=queries.held_messages(current_user),
-                           counts=queries.progress_of_many(messages), page=page, total=total, per_page=PER_PAGE)
+                           figures=stats.message_figures(messages), page=page, total=total, per_page=PER_PAGE)
 
 
 @bp.get("/<int:message_id>")
@@ -71,6 +83,8 @@ def detail(message_id: int):  # type: ignore[no-untyped-def]
     message = _visible(message_id)
     page = _page()
     return render_template("messages/detail.html", message=message, progress=queries.progress(message),
+                           figures=stats.message_figures([message])[message.id],
+                           reason=reason_words(message.reason, _language()),
                            problems=queries.problems(message, (page - 1) * PER_PAGE, PER_PAGE), page=page,
                            preview=_preview(bytes(message.content)), per_page=PER_PAGE)
 
@@ -89,15 +103,15 @@ def decide(message_id: int):  # type: ignore[no-untyped-def]
     return redirect(url_for("messages.detail", message_id=message.id))
 
 
-def _apply_decision(message: Message, actor) -> None:  # type: ignore[no-untyped-def]
+def _apply_decision(message: Message, actor, via: str = "") -> None:  # type: ignore[no-untyped-def]
     action = request.form.get("action")
     try:
         if action == "approve":
-            moderation.approve(_settings(), message, actor)
+            moderation.approve(_settings(), message, actor, via=via)
             flash(_("Message accepté : il part vers les membres de la liste."), "info")
         elif action == "reject":
-            moderation.reject(_settings(), message, actor, request.form.get("reason", "").strip())
-            flash(_("Message refusé ; l'expéditeur en est informé."), "info")
+            moderation.reject(_settings(), message, actor, request.form.get("reason", "").strip(), via=via)
+            flash(_("Message refusé ; l’expéditeur en est informé."), "info")
         else:
             abort(400)
     except moderation.NotHeld:
@@ -107,14 +121,15 @@ def _apply_decision(message: Message, actor) -> None:  # type: ignore[no-untyped
 @moderation_bp.route("/moderation/<token>", methods=["GET", "POST"])
 def by_link(token: str):  # type: ignore[no-untyped-def]
     try:
-        message = moderation.load_moderation_token(_settings(), token)
+        link = moderation.moderation_link(_settings(), token)
     except tokens.ExpiredToken:
         return render_template("messages/link_error.html", expired=True), 410
     except tokens.BadToken:
         return render_template("messages/link_error.html", expired=False), 404
+    message = link.message
     if request.method == "POST":
         actor = current_user if current_user.is_authenticated else None
-        _apply_decision(message, actor)
+        _apply_decision(message, actor, via=link.moderator)  # logged as the moderator the link was mailed to
         return redirect(url_for("moderation.by_link", token=token))
     return render_template("messages/moderate.html", message=message, preview=_preview(bytes(message.content)),
                            token=token, decision=request.args.get("decision"))
@@ -125,16 +140,16 @@ def by_link(token: str):  # type: ignore[no-untyped-def]
 def captured():  # type: ignore[no-untyped-def]
     folder = _settings().capture_dir
     page = _page()
-    rows, more = queries.captured_page(current_user, folder, (page - 1) * PER_PAGE, PER_PAGE)
+    rows, more = queries.captured_page(_settings(), current_user, (page - 1) * PER_PAGE, PER_PAGE)
     return render_template("messages/captured.html", rows=rows, page=page, more=more,
-                           smarthost=_settings().smarthost, folder=folder)
+                           smarthost=_settings().smarthost, folder=folder, mail_date=format_mail_date)
 
 
 @bp.get("/captured/<key>")
 @staff_required
 def captured_message(key: str):  # type: ignore[no-untyped-def]
     message = mail.read_one_captured(_settings().capture_dir, key)
-    if message is None or not queries.may_see_captured(current_user, message):
+    if message is None or not queries.may_see_captured(_settings(), current_user, key, message):
         abort(404)
     return render_template("messages/captured_message.html", key=key, message=message, preview=_preview(message))
 
@@ -152,7 +167,10 @@ def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
             text = content
     attachments = [(part.get_filename() or part.get_content_type(), len(part.get_payload(decode=True) or b""))
                    for part in message.iter_attachments()]
-    headers = [(name, str(message.get(name))) for name in
-               ("From", "To", "Delivered-To", "Subject", "Date", "List-Id", "List-Unsubscribe") if message.get(name)]
+    headers = [(str(label), format_mail_date(message.get(name)) if name == "Date" else str(message.get(name)))
+               for name, label in HEADERS if message.get(name)]
     return {"headers": headers, "text": text, "html": html, "attachments": attachments,
             "states": MessageState}
+
+
+from portal.messages import list_stats  # noqa: E402,F401  (one list's statistics register on this blueprint)

@@ -4,10 +4,12 @@ DNS answered by the test's resolver, and helpers to sign inbound posts as an aut
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import click
 import dkim
 import pytest
+from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -28,6 +30,30 @@ def published(dns: StaticResolver, key: keys.DkimKey) -> keys.DkimKey:
 def list_key(db, dns: StaticResolver) -> keys.DkimKey:  # type: ignore[no-untyped-def]
     """An RSA-2048 key of the list domain, made as `palanquee dkim generate` makes it, published in DNS."""
     return published(dns, keys.generate(LIST_DOMAIN))
+
+
+@pytest.fixture
+def cli_env(db_url: str, db, settings: Settings) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Environment for running a `palanquee` command in-process with ``invoke``."""
+    from engine import db as engine_db
+
+    yield {"PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": settings.secret_key}
+    engine_db.bind(db)
+
+
+def invoke(command: click.Command, args: list[str], env: dict[str, str]) -> Result:
+    """Run a command in-process; then close the connection of the database object it bound the models to,
+    and bind them back to the test's."""
+    from engine import db as engine_db
+    from tests import factories
+
+    previous = engine_db.database.obj
+    try:
+        return CliRunner().invoke(command, args, env=env)
+    finally:
+        if engine_db.database.obj is not previous:
+            factories.close_bound_connection()
+            engine_db.bind(previous)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import dkim
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from engine import resolver
@@ -18,7 +17,7 @@ from engine.posting import keys
 from engine.posting.dkim import BodyHash, canonical_lines, finish_body
 from engine.posting.render import ListInfo, Personal, prepare
 from engine.posting.signing import CopySigner
-from tests.deliverability.conftest import published, verifies
+from tests.deliverability.conftest import invoke, published, verifies
 from tests.deliverability.helpers import as_bytes, make_post, send_raw
 from tests.engine.conftest import Federation, wait_until
 from tests.support.sink import Sink
@@ -160,12 +159,12 @@ def test_the_incremental_body_hash_equals_the_whole_body_hash(path: Path) -> Non
         assert BodyHash([whole]).of([]) == expected
 
 
-def test_dkim_generate_prints_the_record_to_publish(db_url: str, settings: Settings, db, dns) -> None:  # type: ignore[no-untyped-def]
+def test_dkim_generate_prints_the_record_to_publish(cli_env: dict[str, str], dns) -> None:  # type: ignore[no-untyped-def]
     from engine.commands import ENGINE_COMMANDS
 
     group = next(command for command in ENGINE_COMMANDS if command.name == "dkim")
-    env = {"PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": settings.secret_key}
-    result = CliRunner().invoke(group, ["generate", "Listes.Example.FR", "--selector", "s2026"], env=env)
+    env = cli_env
+    result = invoke(group, ["generate", "Listes.Example.FR", "--selector", "s2026"], env)
     assert result.exit_code == 0, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("s2026._domainkey.listes.example.fr. IN TXT (")
@@ -175,7 +174,39 @@ def test_dkim_generate_prints_the_record_to_publish(db_url: str, settings: Setti
     assert record == key.txt_record() and record.startswith("v=DKIM1; k=rsa; p=")
     dns.add(key.dns_name(), "TXT", record)
     assert resolver.dkim_dnsfunc(key.dns_name()) == record.encode()
-    again = CliRunner().invoke(group, ["generate", "listes.example.fr", "--selector", "s2026"], env=env)
+    again = invoke(group, ["generate", "listes.example.fr", "--selector", "s2026"], env)
     assert again.exit_code == 1 and "already exists" in again.output
-    bad = CliRunner().invoke(group, ["generate", "listes.example.fr", "--selector", "a;b"], env=env)
+    bad = invoke(group, ["generate", "listes.example.fr", "--selector", "a;b"], env)
     assert bad.exit_code == 1 and "selector" in bad.output
+
+
+def test_a_key_can_be_published_before_it_signs(cli_env: dict[str, str], list_key: keys.DkimKey) -> None:
+    from engine.commands import ENGINE_COMMANDS
+
+    group = next(command for command in ENGINE_COMMANDS if command.name == "dkim")
+    result = invoke(group, ["generate", "listes.example.fr", "--selector", "next", "--inactive"], cli_env)
+    assert result.exit_code == 0 and "palanquee dkim activate listes.example.fr next" in result.output
+    assert [k.selector for k in keys.signing_keys("listes.example.fr")] == [list_key.selector]
+    assert invoke(group, ["activate", "listes.example.fr", "next"], cli_env).exit_code == 0
+    assert [k.selector for k in keys.signing_keys("listes.example.fr")] == ["next"]
+    assert invoke(group, ["activate", "listes.example.fr", "nope"], cli_env).exit_code == 1
+    shown = invoke(group, ["show", "listes.example.fr"], cli_env).output.splitlines()
+    assert shown[0].startswith("retired ") and shown[1].startswith("active  next._domainkey.")
+
+
+@pytest.mark.parametrize("path", sorted(POSTS.glob("*.eml")), ids=lambda p: p.name)
+def test_every_post_of_the_corpus_signs_verifiably(path: Path, dns) -> None:  # type: ignore[no-untyped-def]
+    """8-bit headers, S/MIME wrapped whole, base64 HTML, iso-2022-jp…: dkimpy agrees with our canonical forms."""
+    from engine.posting.dkim import Signature
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    dns.add("corpus._domainkey.listes.example.fr", "TXT", keys.txt_record(keys.Algorithm.RSA, key))
+    info = ListInfo(list_id=1, name="Comité directeur", local_part="cd", domain="listes.example.fr",
+                    rewrite_from=True)
+    signer = CopySigner(prepare(path.read_bytes(), info),
+                        [Signature(keys.SigningKey("listes.example.fr", "corpus", keys.Algorithm.RSA, key))])
+    for n in range(2):
+        copy = signer.copy(Personal(f"https://listes.example.fr/u/T{n}", f"mailto:x{n}", "membre"))
+        assert verifies(copy), path.name
+        assert signer.copy(Personal(f"https://listes.example.fr/u/T{n}", f"mailto:x{n}", "membre"),
+                           stuffed=True).replace(b"\r\n..", b"\r\n.") .startswith(copy[:200])

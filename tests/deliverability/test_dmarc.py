@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from email.utils import getaddresses
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from tests.deliverability.helpers import LIST, as_bytes, make_post, send_raw
 from tests.engine.conftest import Federation, wait_until
 from tests.support.sink import Sink
 
-ROUTED = '"Comité directeur – Provence"'
+POSTS = Path(__file__).resolve().parents[1] / "data" / "posts"
 
 
 @pytest.fixture
@@ -151,3 +152,20 @@ def test_record_parsing_follows_rfc7489() -> None:
 
 def test_settings_dataclass_keeps_defaults(engine_settings: Settings) -> None:
     assert dataclasses.replace(engine_settings).dkim_signing == "engine"
+
+
+@pytest.mark.parametrize("cc_mode", [False, True])
+def test_raw_eight_bit_names_are_read_as_utf8_when_rewriting(cc_mode: bool) -> None:
+    # The post's From, Cc and Subject carry raw UTF-8 (an SMTPUTF8 client, or a careless one).
+    raw = (POSTS / "raw-8bit-headers.eml").read_bytes().replace(
+        b"To: ", "Cc: Zoé <zoe@example.fr>\r\nTo: ".encode(), 1)
+    info = ListInfo(list_id=1, name="Comité directeur", local_part="comite_directeur.comite",
+                    domain="listes.example.fr", rewrite_from=True, author_in_cc=cc_mode)
+    copy = prepare(raw, info).copy(Personal("https://listes.example.fr/u/T", "mailto:x", "membre"))
+    parsed = BytesParser(policy=policy.default).parsebytes(copy)
+    assert parsed["From"].addresses[0].display_name == "Gérard Lefèvre via Comité directeur"
+    assert str(parsed["X-Original-From"]) == "Gérard Lefèvre <gerard@example.fr>"
+    if cc_mode:
+        assert [a.display_name for a in parsed["Cc"].addresses] == ["Zoé", "Gérard Lefèvre"]
+    else:
+        assert parsed["Reply-To"].addresses[0].display_name == "Gérard Lefèvre"

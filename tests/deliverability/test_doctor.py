@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from click.testing import CliRunner
 
 from engine.config import Settings
 from engine.posting import doctor, keys
 from engine.resolver import StaticResolver
-from tests.deliverability.conftest import published
+from tests.deliverability.conftest import invoke, published
 
 DOMAIN = "listes.example.fr"
 IP = "192.0.2.10"
@@ -86,16 +85,15 @@ def test_an_inherited_dmarc_policy_is_accepted(good_zone: StaticResolver, sendin
 
 
 def test_the_command_prints_one_line_per_check_and_fails_when_something_is_wrong(
-        good_zone: StaticResolver, db_url: str, settings: Settings) -> None:
+        good_zone: StaticResolver, cli_env: dict[str, str]) -> None:
     from engine.commands import ENGINE_COMMANDS
 
     command = next(c for c in ENGINE_COMMANDS if c.name == "doctor")
-    env = {"PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": settings.secret_key,
-           "PALANQUEE_SENDING_IPS": IP}
-    result = CliRunner().invoke(command, [DOMAIN], env=env)
+    env = {**cli_env, "PALANQUEE_SENDING_IPS": IP}
+    result = invoke(command, [DOMAIN], env)
     assert result.exit_code == 0, result.output
     assert [line.split()[0:2] for line in result.output.splitlines()] == [
         ["ok", "MX"], ["ok", "SPF"], ["ok", "DKIM"], ["ok", "DMARC"], ["ok", "PTR"]]
     good_zone.records.pop((f"_dmarc.{DOMAIN}", "TXT"))
-    result = CliRunner().invoke(command, [DOMAIN], env=env)
+    result = invoke(command, [DOMAIN], env)
     assert result.exit_code == 1 and "FIX  DMARC" in result.output

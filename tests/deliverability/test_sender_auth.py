@@ -19,7 +19,7 @@ from engine.posting.models import Message, MessageState
 from engine.resolver import StaticResolver
 from portal import create_app
 from tests import factories
-from tests.deliverability.helpers import as_bytes, make_post, send_raw
+from tests.deliverability.helpers import LIST, as_bytes, make_post, send_raw
 from tests.engine.conftest import Federation, wait_until
 from tests.support.sink import Sink
 
@@ -155,3 +155,36 @@ def test_open_lists_and_lists_that_opted_out_are_not_checked(start_engine, feder
     federation.board_list.save()
     send_raw(start_engine(verifying_settings), as_bytes(make_post(author=AUTHOR)), ENVELOPE)
     wait_until(lambda: len(copies(sink)) == 2, what="two copies")
+
+
+def test_over_lmtp_the_mta_in_front_is_not_taken_for_the_sender(start_engine, federation: Federation, sink: Sink,  # type: ignore[no-untyped-def]
+                                                                 verifying_settings: Settings, dns: StaticResolver) -> None:
+    # SPF would pass for 127.0.0.1, but over LMTP that address is the MTA's, not the author's.
+    dns.add("example.fr", "TXT", "v=spf1 ip4:127.0.0.0/8 -all")
+    engine = start_engine(verifying_settings)
+    with smtplib.LMTP(*engine.bound["lmtp"], timeout=10) as client:
+        client.ehlo("mx.listes.example.fr")
+        assert client.mail(ENVELOPE)[0] == 250 and client.rcpt(LIST)[0] == 250
+        assert client.data(as_bytes(make_post(author=AUTHOR)))[0] == 250
+    held = Message.get()
+    assert held.state == MessageState.HELD and "spf=none" in held.authentication
+
+
+def test_dns_lookups_of_the_intake_never_run_in_the_database_thread(start_engine, federation: Federation,  # type: ignore[no-untyped-def]
+                                                                    sink: Sink, verifying_settings: Settings,
+                                                                    strict_spf: StaticResolver, author_domain) -> None:
+    # A slow DNS answer (SPF may take ten) must not stall claims and records of every delivery meanwhile.
+    import threading
+
+    threads: list[str] = []
+    lookup = strict_spf.lookup
+
+    def recording(name: str, rdtype: str):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return lookup(name, rdtype)
+
+    strict_spf.lookup = recording  # type: ignore[method-assign]
+    signed = author_domain("example.fr").sign(as_bytes(make_post(author=AUTHOR)))
+    send_raw(start_engine(verifying_settings), signed, ENVELOPE)
+    wait_until(lambda: len(copies(sink)) == 2, what="two copies")
+    assert threads and not any(name.startswith("palanquee-db") for name in threads), threads

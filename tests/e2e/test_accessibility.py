@@ -85,3 +85,49 @@ def test_staff_pages(federation, live_server, page: Page):
 def test_error_page(federation, live_server, page: Page):
     page.goto(live_server.url + "/pas-de-page")
     assert_no_violations(page, "the 404 page")
+
+
+CONTRAST = """([a, b]) => {
+  const rgb = s => s.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+  const lum = c => { const v = rgb(c).map(x => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+                     return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+  const [l1, l2] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (l1 + 0.05) / (l2 + 0.05);
+}"""
+BACKGROUND = """el => { let n = el.parentElement; while (n) { const c = getComputedStyle(n).backgroundColor;
+  if (c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; n = n.parentElement; } return 'rgb(255, 255, 255)'; }"""
+
+
+def contrast(page: Page, a: str, b: str) -> float:
+    return float(page.evaluate(CONTRAST, [a, b]))
+
+
+def test_focus_ring_and_field_borders_reach_3_to_1(live_server, page: Page):
+    """WCAG 2.2 1.4.11 and 2.4.13 (axe does not measure them): the ring of the focused control and the borders of
+    fields against what surrounds them, on a card and in the blue header."""
+    page.goto(live_server.url + "/")
+    page.keyboard.press("Tab")  # the skip link comes first, and leads to the content
+    skip = page.get_by_role("link", name="Aller au contenu")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("main")).to_be_focused()
+    page.goto(live_server.url + "/login")
+    field = page.get_by_role("textbox", name="Numéro de licence ou adresse e-mail")
+    field.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # by keyboard: :focus-visible
+    expect(field).to_be_focused()
+    ring = field.evaluate("el => getComputedStyle(el).outlineColor")
+    around = field.evaluate(BACKGROUND)
+    assert field.evaluate("el => getComputedStyle(el).outlineStyle") == "solid"
+    assert contrast(page, ring, around) >= 3, (ring, around)
+    border = page.get_by_role("textbox", name="Mot de passe").evaluate("el => getComputedStyle(el).borderTopColor")
+    assert contrast(page, border, around) >= 3, (border, around)
+    brand = page.get_by_role("banner").get_by_role("link", name="Palanquée")
+    brand.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    expect(brand).to_be_focused()
+    ring, header = brand.evaluate("el => getComputedStyle(el).outlineColor"), brand.evaluate(BACKGROUND)
+    assert contrast(page, ring, header) >= 3, (ring, header)

@@ -15,6 +15,7 @@ from engine.lists.models import Domain, ListKind, MailingList
 from engine.lists.resolve import count_recipients, resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
+from tests.support.browser import log_in as log_in_with
 
 pytestmark = pytest.mark.browser
 
@@ -37,10 +38,7 @@ def federation(settings, db):
 
 
 def log_in(page: Page, url: str, licence: str = demo.ADMIN_LICENCE) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Numéro de licence ou adresse e-mail").fill(licence)
-    page.get_by_label("Mot de passe").fill(demo.DEMO_PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
+    log_in_with(page, url, licence, demo.DEMO_PASSWORD)
     page.goto(url + "/admin/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Listes de diffusion")
 
@@ -56,7 +54,7 @@ def test_create_a_list_under_the_second_domain_with_notice(federation, live_serv
     page.get_by_label("Nom de la liste").fill("Sorties de l'été")
     page.get_by_label("Structure de la liste").fill("CD-13")
     page.get_by_label("Abonnés (une adresse par ligne)").fill("un@example.org\ndeux@example.org\ntrois@example.org")
-    page.get_by_label("Notifier l'administrateur de la création de la liste").check()
+    page.get_by_label("Notifier l’administrateur de la création de la liste").check()
     page.get_by_role("button", name="Créer la liste").click()
     expect(page.get_by_text(f"La liste sorties.ete@{second.name} est créée.")).to_be_visible()
     expect(page.get_by_text("3 abonnés saisis")).to_be_visible()

@@ -51,7 +51,10 @@ class Demo:
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)  # Ctrl-C, as the README says
-        self.process.wait(30)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the demo did not stop on Ctrl-C:\n" + "\n".join(self.lines[-30:])) from None
         return self.close()
 
     def close(self) -> int:

@@ -15,6 +15,7 @@ from engine.directory.models import Member, StructureKind
 from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
+from tests.support.browser import log_in as log_in_with
 
 
 @pytest.fixture(autouse=True)
@@ -43,10 +44,7 @@ def member_and_list(db):
 
 
 def log_in(page: Page, url: str, licence: str = "A-13-000001") -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Numéro de licence ou adresse e-mail").fill(licence)
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
+    log_in_with(page, url, licence, PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_have_text("Mon espace")
 
 

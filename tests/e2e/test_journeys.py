@@ -101,7 +101,7 @@ def test_an_out_of_scope_structure_keeps_everything_typed(federation, live_serve
     structure = page.get_by_role("combobox", name="Structure de la liste")
     structure.fill("CR-IDF")
     page.get_by_role("textbox", name="Abonnés (une adresse par ligne)").fill("un@example.org\ndeux@example.org")
-    page.get_by_role("checkbox", name="Notifier l'administrateur de la création de la liste").check()
+    page.get_by_role("checkbox", name="Notifier l’administrateur de la création de la liste").check()
     page.get_by_role("button", name="Créer la liste").click()
     expect(structure).to_have_accessible_description(re.compile("Île-de-France \\(CR-IDF\\) est hors de votre périmètre"))
     expect(structure).to_have_attribute("aria-invalid", "true")
@@ -110,7 +110,7 @@ def test_an_out_of_scope_structure_keeps_everything_typed(federation, live_serve
     expect(page.get_by_role("textbox", name="Nom de la liste")).to_have_value("Sorties en Île-de-France")
     expect(page.get_by_role("textbox", name="Abonnés (une adresse par ligne)")).to_have_value(
         "un@example.org\ndeux@example.org")
-    expect(page.get_by_role("checkbox", name="Notifier l'administrateur de la création de la liste")).to_be_checked()
+    expect(page.get_by_role("checkbox", name="Notifier l’administrateur de la création de la liste")).to_be_checked()
     assert not MailingList.select().where(MailingList.local_part == "sorties.idf").exists()
     structure.fill("CD-13 — Comité départemental 13")  # picked from what the staff member manages
     page.get_by_role("button", name="Créer la liste").click()

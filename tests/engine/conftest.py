@@ -81,8 +81,9 @@ def start_engine(engine_settings: Settings, db) -> Iterator[Callable[..., Engine
     threads: list[EngineThread] = []
 
     def start(settings: Settings | None = None, **options: object) -> Engine:
+        options.setdefault("poll_seconds", 0.1)
         thread = EngineThread(settings or engine_settings, smtp=("127.0.0.1", 0), lmtp=("127.0.0.1", 0),
-                              poll_seconds=0.1, **options)
+                              **options)
         threads.append(thread)
         return thread.start()
 

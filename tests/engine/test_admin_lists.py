@@ -21,19 +21,13 @@ from tests import factories as f
 
 @pytest.fixture
 def fed(db):
-    root = f.structure("FFESSM", StructureKind.FEDERATION, code="FFESSM")
-    provence = f.structure("Provence", StructureKind.REGIONAL, root, code="CR-PROV")
-    bretagne = f.structure("Bretagne", StructureKind.REGIONAL, root, code="CR-BPL")
-    cd13 = f.structure("CODEP 13", StructureKind.DEPARTMENTAL, provence, code="CD-13")
-    club = f.structure("Club A", StructureKind.CLUB, cd13, code="CLUB-13-0001")
-    national = f.domain("listes.example.fr", root)
-    local = f.domain("listes.cd13.example.fr", cd13)
-    regional = f.member(first_name="Karim", email="karim@example.org", club=club)
-    StaffScope.create(member=regional, structure=provence, granted_at=clock.now())
-    admin_ = f.member(first_name="Sophie", email="sophie@example.org", club=club)
-    StaffScope.create(member=admin_, structure=root, granted_at=clock.now())
-    return dict(root=root, provence=provence, bretagne=bretagne, cd13=cd13, club=club, national=national,
-                local=local, regional=regional, admin=admin_)
+    tree = f.federation_tree()
+    local = f.domain("listes.cd13.example.fr", tree["cd13"])
+    regional = f.member(first_name="Karim", email="karim@example.org", club=tree["club"])
+    StaffScope.create(member=regional, structure=tree["provence"], granted_at=clock.now())
+    admin_ = f.member(first_name="Sophie", email="sophie@example.org", club=tree["club"])
+    StaffScope.create(member=admin_, structure=tree["root"], granted_at=clock.now())
+    return dict(tree, local=local, regional=regional, admin=admin_)
 
 
 def new(fed, local_part="bureau", domain="local", structure="cd13", **kw):

@@ -23,24 +23,16 @@ DAY = date(2026, 11, 24)
 
 @pytest.fixture
 def fed(db):
-    root = f.structure("FFESSM", StructureKind.FEDERATION)
-    provence = f.structure("Provence", StructureKind.REGIONAL, root)
-    bretagne = f.structure("Bretagne", StructureKind.REGIONAL, root)
-    cd13 = f.structure("CODEP 13", StructureKind.DEPARTMENTAL, provence)
-    club_a = f.structure("Club A", StructureKind.CLUB, cd13)
-    club_b = f.structure("Club B", StructureKind.CLUB, cd13)
-    president = f.role("president", "Président")
-    secretary = f.role("secretary", "Secrétaire")
-    dom = f.domain("listes.example.fr", root)
-    ml = f.mailing_list("presidents", dom, provence, kind="role")
+    tree = f.federation_tree()
+    ml = f.mailing_list("presidents", tree["dom"], tree["provence"], kind="role")
     people = {}
-    for name, club, role in (("pa", club_a, president), ("pb", club_b, president), ("sa", club_a, secretary)):
-        people[name] = f.member(email=f"{name}@example.org", club=club)
-        f.mandate(people[name], role, club)
-    regional = f.member(email="staff@example.org", club=club_a)
-    StaffScope.create(member=regional, structure=provence, granted_at=clock.now())
-    return dict(root=root, provence=provence, bretagne=bretagne, cd13=cd13, club_a=club_a, president=president,
-                secretary=secretary, ml=ml, regional=regional, **people)
+    for name, club, role in (("pa", "club_a", "president"), ("pb", "club_b", "president"),
+                             ("sa", "club_a", "secretary")):
+        people[name] = f.member(email=f"{name}@example.org", club=tree[club])
+        f.mandate(people[name], tree[role], tree[club])
+    regional = f.member(email="staff@example.org", club=tree["club_a"])
+    StaffScope.create(member=regional, structure=tree["provence"], granted_at=clock.now())
+    return dict(tree, ml=ml, regional=regional, **people)
 
 
 def everyone(ml):

@@ -71,6 +71,20 @@ def test_same_seed_same_federation(db, settings):
     assert len(first) == 53 and len(set(first)) > 40
 
 
+def test_generated_town_names_keep_their_space() -> None:
+    from engine.demo import town_name
+
+    assert town_name("Sainte ConstanceBourg") == "Sainte Constance Bourg"
+    assert town_name("MartinVille") == "Martin Ville"
+    assert town_name("Saint-Denis") == "Saint-Denis" and town_name("Bourg") == "Bourg"
+
+
 def test_the_summary_counts_the_same_on_every_start(summary):
     assert demo.describe(summary) == demo.describe(demo.existing_summary())
     assert f"{Mandate.select().count()} mandates" in demo.describe(summary)
+
+
+def test_the_progress_lines_agree_with_the_summary(db, settings):
+    lines: list[str] = []
+    summary = demo.build(settings, members=60, seed=5, progress=lines.append)
+    assert f"  {summary.mandates} mandates" in lines and f"  {summary.structures} structures" in lines

@@ -17,7 +17,7 @@ INFO = ListInfo(7, "Comité directeur – Provence", "comite_directeur.comite", 
 ALICE = Personal("https://listes.example.fr/u/ALICE-TOKEN", "mailto:cd-unsubscribe@listes.example.fr?subject=A",
                  "membre du comité directeur — Comité régional Provence")
 BOB = Personal("https://listes.example.fr/u/BOB-TOKEN", "mailto:cd-unsubscribe@listes.example.fr?subject=B",
-               "abonné(e) par l'administrateur", shared_by=3)
+               "abonné(e) par l’administrateur", shared_by=3)
 CORPUS = sorted(p.name for p in POSTS.glob("*.eml"))
 
 

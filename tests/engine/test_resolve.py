@@ -23,18 +23,7 @@ def everyone(ml, **kwargs):
 
 @pytest.fixture
 def fed(db):
-    root = f.structure("FFESSM", StructureKind.FEDERATION)
-    provence = f.structure("Comité régional Provence", StructureKind.REGIONAL, root)
-    cd13 = f.structure("CODEP 13", StructureKind.DEPARTMENTAL, provence)
-    cd83 = f.structure("CODEP 83", StructureKind.DEPARTMENTAL, provence)
-    club_a = f.structure("Club A", StructureKind.CLUB, cd13)
-    club_b = f.structure("Club B", StructureKind.CLUB, cd13)
-    club_c = f.structure("Club C", StructureKind.CLUB, cd83)
-    president = f.role("president", "Président")
-    board = f.role("board_member", "Membre du comité directeur")
-    dom = f.domain("listes.example.fr", root)
-    return dict(root=root, provence=provence, cd13=cd13, cd83=cd83, club_a=club_a, club_b=club_b, club_c=club_c,
-                president=president, board=board, dom=dom)
+    return f.federation_tree()
 
 
 def test_presidents_of_all_clubs_of_a_department(fed):

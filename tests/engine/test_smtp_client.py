@@ -9,8 +9,11 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from engine.outbound.delivery import SmtpTransport
+from engine.outbound.dispatch import Dispatch
+from engine.outbound.outbox import Claimed
 from engine.outbound.smtp import Connection, Reply, dot_stuff
+from engine.outbound.throttle import UNLIMITED
+from engine.outbound.transport import SmtpTransport
 from tests.support.sink import BoundController, SinkHandler
 
 COPY = dot_stuff(b"From: a@example.fr\r\nSubject: essai\r\n\r\nBonjour\r\n.ligne avec un point\r\n")
@@ -40,8 +43,10 @@ def _run(coroutine):  # type: ignore[no-untyped-def]
 
 async def _deliver(transport: SmtpTransport, items: list[tuple[int, str, str, bytes]]) -> list[tuple[int, Reply]]:
     results: list[tuple[int, Reply]] = []
-    await transport.run_lane(0, lambda: items.pop(0) if items else None,
-                             lambda item, reply: results.append((item[0], reply)))
+    copies = {item[0]: item for item in items}
+    dispatch = Dispatch(lambda claim: copies[claim.id], lambda: False)
+    dispatch.add(UNLIMITED, [Claimed(key, 0, recipient, "", "", 1) for key, _, recipient, _ in items])
+    await transport.run_lane(0, dispatch, lambda item, reply: results.append((item[0], reply)))
     await transport.close()
     return results
 

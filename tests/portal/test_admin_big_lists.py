@@ -90,14 +90,14 @@ def test_the_journal_walks_back_by_its_older_link(app):
     federal = logged_in(app, demo.ADMIN_LICENCE)
     total = AuditEvent.select().count()
     for i in range(120 - total):
-        AuditEvent.create(at=clock_now(), action="bench.event", object_type="member", object_id=i + 1)
-    seen, path = [], "/admin/audit?action=bench"
+        AuditEvent.create(at=clock_now(), action="bounce.cleared", object_type="member", object_id=i + 1)
+    seen, path = [], "/admin/audit?action=bounce.cleared"
     while path:
         page = federal.get(path).get_data(as_text=True)
-        seen += re.findall(r"<td>member #(\d+)</td>", page)
+        seen += re.findall(r"<td>licencié n° (\d+)</td>", page)
         found = re.search(r'rel="next" href="([^"]+)"', page)
         path = found.group(1).replace("&amp;", "&") if found else None
-        assert path is None or "action=bench" in path  # the filters stay with the position
+        assert path is None or "action=bounce.cleared" in path  # the filters stay with the position
     assert sorted(map(int, seen)) == list(range(1, 121 - total)) and len(seen) == len(set(seen))
     assert federal.get("/admin/audit?before=nonsense").status_code == 200  # a bad position: the first page
 

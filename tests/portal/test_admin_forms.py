@@ -35,7 +35,7 @@ def test_an_out_of_scope_structure_keeps_everything_typed(regional):
 def test_the_picker_offers_only_manageable_structures_and_understands_names(regional):
     page = regional.get("/admin/lists/new").get_data(as_text=True)
     offered = re.findall(r'<option value="([^"]+)"></option>', page)
-    assert "CR-PROV — Comité régional Provence-Alpes-Côte d&#39;Azur" in offered
+    assert "CR-PROV — Comité régional Provence-Alpes-Côte d’Azur" in offered
     assert all(not value.startswith(("CR-IDF", "FFESSM")) for value in offered)  # nothing outside the scope
     for structure in ("CD-13 — Comité départemental 13", "comité départemental 13", "cd-13"):
         local = f"essai.{len(structure)}"

@@ -12,6 +12,7 @@ from engine.outbound.mail import read_captured
 from portal import create_app
 from portal.auth.views import is_local
 from tests import factories as f
+from tests.support.portal import csrf, submit_login
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +34,7 @@ def client(app):
     return app.test_client()
 
 
-def csrf(client, path: str) -> str:
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True))
-    return match.group(1)
-
-
-def login(client, identifier: str, password: str = PASSWORD, path: str = "/login", **extra):
-    data = {"identifier": identifier, "password": password, "csrf_token": csrf(client, path), **extra}
-    return client.post(path, data=data)
+login = submit_login  # the module's name for it
 
 
 def test_login_by_licence_lands_on_mon_espace_and_home_redirects_there(client):

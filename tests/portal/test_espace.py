@@ -17,6 +17,7 @@ from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from portal import create_app
 from tests import factories as f
+from tests.support.portal import csrf, logged_in
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +39,8 @@ def delayed(settings):
     return dataclasses.replace(settings, propagation_delay=timedelta(hours=72))
 
 
-def csrf(client, path: str) -> str:
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
-
-
 def log_in(client, member) -> None:
-    data = {"identifier": member.licence_number, "password": PASSWORD, "csrf_token": csrf(client, "/login")}
-    assert client.post("/login", data=data).status_code == 302
+    logged_in(client, member.licence_number, PASSWORD)
 
 
 def post(client, path: str, form_page: str = "/espace/", **data):

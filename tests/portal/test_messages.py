@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from engine import clock
+from engine.bounces import verp
 from engine.directory.models import StaffScope, StructureKind
 from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
@@ -16,6 +17,7 @@ from engine.posting import moderation
 from engine.posting.models import Message, MessageState
 from portal import create_app
 from tests import factories as f
+from tests.support.portal import csrf, logged_in
 
 PASSWORD = "bonne-plongee-2026"
 RAW = (b"From: Paul <paul@example.org>\r\nTo: cd@listes.example.fr\r\nSubject: Sortie du dimanche\r\n"
@@ -54,16 +56,10 @@ def world(settings, db):  # type: ignore[no-untyped-def]
 
 def _client(world, member=None):  # type: ignore[no-untyped-def]
     client = world["app"].test_client()
-    if member is not None:
-        token = _csrf(client, "/login")
-        response = client.post("/login", data={"identifier": member.licence_number, "password": PASSWORD,
-                                               "csrf_token": token})
-        assert response.status_code == 302
-    return client
+    return logged_in(client, member.licence_number, PASSWORD) if member is not None else client
 
 
-def _csrf(client, path: str) -> str:  # type: ignore[no-untyped-def]
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
+_csrf = csrf
 
 
 def test_staff_sees_their_messages_with_progress_and_failures(world) -> None:  # type: ignore[no-untyped-def]
@@ -132,11 +128,14 @@ def test_bad_and_expired_moderation_links(world, settings) -> None:  # type: ign
 
 def test_captured_mail_is_listed_and_shown_as_received(world, settings) -> None:  # type: ignore[no-untyped-def]
     copy = RAW.replace(b"Subject: Sortie du dimanche", b"Subject: Copie capturee\r\nX-Loop: cd@listes.example.fr")
-    mail.capture(settings.capture_dir, b"Return-Path: <cd-bounces+x@listes.example.fr>\r\n"
-                 b"Delivered-To: a@example.org\r\n" + copy)
+    delivery = Delivery.get(Delivery.address == "a@example.org")  # a copy of a message to "cd" (Provence)
+    token = verp.make_token(verp.signing_key(settings), delivery.id)
+    mail.capture(settings.capture_dir, f"Return-Path: <cd-bounces+{token}@listes.example.fr>\r\n".encode()
+                 + b"Delivered-To: a@example.org\r\n" + copy)
+    # who may read a copy is read from its signed return path, never from a header its sender wrote
     other = RAW.replace(b"Subject: Sortie du dimanche",
-                        b"Subject: Autre region\r\nX-Loop: cd.bretagne@listes.example.fr")
-    mail.capture(settings.capture_dir, other)
+                        b"Subject: Autre region\r\nX-Loop: cd@listes.example.fr")
+    mail.capture(settings.capture_dir, b"Return-Path: <cd-bounces+1.0000000000@listes.example.fr>\r\n" + other)
     client = _client(world, world["staff"])
     listing = client.get("/admin/messages/captured").get_data(as_text=True)
     assert "Copie capturee" in listing and "Autre region" not in listing
@@ -144,3 +143,42 @@ def test_captured_mail_is_listed_and_shown_as_received(world, settings) -> None:
     shown = client.get(f"/admin/messages/captured/{key}").get_data(as_text=True)
     assert "Bonjour à tous" in shown and "a@example.org" in shown
     assert client.get("/admin/messages/captured/../../etc").status_code == 404
+
+
+def test_a_decision_through_the_mailed_link_is_logged_as_the_moderator(world, settings) -> None:  # type: ignore[no-untyped-def]
+    from engine.audit import AuditEvent
+
+    moderator = f.member(first_name="Mona", email="mona@example.org")
+    client = _client(world)  # nobody logged in: the link is the authority
+    url = moderation.moderation_url(settings, world["held"], "Mona@example.org").replace(settings.base_url, "")
+    client.post(url, data={"action": "approve", "csrf_token": _csrf(client, url)})
+    approved = Message.get_by_id(world["held"].id)
+    assert approved.state == MessageState.ACCEPTED and approved.decided_by_id == moderator.id
+    event = AuditEvent.get(AuditEvent.action == "message.approved")
+    assert (event.actor_id, event.actor_label, event.details["moderator"]) == (moderator.id, "", "Mona@example.org")
+    staff = _client(world, world["staff"])
+    page = staff.get("/admin/audit?action=message.approved").get_data(as_text=True)
+    assert f"Mona {moderator.last_name} ({moderator.licence_number})" in page and "le système" not in page
+
+
+def test_held_reason_and_mail_headers_read_in_the_readers_language(world, settings) -> None:  # type: ignore[no-untyped-def]
+    from engine.posting.policy import HELD_REASON
+
+    Message.update(reason=HELD_REASON).where(Message.id == world["held"].id).execute()
+    delivery = Delivery.get(Delivery.address == "a@example.org")  # a genuine copy of a list the staff manage
+    token = verp.make_token(verp.signing_key(settings), delivery.id)
+    mail.capture(settings.capture_dir, f"Return-Path: <cd-bounces+{token}@listes.example.fr>\r\n".encode()
+                 + b"Delivered-To: a@example.org\r\nDate: Thu, 26 Nov 2026 13:05:00 +0000\r\n" + RAW)
+    client = _client(world, world["staff"])
+    for language, reason, date, labels in (
+            ("fr", "l’expéditeur n’est pas autorisé à écrire à cette liste", "26 novembre 2026 à 14 h 05",
+             ("<dt>De</dt>", "<dt>Objet du message</dt>")),
+            ("en", "the sender is not allowed to post to this list", "26 November 2026 at 14:05",
+             ("<dt>From</dt>", "<dt>Subject</dt>"))):
+        detail = client.get(f"/admin/messages/{world['held'].id}?lang={language}").get_data(as_text=True)
+        assert reason in detail and HELD_REASON not in detail
+        listing = client.get("/admin/messages/captured").get_data(as_text=True)
+        assert date in listing and "+0000" not in listing  # in Europe/Paris, in words
+        key = re.search(r'/admin/messages/captured/([^"]+)"', listing).group(1)
+        shown = client.get(f"/admin/messages/captured/{key}").get_data(as_text=True)
+        assert all(label in shown for label in labels) and date in shown, shown[shown.find("<dl"):][:600]

@@ -72,3 +72,29 @@ def live_url(app: Flask) -> Iterator[str]:
     server.shutdown()
     thread.join(10)
     server.server_close()
+
+
+@pytest.fixture
+def engine_smtp(app: Flask) -> Iterator[tuple[str, int]]:
+    """The real list engine (SMTP intake on a free loopback port, delivery to the capture), on the app's database."""
+    from engine import db as engine_db
+    from engine.runtime import EngineThread
+
+    thread = EngineThread(app.extensions["palanquee.settings"], smtp=("127.0.0.1", 0), lmtp=None, poll_seconds=0.1)
+    engine = thread.start()
+    yield engine.bound["smtp"]
+    thread.stop()
+    if not thread.engine.database.is_closed():
+        thread.engine.database.close()
+    engine_db.bind(engine_db.shared(app.extensions["palanquee.settings"].database_url))
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until it holds or the deadline passes (never a fixed sleep)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

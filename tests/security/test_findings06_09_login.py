@@ -144,3 +144,15 @@ def test_finding9_the_shared_answer_names_nobody_and_still_lets_members_in_by_li
     assert "saisissez votre numéro de licence" in page and a.licence_number not in page
     assert log_in(client, a.licence_number, PASSWORD).status_code == 302
     assert Member.get_by_id(a.id).licence_number in client.get("/espace/").get_data(as_text=True)
+
+
+def test_finding7_an_ipv6_source_is_its_whole_64(app: Flask):
+    """One line holds a /64: a fresh address in it is the same source (else 2^64 fresh starts)."""
+    member = f.member_with_password()
+    client = app.test_client()
+    token = token_of(client, "/login")
+    answers = [post_login(client, member.licence_number, "wrong-password", f"2001:db8:1:2::{n:x}", token)
+               for n in range(accounts.PAIR_LIMIT + 1)]
+    assert answers[-1] == 429
+    assert post_login(client, member.licence_number, "wrong-password", "2001:db8:1:3::1", token) == 200
+    assert post_login(client, member.licence_number, "wrong-password", "::ffff:198.51.100.7", token) == 200

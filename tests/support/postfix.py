@@ -56,6 +56,7 @@ class Postfix:
     folder: Path
     port: int
     main: dict[str, str] = field(default_factory=dict)
+    service_port: int = 0  # the port of the extra service (the relay port behind the engine), when asked
 
     @property
     def config(self) -> Path:
@@ -137,22 +138,36 @@ def master_cf(port: int, services: list[str]) -> str:
     return "\n".join(lines + services) + "\n"
 
 
-def make_postfix(main: Mapping[str, str], services: list[str] | None = None) -> Postfix:
-    """Configure and start an instance with ``main`` added to the base settings of main.cf."""
+def make_postfix(main: Mapping[str, str], services: list[str] | None = None, *, service_port: str = "",
+                 files: Mapping[str, list[str]] | None = None) -> Postfix:
+    """Configure and start an instance with ``main`` added to the base settings of main.cf.
+
+    ``services`` are master.cf lines; the address ``service_port`` in them becomes a free loopback port
+    (``Postfix.service_port``). ``files`` are written to the configuration folder, and ``/etc/postfix/`` in
+    ``main`` and in the files names that folder: the documented configuration runs unchanged but for paths.
+    """
     folder = Path(tempfile.mkdtemp(prefix="palanquee-postfix-"))
     folder.chmod(0o755)  # the postfix user must reach its queue and data folders
     for name in ("etc", "queue", "data"):
         (folder / name).mkdir()
     shutil.chown(folder / "data", "postfix")
+    config = str(folder / "etc") + "/"
+    for name, lines in (files or {}).items():
+        (folder / "etc" / name).write_text("".join(line.replace("/etc/postfix/", config) + "\n" for line in lines))
     for attempt in range(5):
-        port = free_port()  # Postfix binds its own sockets: retry on the rare port taken meanwhile
+        port, extra = free_port(), free_port()  # Postfix binds its own sockets: retry on a port taken meanwhile
         settings = {**BASE, "queue_directory": str(folder / "queue"), "data_directory": str(folder / "data"),
-                    "maillog_file": str(folder / "maillog"), "maillog_file_prefixes": str(folder), **main}
+                    "maillog_file": str(folder / "maillog"), "maillog_file_prefixes": str(folder),
+                    **{k: v.replace("/etc/postfix/", config) for k, v in main.items()}}
         (folder / "etc" / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-        (folder / "etc" / "master.cf").write_text(master_cf(port, services or []))
-        instance = Postfix(folder, port, dict(settings))
+        lines = [line.replace(service_port, f"127.0.0.1:{extra}") if service_port else line
+                 for line in services or []]
+        (folder / "etc" / "master.cf").write_text(master_cf(port, lines))
+        instance = Postfix(folder, port, dict(settings), service_port=extra if service_port else 0)
         try:
             instance.start()
+            if service_port:
+                wait_for_port(extra)
             return instance
         except (RuntimeError, OSError):
             instance.stop()
@@ -160,3 +175,28 @@ def make_postfix(main: Mapping[str, str], services: list[str] | None = None) -> 
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
     raise AssertionError("unreachable")
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def documented(title: str) -> list[str]:
+    """The lines of the fenced block of docs/operations.md whose first line is ``# <title>`` (comments kept out),
+    so that the tests run Postfix with the configuration the operations guide documents."""
+    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", OPERATIONS.read_text(), flags=re.S | re.M)
+    for block in blocks:
+        lines = block.splitlines()
+        if lines and lines[0].strip() == f"# {title}":
+            return [line.split(" #")[0].rstrip() for line in lines[1:] if line.strip() and not line.startswith("#")]
+    raise LookupError(f"docs/operations.md has no block titled {title!r}")
+
+
+def documented_main(title: str, replace: Mapping[str, str]) -> dict[str, str]:
+    """A documented main.cf block as settings, with each ``replace`` key (a port, a path) replaced."""
+    settings = {}
+    for line in documented(title):
+        for old, new in replace.items():
+            line = line.replace(old, new)
+        name, _, value = line.partition("=")
+        settings[name.strip()] = value.strip()
+    return settings

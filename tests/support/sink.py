@@ -38,6 +38,13 @@ class SinkHandler:
     pipelining: bool = True  # advertise RFC 2920 (aiosmtpd reads pipelined commands in order anyway)
     received: list[Received] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
+    drop_at_mail: int = 0  # close the next N sessions at MAIL, without a reply (a relay that died)
+    domain_limit: dict[str, int] = field(default_factory=dict)  # a provider: at most N sessions at once, else 421
+    domain_sessions: dict[str, int] = field(default_factory=dict)  # sessions that sent to the domain, now
+    max_domain_sessions: dict[str, int] = field(default_factory=dict)
+    max_per_session: dict[str, int] = field(default_factory=dict)  # most copies to the domain in one session
+    refusals: list[str] = field(default_factory=list)  # the 421s given
+    noops: int = 0
     sessions: int = 0
     max_sessions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -53,6 +60,9 @@ class SinkHandler:
                           rcpt_options: list[str]) -> str:
         with self.lock:
             self.attempts[address] = attempt = self.attempts.get(address, 0) + 1
+            refusal = self._count_domain(session, address.rpartition("@")[2].lower())
+        if refusal:
+            return refusal
         reply = self.script(address, attempt) if self.script else "250 OK"
         if reply.startswith("250"):
             envelope.rcpt_tos.append(address)
@@ -66,6 +76,26 @@ class SinkHandler:
                                           envelope.original_content or b"", list(envelope.mail_options)))
         return "250 2.0.0 Ok: queued"
 
+    def _count_domain(self, session: Session, domain: str) -> str:
+        """A session counts for a domain from its first copy to it until it ends (as a provider sees it)."""
+        counts = session.__dict__.setdefault("domains", {})
+        if domain not in counts:
+            counts[domain] = 0
+            self.domain_sessions[domain] = now = self.domain_sessions.get(domain, 0) + 1
+            self.max_domain_sessions[domain] = max(self.max_domain_sessions.get(domain, 0), now)
+        counts[domain] += 1
+        self.max_per_session[domain] = max(self.max_per_session.get(domain, 0), counts[domain])
+        limit = self.domain_limit.get(domain)
+        if limit is not None and self.domain_sessions[domain] > limit:
+            self.refusals.append(domain)
+            return "421 4.7.0 Too many connections from your host, slow down"
+        return ""
+
+    def session_ended(self, session: Session) -> None:
+        with self.lock:
+            for domain in session.__dict__.get("domains", {}):
+                self.domain_sessions[domain] -= 1
+
     def by_recipient(self) -> dict[str, list[Received]]:
         found: dict[str, list[Received]] = {}
         for item in self.received:
@@ -75,6 +105,23 @@ class SinkHandler:
 
 
 class _CountingSMTP(SMTP):
+    async def smtp_MAIL(self, arg: str) -> None:
+        handler: SinkHandler = self.event_handler
+        with handler.lock:
+            drop = handler.drop_at_mail > 0
+            handler.drop_at_mail -= drop
+        if drop:
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        handler: SinkHandler = self.event_handler
+        with handler.lock:
+            handler.noops += 1
+        await super().smtp_NOOP(arg)
+
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
         handler: SinkHandler = self.event_handler
         with handler.lock:
@@ -86,6 +133,8 @@ class _CountingSMTP(SMTP):
         handler: SinkHandler = self.event_handler
         with handler.lock:
             handler.sessions -= 1
+        if self.session is not None:
+            handler.session_ended(self.session)
         super().connection_lost(exc)
 
 
@@ -113,12 +162,17 @@ class BoundController(Controller):
 
 
 class Sink(BoundController):
-    def __init__(self, handler: SinkHandler, smtputf8: bool = True, *, sock: socket.socket | None = None) -> None:
+    """``idle_timeout``: seconds after which a silent session is closed (Postfix's ``smtpd_timeout``)."""
+
+    def __init__(self, handler: SinkHandler, smtputf8: bool = True, *, sock: socket.socket | None = None,
+                 idle_timeout: float = 300) -> None:
         self.smtputf8 = smtputf8
+        self.idle_timeout = idle_timeout
         super().__init__(handler, sock=sock)
 
     def factory(self) -> SMTP:
-        return _CountingSMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False)
+        return _CountingSMTP(self.handler, enable_SMTPUTF8=self.smtputf8, decode_data=False,
+                             timeout=self.idle_timeout)
 
     @property
     def url(self) -> str:

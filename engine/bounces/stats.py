@@ -1,0 +1,190 @@
+"""Delivery statistics for staff: per message and per list, delivered, deferred, failed, bounced and
+unsubscribed, with rates. Every figure comes from set-based queries whose cost does not grow with the
+number of deliveries of finished messages: their counts are settled once into ``message_stats``.
+
+* delivered, deferred, failed, queued: delivery states (a synchronous 5xx is *failed*);
+* bounced: copies accepted by the relay that came back later (hard, soft or policy; not auto-replies);
+* unsubscribed: people who left the list (footer link, one-click, mailto, Mon espace) after the message,
+  before the list's next one — an unsubscribe link names the list, not the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+
+import peewee as pw
+
+from engine import clock
+from engine.bounces.classify import Kind
+from engine.bounces.models import BounceEvent, MessageStats, tuples
+from engine.lists.models import OptOut
+from engine.outbound.models import Delivery, DeliveryState
+from engine.posting.models import Message, MessageState
+
+BOUNCED_KINDS = (Kind.HARD, Kind.SOFT, Kind.POLICY)
+LEFT_BY_PEOPLE = ("footer", "one-click", "mailto", "espace")  # not staff, not bounces
+LIST_WINDOW = timedelta(days=30)  # the lists page sums the messages of the last 30 days
+SETTLE_BATCH = 200
+DISTRIBUTED = Message.state.in_([MessageState.SENDING, MessageState.DONE]) & (Message.recipient_count > 0)
+
+
+@dataclass
+class Figures:
+    recipients: int = 0
+    sent: int = 0  # delivered to the relay (or the capture)
+    deferred: int = 0
+    failed: int = 0
+    queued: int = 0
+    bounced: int = 0
+    unsubscribed: int = 0
+
+    def add(self, other: Figures) -> None:
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+    @staticmethod
+    def _rate(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    @property
+    def sent_rate(self) -> float | None:
+        return self._rate(self.sent, self.recipients)
+
+    @property
+    def deferred_rate(self) -> float | None:
+        return self._rate(self.deferred, self.recipients)
+
+    @property
+    def failed_rate(self) -> float | None:
+        return self._rate(self.failed, self.recipients)
+
+    @property
+    def bounced_rate(self) -> float | None:
+        return self._rate(self.bounced, self.sent)
+
+    @property
+    def unsubscribed_rate(self) -> float | None:
+        return self._rate(self.unsubscribed, self.sent)
+
+
+def settle(limit: int = SETTLE_BATCH) -> int:
+    """Count the deliveries of finished messages once (scheduled); returns how many were settled."""
+    pending = (Message.select(Message.id).where((Message.state == MessageState.DONE) & ~pw.fn.EXISTS(
+        MessageStats.select(pw.SQL("1")).where(MessageStats.message == Message.id))).limit(limit))
+    ids = [row[0] for row in tuples(pending)]
+    if not ids:
+        return 0
+    counts = (Message.select(Message.id, _count_state(DeliveryState.SENT), _count_state(DeliveryState.FAILED),
+                             pw.Value(clock.now()))
+              .join(Delivery, pw.JOIN.LEFT_OUTER, on=(Delivery.message == Message.id))
+              .where(Message.id.in_(ids)).group_by(Message.id))
+    fields_ = [MessageStats.message, MessageStats.sent, MessageStats.failed, MessageStats.settled_at]
+    MessageStats.insert_from(counts, fields_).on_conflict_ignore().execute()
+    return len(ids)
+
+
+def _count_state(state: str) -> pw.Function:
+    return pw.fn.COALESCE(pw.fn.SUM(pw.Case(None, [(Delivery.state == state, 1)], 0)), 0)
+
+
+def _live_counts(message_ids: list[int]) -> dict[int, Figures]:
+    found: dict[int, Figures] = {}
+    if not message_ids:
+        return found
+    query = (Delivery.select(Delivery.message, Delivery.state, pw.fn.COUNT(Delivery.id))
+             .where(Delivery.message.in_(message_ids)).group_by(Delivery.message, Delivery.state))
+    for message_id, state, number in tuples(query):
+        if state in DeliveryState.ALL:
+            setattr(found.setdefault(message_id, Figures()), state, number)
+    return found
+
+
+def _bounced(message_ids: list[int]) -> dict[int, int]:
+    if not message_ids:
+        return {}
+    query = (BounceEvent.select(BounceEvent.message, pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
+             .where(BounceEvent.message.in_(message_ids) & (BounceEvent.source == "dsn") & BounceEvent.final
+                    & BounceEvent.kind.in_(BOUNCED_KINDS))
+             .group_by(BounceEvent.message))
+    return {row[0]: row[1] for row in tuples(query)}
+
+
+def _unsubscribed(messages: list[Message]) -> dict[int, int]:
+    """Opt-outs of each message's list between it and the list's next distributed message."""
+    if not messages:
+        return {}
+    list_ids = list({m.mailing_list_id for m in messages})
+    nxt = pw.fn.LEAD(Message.received_at).over(partition_by=[Message.mailing_list],
+                                               order_by=[Message.received_at, Message.id])
+    spans = (Message.select(Message.id.alias("mid"), Message.mailing_list.alias("lid"),
+                            Message.received_at.alias("start"), nxt.alias("stop"))
+             .where(Message.mailing_list.in_(list_ids) & DISTRIBUTED)
+             .cte("spans", columns=("mid", "lid", "start", "stop")))
+    query = (OptOut.select(spans.c.mid, pw.fn.COUNT(OptOut.id)).from_(spans)
+             .join(OptOut, on=((OptOut.mailing_list == spans.c.lid) & (OptOut.created_at >= spans.c.start)
+                               & (spans.c.stop.is_null() | (OptOut.created_at < spans.c.stop))))
+             .where(spans.c.mid.in_([m.id for m in messages]) & OptOut.source.in_(LEFT_BY_PEOPLE))
+             .group_by(spans.c.mid).with_cte(spans))
+    return {row[0]: row[1] for row in tuples(query)}
+
+
+def message_figures(messages: list[Message]) -> dict[int, Figures]:
+    """Figures of each message (a page of them: a few grouped queries, whatever their size)."""
+    ids = [m.id for m in messages]
+    settled = {row[0]: row[1:] for row in tuples(MessageStats.select(
+        MessageStats.message, MessageStats.sent, MessageStats.failed).where(MessageStats.message.in_(ids)))}
+    live = _live_counts([i for i in ids if i not in settled])
+    bounced, unsubscribed = _bounced(ids), _unsubscribed(messages)
+    found: dict[int, Figures] = {}
+    for message in messages:
+        figures = live.get(message.id, Figures())
+        if message.id in settled:
+            figures = Figures(sent=settled[message.id][0], failed=settled[message.id][1])
+        figures.recipients = message.recipient_count
+        figures.bounced = bounced.get(message.id, 0)
+        figures.unsubscribed = unsubscribed.get(message.id, 0)
+        found[message.id] = figures
+    return found
+
+
+def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int, Figures]:
+    """Figures of each list over its messages since ``since`` (``LIST_WINDOW`` ago): one aggregate query, a
+    UNION ALL of grouped branches giving (list, figure, value) rows. Finished messages are read from their
+    settled counts; only messages still sending count their deliveries (by the (message, state) index)."""
+    found = {list_id: Figures() for list_id in list_ids}
+    if not list_ids:
+        return found
+    since = since or clock.now() - LIST_WINDOW
+    recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & DISTRIBUTED)
+    lid = Message.mailing_list.alias("lid")
+    unsettled = ~pw.fn.EXISTS(MessageStats.select(pw.SQL("1")).where(MessageStats.message == Message.id))
+    # grouped by (message, state) in the covering index's order first: no sort of every delivery
+    live = (Delivery.select(Delivery.message.alias("mid"), Delivery.state.alias("figure"),
+                            pw.fn.COUNT(pw.SQL("*")).alias("n"))
+            .where(Delivery.message.in_(Message.select(Message.id).where(recent & unsettled)))
+            .group_by(Delivery.message, Delivery.state).alias("live"))
+    branches: list[pw.SelectBase] = [
+        Message.select(lid, pw.Value("recipients").alias("figure"), pw.fn.SUM(Message.recipient_count))
+        .where(recent).group_by(Message.mailing_list),
+        *[Message.select(lid, pw.Value(name).alias("figure"), pw.fn.SUM(column))
+          .join(MessageStats, on=(MessageStats.message == Message.id)).where(recent).group_by(Message.mailing_list)
+          for name, column in (("sent", MessageStats.sent), ("failed", MessageStats.failed))],
+        Message.select(lid, live.c.figure, pw.fn.SUM(live.c.n)).join(live, on=(live.c.mid == Message.id))
+        .group_by(Message.mailing_list, live.c.figure),
+        BounceEvent.select(lid, pw.Value("bounced").alias("figure"), pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
+        .join(Message, on=(BounceEvent.message == Message.id))
+        .where(recent & (BounceEvent.source == "dsn") & BounceEvent.final & BounceEvent.kind.in_(BOUNCED_KINDS))
+        .group_by(Message.mailing_list),
+        OptOut.select(OptOut.mailing_list.alias("lid"), pw.Value("unsubscribed").alias("figure"),
+                      pw.fn.COUNT(OptOut.id))
+        .where(OptOut.mailing_list.in_(list_ids) & (OptOut.created_at >= since) & OptOut.source.in_(LEFT_BY_PEOPLE))
+        .group_by(OptOut.mailing_list),
+    ]
+    query = branches[0]
+    for branch in branches[1:]:
+        query = query + branch  # UNION ALL (a CompoundSelectQuery): one round trip
+    for list_id, figure, value in tuples(query):
+        figures = found[list_id]
+        setattr(figures, figure, getattr(figures, figure) + int(value or 0))
+    return found

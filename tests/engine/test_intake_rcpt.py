@@ -1,0 +1,55 @@
+"""RCPT at the engine's intake over real SMTP: a list answers only at its own domain, and a database that
+fails while the recipient is checked gets a temporary 451 (the sender retries), never a 5xx or a 250."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from engine.posting.models import Message
+from tests import factories
+from tests.engine.conftest import Federation
+from tests.engine.test_engine_e2e import post, send
+
+BOARD = "comite_directeur.comite"
+
+
+def rcpts(engine, *addresses: str) -> list[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        client.ehlo("test")
+        client.mail("someone@example.org")
+        return [client.rcpt(address) for address in addresses]
+
+
+def test_a_list_address_is_accepted_only_at_its_own_domain(start_engine, federation: Federation) -> None:
+    other = factories.domain("listes.codep13.fr", structure=federation.region)
+    engine = start_engine()
+    codes = rcpts(engine, f"{BOARD}@listes.codep13.fr", f"{BOARD}-request@listes.codep13.fr",
+                  f"{BOARD}-owner@listes.codep13.fr", f"{BOARD}@listes.example.fr", f"{BOARD.upper()}@LISTES.EXAMPLE.FR")
+    assert [code for code, _ in codes] == [550, 550, 550, 250, 250]
+    assert b"no such mailing list" in codes[0][1]
+    # The same local part at the other domain is another list: posts go to that one.
+    local = factories.mailing_list(BOARD, other, structure=federation.region, post_policy="anyone")
+    assert [code for code, _ in rcpts(engine, f"{BOARD}@listes.codep13.fr")] == [250]
+    send(engine, post(to=f"{BOARD}@listes.codep13.fr"))
+    assert [m.mailing_list_id for m in Message.select()] == [local.id]
+
+
+def test_a_database_error_while_checking_the_recipient_is_answered_451(start_engine, federation: Federation,
+                                                                       db) -> None:  # type: ignore[no-untyped-def]
+    engine = start_engine()
+    assert rcpts(engine, f"{BOARD}@listes.example.fr")[0][0] == 250
+    db.execute_sql("ALTER TABLE mailing_list RENAME TO mailing_list_away")  # the engine's next query fails
+    try:
+        [(code, text)] = rcpts(engine, f"{BOARD}@listes.example.fr")
+        assert (code, text) == (451, b"4.3.0 Temporary failure, try again later")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(engine, post())
+        assert refused.value.recipients[f"{BOARD}@listes.example.fr"][0] == 451
+    finally:
+        db.execute_sql("ALTER TABLE mailing_list_away RENAME TO mailing_list")
+    assert Message.select().count() == 0
+    assert rcpts(engine, f"{BOARD}@listes.example.fr")[0][0] == 250  # the same engine, once the database is back
+    assert send(engine, post()) == {} and Message.select().count() == 1
