@@ -212,6 +212,13 @@ def _members(ids: list[int]) -> tuple[int, ...]:
     return (ids[0],) if len(ids) == 1 else tuple(sorted(set(ids)))
 
 
+def _ordered(reasons: list[Reason]) -> tuple[Reason, ...]:
+    """An address's reasons in one order whatever order the database returned its rows in (the branches of a
+    UNION ALL come back in the plan's order): static first, then by criterion, role and structure."""
+    return tuple(sorted(reasons, key=lambda r: (r.kind != "static", r.criterion_id or 0, r.role_id or 0,
+                                                r.structure_id or 0)))
+
+
 def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
             with_reasons: bool = True) -> Generator[list[Recipient], None, None]:
     """Stream the list's recipients now, one per distinct address, in batches ordered by address key."""
@@ -235,12 +242,14 @@ def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
             if key != current_key:
                 if current_key is not None:
                     append(Recipient(address, current_key, (members[0],) if len(members) == 1 else
-                                     _members(members), tuple(reasons)))
+                                     _members(members), tuple(reasons) if len(reasons) < 2 else _ordered(reasons)))
                     if len(batch) >= batch_size:
                         yield batch
                         batch = []
                         append = batch.append
                 current_key, address, members, reasons = key, email, [], []
+            elif email < address:  # one spelling of a shared address whatever the rows' order
+                address = email
             if member_id is not None:
                 members.append(member_id)
             if labels is not None:
@@ -249,7 +258,7 @@ def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
                 if reason not in reasons:
                     reasons.append(reason)
     if current_key is not None:
-        append(Recipient(address, current_key, _members(members), tuple(reasons)))
+        append(Recipient(address, current_key, _members(members), _ordered(reasons)))
     if batch:
         yield batch
 
