@@ -16,6 +16,7 @@ from engine.bounces import scoring, service
 from engine.bounces.models import Bounce, tuples
 from engine.config import Settings
 from engine.directory.models import EmailChange, Member, email_key
+from engine.prepared import Prepared, slot
 
 PROBE_MAX_AGE = timedelta(days=7)
 PROBE_INTERVAL = timedelta(minutes=10)  # one probe at a time: the form cannot be used to flood an address
@@ -42,12 +43,15 @@ class ProbeLinkError(Exception):
         self.reason = reason
 
 
+_DISABLED: Prepared[Bounce] = Prepared(lambda: Bounce.select().where(
+    (Bounce.email_key == slot("key")) & (Bounce.disabled_until > slot("now", Bounce.disabled_until))).limit(1))
+
+
 def address_status(member: Member, now: datetime | None = None) -> AddressStatus | None:
     """The member's disabled address, or None when the lists use it (one indexed query)."""
     if not member.email_key:
         return None
-    now = now or clock.now()
-    row = Bounce.get_or_none((Bounce.email_key == member.email_key) & (Bounce.disabled_until > now))
+    row = _DISABLED.first(key=member.email_key, now=now or clock.now())  # Mon espace asks at every view
     if row is None:
         return None
     return AddressStatus(member.email or member.email_key, row.disabled_at, row.last_reply, row.probe_sent_at)

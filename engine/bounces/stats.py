@@ -88,16 +88,18 @@ def _count_state(state: str) -> pw.Function:
     return pw.fn.COALESCE(pw.fn.SUM(pw.Case(None, [(Delivery.state == state, 1)], 0)), 0)
 
 
-def _live_counts(message_ids: list[int]) -> dict[int, Figures]:
-    found: dict[int, Figures] = {}
-    if not message_ids:
-        return found
-    query = (Delivery.select(Delivery.message, Delivery.state, pw.fn.COUNT(Delivery.id))
-             .where(Delivery.message.in_(message_ids)).group_by(Delivery.message, Delivery.state))
-    for message_id, state, number in tuples(query):
-        if state in DeliveryState.ALL:
-            setattr(found.setdefault(message_id, Figures()), state, number)
-    return found
+def _live_counts(messages: list[Message]) -> dict[int, Figures]:
+    """Messages not settled yet: sent and failed from their running counters (``outbox.record`` adds each batch
+    of results), deferred through the (message, state) index (copies waiting for a retry: few), queued the
+    rest. Never a count of a 100,000-copy message's delivery rows."""
+    if not messages:
+        return {}
+    deferred = dict(tuples(Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
+                           .where(Delivery.message.in_([m.id for m in messages])
+                                  & (Delivery.state == DeliveryState.DEFERRED)).group_by(Delivery.message)))
+    return {m.id: Figures(sent=m.sent_count, failed=m.failed_count, deferred=deferred.get(m.id, 0),
+                          queued=max(m.recipient_count - m.sent_count - m.failed_count - deferred.get(m.id, 0), 0))
+            for m in messages}
 
 
 def _bounced(message_ids: list[int]) -> dict[int, int]:
@@ -134,7 +136,7 @@ def message_figures(messages: list[Message]) -> dict[int, Figures]:
     ids = [m.id for m in messages]
     settled = {row[0]: row[1:] for row in tuples(MessageStats.select(
         MessageStats.message, MessageStats.sent, MessageStats.failed).where(MessageStats.message.in_(ids)))}
-    live = _live_counts([i for i in ids if i not in settled])
+    live = _live_counts([m for m in messages if m.id not in settled])
     bounced, unsubscribed = _bounced(ids), _unsubscribed(messages)
     found: dict[int, Figures] = {}
     for message in messages:
@@ -159,19 +161,24 @@ def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int
     recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & DISTRIBUTED)
     lid = Message.mailing_list.alias("lid")
     unsettled = ~pw.fn.EXISTS(MessageStats.select(pw.SQL("1")).where(MessageStats.message == Message.id))
-    # grouped by (message, state) in the covering index's order first: no sort of every delivery
-    live = (Delivery.select(Delivery.message.alias("mid"), Delivery.state.alias("figure"),
-                            pw.fn.COUNT(pw.SQL("*")).alias("n"))
-            .where(Delivery.message.in_(Message.select(Message.id).where(recent & unsettled)))
-            .group_by(Delivery.message, Delivery.state).alias("live"))
+    # messages still sending: their running counters (engine/outbound/outbox.py), the deferred copies by the
+    # (message, state) index; never a count of every delivery
+    live = (Delivery.select(Delivery.message.alias("mid"), pw.fn.COUNT(pw.SQL("*")).alias("n"))
+            .where(Delivery.message.in_(Message.select(Message.id).where(recent & unsettled))
+                   & (Delivery.state == DeliveryState.DEFERRED))
+            .group_by(Delivery.message).alias("live"))
     branches: list[pw.SelectBase] = [
         Message.select(lid, pw.Value("recipients").alias("figure"), pw.fn.SUM(Message.recipient_count))
         .where(recent).group_by(Message.mailing_list),
         *[Message.select(lid, pw.Value(name).alias("figure"), pw.fn.SUM(column))
           .join(MessageStats, on=(MessageStats.message == Message.id)).where(recent).group_by(Message.mailing_list)
           for name, column in (("sent", MessageStats.sent), ("failed", MessageStats.failed))],
-        Message.select(lid, live.c.figure, pw.fn.SUM(live.c.n)).join(live, on=(live.c.mid == Message.id))
-        .group_by(Message.mailing_list, live.c.figure),
+        *[Message.select(lid, pw.Value(name).alias("figure"), pw.fn.SUM(column)).where(recent & unsettled)
+          .group_by(Message.mailing_list)
+          for name, column in (("sent", Message.sent_count), ("failed", Message.failed_count),
+                               ("queued", Message.recipient_count - Message.sent_count - Message.failed_count))],
+        Message.select(lid, pw.Value("deferred").alias("figure"), pw.fn.SUM(live.c.n))
+        .join(live, on=(live.c.mid == Message.id)).group_by(Message.mailing_list),
         BounceEvent.select(lid, pw.Value("bounced").alias("figure"), pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
         .join(Message, on=(BounceEvent.message == Message.id))
         .where(recent & (BounceEvent.source == "dsn") & BounceEvent.final & BounceEvent.kind.in_(BOUNCED_KINDS))
@@ -187,4 +194,6 @@ def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int
     for list_id, figure, value in tuples(query):
         figures = found[list_id]
         setattr(figures, figure, getattr(figures, figure) + int(value or 0))
+    for figures in found.values():  # "queued" above counted the deferred copies too
+        figures.queued = max(figures.queued - figures.deferred, 0)
     return found

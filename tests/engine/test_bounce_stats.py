@@ -24,7 +24,8 @@ T0 = datetime(2026, 11, 2, 9, 0)
 def message(ml, received: datetime, states: dict[str, int], state: str = MessageState.DONE) -> Message:  # type: ignore[no-untyped-def]
     total = sum(states.values())
     msg = Message.create(mailing_list=ml, content=b"Subject: x\r\n\r\nx\r\n", size=10, state=state, received_at=received,
-                         recipient_count=total, subject="x")
+                         recipient_count=total, subject="x", sent_count=states.get("sent", 0),
+                         failed_count=states.get("failed", 0))  # the counters outbox.record keeps
     n = 0
     rows = []
     for delivery_state, count in states.items():
