@@ -76,6 +76,7 @@ OUTSIDE = {
     "admin.list_optouts_csv": Outside({"list_id": "national_list"}),
     "admin.list_posting": Outside({"list_id": "national_list"}, {"policy": "anyone", "hold": "hold"}),
     "admin.list_recipients": Outside({"list_id": "national_list"}),
+    "admin.list_recipients_csv": Outside({"list_id": "national_list"}),
     "admin.list_subscribers": Outside({"list_id": "national_list"}, {"subscribers": "pirate@example.net"}),
     "admin.delete_lists": Outside(form={"list_ids": "national_list", "confirm": "yes"}),
     "admin.create_list": Outside(form={"structure": "FFESSM", "local_part": "intrus", "domain": "national_domain",
