@@ -54,10 +54,13 @@ class EngineProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def text(self) -> str:
-        """What this process logged so far."""
-        with open(self.log, "rb") as log:
-            log.seek(self.offset)
-            return log.read().decode(errors="replace")
+        """What this process logged so far (nothing yet when a forked child has not opened its log)."""
+        try:
+            with open(self.log, "rb") as log:
+                log.seek(self.offset)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def running(self) -> bool:
         if self.process is not None:
