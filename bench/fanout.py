@@ -49,6 +49,7 @@ from engine.directory.models import Mandate, Member, Role, Structure, StructureK
 from engine.lists.models import CriterionRole, Domain, ListCriterion, MailingList
 
 LIST = "comite_directeur.comite@listes.example.fr"
+ONE_ENGINE: dict[int, float] = {}  # copies/s of one engine per size, in this run (PostgreSQL)
 
 
 def free_port() -> int:
@@ -322,6 +323,11 @@ def run_size(args: argparse.Namespace, folder: Path, n: int, engines: int, serve
             limits[mode] = signing_limit(args.processes)
             print(f"N={n:>7}: signing limit {limits[mode]:6.0f} RSA signatures/s on {args.processes} "
                   f"processes (load average {os.getloadavg()[0]:.2f})")
+    if server is not None:  # the baseline of several engines: one engine, same size, same run
+        if engines == 1:
+            ONE_ENGINE[n] = rates["unsigned"]
+        elif n in ONE_ENGINE:
+            print(f"N={n:>7}: {engines} engines = {rates['unsigned'] / ONE_ENGINE[n]:.2f} of one engine's rate")
     base = run_baseline(min(n, 50_000), args.connections * engines, folder)
     ceiling = min(n, 50_000) / base
     print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s over {args.connections * engines} connections -> "
