@@ -55,12 +55,11 @@ class EngineProcess:
 
     def text(self) -> str:
         """What this process logged so far (nothing yet when a forked child has not opened its log)."""
-        try:
-            with open(self.log, "rb") as log:
-                log.seek(self.offset)
-                return log.read().decode(errors="replace")
-        except FileNotFoundError:
+        if not self.log.exists():
             return ""
+        with open(self.log, "rb") as log:
+            log.seek(self.offset)
+            return log.read().decode(errors="replace")
 
     def running(self) -> bool:
         if self.process is not None:
