@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -28,10 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
+import psutil
+
+from bench import signing
 from bench.setup import migrated_database
 from engine import clock
 from engine import db as engine_db
@@ -117,15 +122,44 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    return sum(cpu_split(pid))
+def engine_tree(pid: int) -> list[psutil.Process]:
+    """The engine and every process under it (its delivery helpers)."""
+    engine = psutil.Process(pid)
+    return [engine, *engine.children(recursive=True)]
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+def tree_cpu(tree: list[psutil.Process]) -> float:
+    """User + system CPU seconds of the processes: the machine's other load does not count in it."""
+    return sum(sum(process.cpu_times()[:2]) for process in tree)
+
+
+def wait_ready(engine: subprocess.Popen[bytes], log: Path, processes: int, timeout: float = 120) -> int:
+    """Until the engine listens and each of its ``processes - 1`` delivery helpers has said it runs;
+    returns the intake's port (the engine binds port 0 and logs the one it got)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        port = re.search(r"listening on smtp 127\.0\.0\.1:(\d+)", text)
+        if port and text.count("(delivery only)") >= processes - 1:
+            return int(port.group(1))
+        if engine.poll() is not None:
+            raise RuntimeError(f"the engine stopped:\n{text[-2000:]}")
+        time.sleep(0.05)
+    raise RuntimeError("the engine did not start in time")
+
+
+class Load:
+    """The 1-minute load average seen during a run: lowest and highest."""
+
+    def __init__(self) -> None:
+        self.low = self.high = os.getloadavg()[0]
+
+    def sample(self) -> None:
+        now = os.getloadavg()[0]
+        self.low, self.high = min(self.low, now), max(self.high, now)
+
+    def __str__(self) -> str:
+        return f"load average {self.low:.1f}-{self.high:.1f}"
 
 
 def sent_count(path: str) -> int:
@@ -134,12 +168,6 @@ def sent_count(path: str) -> int:
         return int(connection.execute("SELECT COUNT(*) FROM delivery WHERE state = 'sent'").fetchone()[0])
     finally:
         connection.close()
-
-
-def family(pid: int) -> list[int]:
-    """The engine and its delivery helper processes."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *map(int, children)]
 
 
 def sign_setup(url: str, arc: bool) -> None:
@@ -154,44 +182,65 @@ def sign_setup(url: str, arc: bool) -> None:
     database.close()
 
 
-def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned") -> tuple[float, float, float]:
+@dataclass
+class Run:
+    """One fan-out: seconds from the intake's 250 to the last copy recorded sent, the engine's CPU
+    seconds (all its processes), their peak RSS in MB, and the load average during the run."""
+
+    n: int
+    seconds: float
+    cpu: float
+    rss: float
+    load: Load
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds
+
+    @property
+    def cpu_per_copy(self) -> float:
+        return self.cpu / self.n * 1e6
+
+
+def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned") -> Run:
     database_path = folder / f"fanout-{n}-{mode}.sqlite3"
     url = f"sqlite:///{database_path}"
     seed(url, n)
     if mode != "unsigned":
         sign_setup(url, arc=mode == "arc")
     sink, sink_port = start_sink(folder)
-    smtp_port = free_port()
     env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
-           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
            "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
            "PALANQUEE_DELIVERY_CONNECTIONS": str(connections), "PALANQUEE_DELIVERY_PROCESSES": str(processes),
            "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
-    engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = folder / f"engine-{n}-{mode}.log"
+    with open(log_path, "wb") as log:
+        engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env, stdout=log, stderr=log)
     try:
-        wait_port(smtp_port)
-        time.sleep(1.0)  # let the delivery helpers start
+        smtp_port = wait_ready(engine, log_path, processes)  # helpers started: their imports are not counted
         with smtplib.SMTP("127.0.0.1", smtp_port) as client:
             client.send_message(ten_kb_post(), from_addr="elodie@example.fr", to_addrs=[LIST])
         started = time.perf_counter()  # the 250 is in
-        pids = family(engine.pid)
-        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        tree = engine_tree(engine.pid)
+        cpu_before = tree_cpu(tree)
+        load = Load()
         while sent_count(str(database_path)) < n:
             if engine.poll() is not None:
                 raise RuntimeError("the engine stopped")
+            load.sample()
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        rss = sum(peak_rss_mb(pid) for pid in pids)
-        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        cpu = tree_cpu(tree) - cpu_before
+        rss = sum(peak_rss_mb(process.pid) for process in tree)
         if os.environ.get("FANOUT_VERBOSE"):
-            print("engine user/system CPU seconds:", [cpu_split(pid) for pid in pids])
+            print("engine user/system CPU seconds:", [tuple(process.cpu_times())[:2] for process in tree])
     finally:
         engine.terminate()
         engine.wait(30)
         sink.terminate()
         sink.wait(10)
-    return elapsed, rss, cpu
+    return Run(n, elapsed, cpu, rss, load)
 
 
 def run_baseline(n: int, connections: int, folder: Path) -> float:
@@ -204,63 +253,6 @@ def run_baseline(n: int, connections: int, folder: Path) -> float:
     finally:
         sink.terminate()
         sink.wait(10)
-
-
-def _sign_for(seconds: float) -> int:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from engine.posting.dkim import sign_bytes
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    data = b"x" * 1500  # about the canonical header fields of a copy
-    count, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        sign_bytes(key, data)
-        count += 1
-    return count
-
-
-def signing_limit(processes: int, seconds: float = 5.0) -> float:
-    """RSA-2048 signatures per second of the engine's signer on ``processes`` processes at once."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(processes) as pool:
-        counts = list(pool.map(_sign_for, [seconds] * processes))
-    return sum(counts) / seconds
-
-
-def per_copy_breakdown() -> str:
-    """In one process: µs per copy to join it, to sign it (body hash + RSA), and the RSA operation alone."""
-    from email import policy as email_policy
-
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from engine.posting.dkim import Signature, sign_bytes
-    from engine.posting.keys import Algorithm, SigningKey
-    from engine.posting.render import ListInfo, Personal, prepare
-    from engine.posting.signing import CopySigner
-
-    prepared = prepare(ten_kb_post().as_bytes(policy=email_policy.SMTP),
-                       ListInfo(list_id=1, name="Comité directeur", local_part="cd", domain="listes.example.fr",
-                                rewrite_from=True))
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    signer = CopySigner(prepared, [Signature(SigningKey("listes.example.fr", "s", Algorithm.RSA, key))])
-    people = [Personal(f"https://listes.example.fr/u/{i:020d}", f"mailto:x{i}", "membre du CD") for i in range(300)]
-
-    def timed(function) -> float:  # type: ignore[no-untyped-def]
-        started = time.process_time()
-        for person in people:
-            function(person)
-        return (time.process_time() - started) / len(people) * 1e6
-
-    join = timed(lambda p: prepared.copy(p, stuffed=True))
-    body = timed(lambda p: signer.body.of(prepared.pieces(p)[1:]))
-    signed = timed(lambda p: signer.copy(p, stuffed=True))
-    rsa_only = timed(lambda p: sign_bytes(key, b"x" * 1500))
-    whole = timed(lambda p: __import__("hashlib").sha256(__import__("engine.posting.dkim", fromlist=["x"])
-                  .canonical_lines(prepared.join(prepared.pieces(p)))).digest())
-    return (f"per copy, one process: join {join:.0f} µs; signed copy {signed:.0f} µs, of which RSA {rsa_only:.0f} µs "
-            f"and body hash {body:.0f} µs (canonicalising the whole copy instead: {whole:.0f} µs)")
 
 
 def main() -> None:
@@ -277,29 +269,43 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="palanquee-fanout-"))
     try:
         if args.dkim:
-            print(per_copy_breakdown())
+            print(signing.per_copy_breakdown(ten_kb_post()))
         for n in sizes:
-            rates, limits = {}, {}
+            runs: dict[str, Run] = {}
             for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
-                print(f"load average before the {mode} run: {os.getloadavg()[0]:.2f}")
-                elapsed, rss, cpu = run_engine(n, args.connections, args.processes, folder, mode)
-                rates[mode] = n / elapsed
-                print(f"N={n:>7} {mode:>8}: {elapsed:7.2f} s from 250 to last copy, {n / elapsed:7.0f} copies/s, "
-                      f"engine CPU {cpu / n * 1e6:5.0f} µs/copy, peak RSS {rss:6.1f} MB (all processes)")
-                if mode != "unsigned":  # the machine's load moves: measure the limit next to each signed run
-                    limits[mode] = signing_limit(args.processes)
-                    print(f"N={n:>7}: signing limit {limits[mode]:6.0f} RSA signatures/s on {args.processes} "
-                          f"processes (load average {os.getloadavg()[0]:.2f})")
+                runs[mode] = run = run_engine(n, args.connections, args.processes, folder, mode)
+                print(f"N={n:>7} {mode:>8}: {run.seconds:7.2f} s from 250 to last copy, {run.rate:7.0f} copies/s, "
+                      f"engine CPU {run.cpu_per_copy:5.0f} µs/copy, peak RSS {run.rss:6.1f} MB (all processes), "
+                      f"{run.load}")
             base = run_baseline(min(n, 50_000), args.connections, folder)
             ceiling = min(n, 50_000) / base
-            print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s -> unsigned ratio {rates['unsigned'] / ceiling:.2f}")
+            print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s -> unsigned ratio {runs['unsigned'].rate / ceiling:.2f}")
             if args.dkim:
-                print(f"N={n:>7}: DKIM {rates['dkim']:6.0f} copies/s = {rates['dkim'] / rates['unsigned']:.2f} of unsigned, "
-                      f"{rates['dkim'] / limits['dkim']:.2f} of the signing limit (target >= 0.85 and >= 1,500 copies/s)")
-                print(f"N={n:>7}: ARC+DKIM {rates['arc']:6.0f} copies/s = {rates['arc'] / rates['dkim']:.2f} of DKIM alone, "
-                      f"{rates['arc'] * 3 / limits['arc']:.2f} of the signing limit (3 signatures a copy)")
+                report_signed(n, runs, args.processes, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def report_signed(n: int, runs: dict[str, Run], processes: int, folder: Path) -> None:
+    """The signed runs next to the unsigned one and to the signing limit, measured right after them."""
+    sample = signing.sample(ten_kb_post())
+    unsigned, dkim, arc = runs["unsigned"], runs["dkim"], runs["arc"]
+    for mode, signatures in (("dkim", 1), ("arc", 3)):
+        sink, port = start_sink(folder)
+        load = Load()
+        try:
+            limit = signing.signing_limit(port, sample, processes, signatures)
+        finally:
+            sink.terminate()
+            sink.wait(10)
+        load.sample()
+        run = runs[mode]
+        print(f"N={n:>7} {mode:>8}: signing limit {limit:6.0f} copies/s ({signatures} RSA signature(s) a copy, "
+              f"{processes} processes, {load}); {run.rate:6.0f} copies/s = {run.rate / limit:.2f} of the limit, "
+              f"{run.rate / unsigned.rate:.2f} of unsigned")
+    print(f"N={n:>7}: DKIM adds {dkim.cpu_per_copy - unsigned.cpu_per_copy:5.0f} µs of engine CPU a copy; ARC "
+          f"{arc.cpu_per_copy - dkim.cpu_per_copy:5.0f} µs more ({arc.rate / dkim.rate:.2f} of DKIM's copies/s). "
+          f"Target: DKIM >= 1,500 copies/s and >= 0.85 of its limit")
 
 
 if __name__ == "__main__":

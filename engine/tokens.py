@@ -15,6 +15,7 @@ import functools
 import hashlib
 import hmac
 import json
+from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
@@ -105,7 +106,7 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._signer = super().make_signer(self.salt)
-        self._mac: Any = None
+        self._key: bytes | None = None
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         return self._signer if salt is None or salt == self.salt else super().make_signer(salt)
@@ -118,12 +119,16 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
         return self.sign_payload(self.dump_payload(obj))
 
     def sign_payload(self, payload: bytes) -> str:
-        """``payload.signature`` as itsdangerous' default HMAC-SHA1 signer makes it (a test compares)."""
-        if self._mac is None:
-            self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha1)
-        mac = self._mac.copy()
-        mac.update(payload)
-        return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
+        """``payload.signature`` as itsdangerous' default HMAC-SHA1 signer makes it (a test compares);
+        one-shot ``hmac.digest`` (OpenSSL, no HMAC object a copy)."""
+        if self._key is None:
+            self._key = self._signer.derive_key()
+        return (payload + b"." + _b64(hmac.digest(self._key, payload, "sha1"))).decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    """itsdangerous' ``base64_encode`` without its generic layers: URL-safe, no padding."""
+    return urlsafe_b64encode(data).rstrip(b"=")
 
 
 @functools.lru_cache(maxsize=8)
@@ -143,7 +148,7 @@ def make_unsubscribe_token(settings: Settings, list_id: int, member_ids: tuple[i
         raise ValueError("an unsubscribe token names at least one member or an address")
     serializer = _serializer_for(settings.secret_key)
     if isinstance(who, list):  # the hot path (a member's copy): JSON written by hand, as json.dumps would
-        return serializer.sign_payload(base64_encode(f"[{list_id},[{','.join(map(str, who))}]]".encode()))
+        return serializer.sign_payload(_b64(f"[{list_id},[{','.join(map(str, who))}]]".encode()))
     return serializer.fast_dumps([list_id, who])
 
 
