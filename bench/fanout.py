@@ -1,6 +1,8 @@
 """Fan-out: one 10 KB multipart post to a role-based list of N members, from intake to the last copy at a sink.
 
     python -m bench.fanout [--sizes 1000,10000,100000] [--connections 8] [--processes 2] [--dkim]
+    python -m bench.fanout --postgresql [--engines 1,2,3] [--processes 1] [--sizes …]
+    python -m bench.fanout --database-url postgresql://USER@HOST:PORT/DB [--engines 1,2,3] …
 
 For each N: seed N members holding a board role in one region (SQLite by default), start Postfix's
 ``smtp-sink`` on loopback and ``palanquee engine`` in its own process with the sink as smarthost,
@@ -9,18 +11,26 @@ send the post over SMTP, and time from the intake's 250 to the moment every deli
 engine's peak RSS, then, in the same run, the rate of ``smtp-source`` sending 10 KB messages to
 the same sink over the same number of connections: the ceiling of this machine.
 
+On PostgreSQL (``--postgresql`` starts a private cluster on loopback; ``--database-url`` names a server
+on which a fresh database is created for each run and dropped after it), each size runs with each
+number of ``--engines``: that many ``palanquee engine`` processes on the one database, sharing the
+send through their claims (``SKIP LOCKED``); the post goes to the first. The database server's CPU is
+reported when the cluster is ours.
+
 ``--dkim`` runs each size three times (unsigned, DKIM-signed with an RSA-2048 key of the list domain,
-DKIM plus an ARC seal) and measures the signing limit in the same run: RSA-2048 signatures per second
-of the engine's signer (``engine.posting.dkim.sign_bytes``) on as many processes as the engine
-delivers with. A signed copy costs one signature, a sealed one three; the ratio of copies per second
-to that limit says how much of the signing capacity the engine turns into copies.
+DKIM plus an ARC seal) and measures the **signing limit** right after each signed run (``bench/signing.py``):
+the copies per second that as many processes as the engine delivers with reach when each copy costs only
+its signatures (the engine's own ``sign_bytes`` call, once a copy for DKIM, three times with ARC) and
+its write to an ``smtp-sink`` started as in the fan-out. Signed copies per second are reported as a ratio
+to that limit and to the unsigned run. Engine CPU is the user + system time of every process of each
+engine (psutil, over the process tree): the machine's other load does not count in it, unlike wall time;
+the 1-minute load average is printed beside every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import smtplib
 import socket
@@ -29,14 +39,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
 import psutil
 
-from bench import signing
+from bench import postgres, signing
 from bench.setup import migrated_database
 from engine import clock
 from engine import db as engine_db
@@ -133,21 +142,6 @@ def tree_cpu(tree: list[psutil.Process]) -> float:
     return sum(sum(process.cpu_times()[:2]) for process in tree)
 
 
-def wait_ready(engine: subprocess.Popen[bytes], log: Path, processes: int, timeout: float = 120) -> int:
-    """Until the engine listens and each of its ``processes - 1`` delivery helpers has said it runs;
-    returns the intake's port (the engine binds port 0 and logs the one it got)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        port = re.search(r"listening on smtp 127\.0\.0\.1:(\d+)", text)
-        if port and text.count("(delivery only)") >= processes - 1:
-            return int(port.group(1))
-        if engine.poll() is not None:
-            raise RuntimeError(f"the engine stopped:\n{text[-2000:]}")
-        time.sleep(0.05)
-    raise RuntimeError("the engine did not start in time")
-
-
 class Load:
     """The 1-minute load average seen during a run: lowest and highest."""
 
@@ -162,12 +156,8 @@ class Load:
         return f"load average {self.low:.1f}-{self.high:.1f}"
 
 
-def sent_count(path: str) -> int:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return int(connection.execute("SELECT COUNT(*) FROM delivery WHERE state = 'sent'").fetchone()[0])
-    finally:
-        connection.close()
+def sent_count(url: str) -> int:
+    return postgres.count(url, "SELECT COUNT(*) FROM delivery WHERE state = 'sent'")
 
 
 def sign_setup(url: str, arc: bool) -> None:
@@ -182,65 +172,58 @@ def sign_setup(url: str, arc: bool) -> None:
     database.close()
 
 
-@dataclass
-class Run:
-    """One fan-out: seconds from the intake's 250 to the last copy recorded sent, the engine's CPU
-    seconds (all its processes), their peak RSS in MB, and the load average during the run."""
-
-    n: int
-    seconds: float
-    cpu: float
-    rss: float
-    load: Load
-
-    @property
-    def rate(self) -> float:
-        return self.n / self.seconds
-
-    @property
-    def cpu_per_copy(self) -> float:
-        return self.cpu / self.n * 1e6
-
-
-def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned") -> Run:
-    database_path = folder / f"fanout-{n}-{mode}.sqlite3"
-    url = f"sqlite:///{database_path}"
+def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned", url: str = "",
+               engines: int = 1, server_pids: list[int] | None = None) -> tuple[float, float, float, float, Load]:
+    """(seconds from the 250 to the last copy, peak RSS MB, engine CPU s, database server CPU s, load)."""
+    url = url or f"sqlite:///{folder / f'fanout-{n}-{mode}.sqlite3'}"
     seed(url, n)
     if mode != "unsigned":
         sign_setup(url, arc=mode == "arc")
     sink, sink_port = start_sink(folder)
+    ports = [free_port() for _ in range(engines)]
     env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
-           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
-           "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
+           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}",
            "PALANQUEE_DELIVERY_CONNECTIONS": str(connections), "PALANQUEE_DELIVERY_PROCESSES": str(processes),
-           "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
-    log_path = folder / f"engine-{n}-{mode}.log"
-    with open(log_path, "wb") as log:
-        engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env, stdout=log, stderr=log)
+           "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off",
+           "PALANQUEE_DNS_RESOLVER": "none"}
+    profile = os.environ.get("FANOUT_PROFILE")  # a path: the first engine runs under cProfile (its own process only)
+    command = [sys.executable, "-m", "portal.cli", "engine"]
+    running = [subprocess.Popen(command[:1] + ["-m", "cProfile", "-o", f"{profile}.{mode}"] + command[1:]
+                                if profile and not i else command,
+                                env={**env, "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{port}"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, port in enumerate(ports)]
     try:
-        smtp_port = wait_ready(engine, log_path, processes)  # helpers started: their imports are not counted
-        with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+        for port in ports:
+            wait_port(port, timeout=120)
+        time.sleep(1.0)  # let the delivery helpers start
+        with smtplib.SMTP("127.0.0.1", ports[0]) as client:
             client.send_message(ten_kb_post(), from_addr="elodie@example.fr", to_addrs=[LIST])
         started = time.perf_counter()  # the 250 is in
-        tree = engine_tree(engine.pid)
+        tree = [process for engine in running for process in engine_tree(engine.pid)]
         cpu_before = tree_cpu(tree)
+        server_before = postgres.tree_cpu(server_pids or [])
         load = Load()
-        while sent_count(str(database_path)) < n:
-            if engine.poll() is not None:
-                raise RuntimeError("the engine stopped")
+        while sent_count(url) < n:
+            if any(engine.poll() is not None for engine in running):
+                raise RuntimeError("an engine stopped")
             load.sample()
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        cpu = tree_cpu(tree) - cpu_before
         rss = sum(peak_rss_mb(process.pid) for process in tree)
+        cpu = tree_cpu(tree) - cpu_before
+        server = postgres.tree_cpu(server_pids or []) - server_before
         if os.environ.get("FANOUT_VERBOSE"):
             print("engine user/system CPU seconds:", [tuple(process.cpu_times())[:2] for process in tree])
+            print("by thread (user, system):", [[(round(t.user_time, 2), round(t.system_time, 2))
+                                                 for t in process.threads()] for process in tree])
     finally:
-        engine.terminate()
-        engine.wait(30)
+        for engine in running:
+            engine.terminate()
+        for engine in running:
+            engine.wait(60)
         sink.terminate()
         sink.wait(10)
-    return Run(n, elapsed, cpu, rss, load)
+    return elapsed, rss, cpu, server, load
 
 
 def run_baseline(n: int, connections: int, folder: Path) -> float:
@@ -260,52 +243,72 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--connections", type=int, default=load_settings(
         environ={}, overrides={"secret_key": "x" * 16}).delivery_connections)
-    parser.add_argument("--processes", type=int, default=2, help="delivery processes of the engine")
+    parser.add_argument("--processes", type=int, default=2, help="delivery processes of each engine")
     parser.add_argument("--dkim", action="store_true", help="also run signed and ARC-sealed, with the signing limit")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server (a fresh database per run)")
+    parser.add_argument("--postgresql", action="store_true", help="run on a private PostgreSQL cluster")
+    parser.add_argument("--engines", default="1", help="numbers of engine processes to run each size with")
     args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version}; "
-          f"{args.processes} delivery processes x {args.connections} SMTP connections; receiver: Postfix smtp-sink on 127.0.0.1")
+          f"{args.processes} delivery processes x {args.connections} SMTP connections per engine; "
+          f"receiver: Postfix smtp-sink on 127.0.0.1")
     folder = Path(tempfile.mkdtemp(prefix="palanquee-fanout-"))
     try:
         if args.dkim:
             print(signing.per_copy_breakdown(ten_kb_post()))
-        for n in sizes:
-            runs: dict[str, Run] = {}
-            for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
-                runs[mode] = run = run_engine(n, args.connections, args.processes, folder, mode)
-                print(f"N={n:>7} {mode:>8}: {run.seconds:7.2f} s from 250 to last copy, {run.rate:7.0f} copies/s, "
-                      f"engine CPU {run.cpu_per_copy:5.0f} µs/copy, peak RSS {run.rss:6.1f} MB (all processes), "
-                      f"{run.load}")
-            base = run_baseline(min(n, 50_000), args.connections, folder)
-            ceiling = min(n, 50_000) / base
-            print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s -> unsigned ratio {runs['unsigned'].rate / ceiling:.2f}")
-            if args.dkim:
-                report_signed(n, runs, args.processes, folder)
+        with postgres.server(args.database_url, args.postgresql) as server:
+            for n in [int(size) for size in args.sizes.split(",")]:
+                for engines in [int(count) for count in args.engines.split(",")]:
+                    run_size(args, folder, n, engines, server)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def report_signed(n: int, runs: dict[str, Run], processes: int, folder: Path) -> None:
-    """The signed runs next to the unsigned one and to the signing limit, measured right after them."""
-    sample = signing.sample(ten_kb_post())
-    unsigned, dkim, arc = runs["unsigned"], runs["dkim"], runs["arc"]
-    for mode, signatures in (("dkim", 1), ("arc", 3)):
-        sink, port = start_sink(folder)
-        load = Load()
-        try:
-            limit = signing.signing_limit(port, sample, processes, signatures)
-        finally:
-            sink.terminate()
-            sink.wait(10)
-        load.sample()
-        run = runs[mode]
-        print(f"N={n:>7} {mode:>8}: signing limit {limit:6.0f} copies/s ({signatures} RSA signature(s) a copy, "
-              f"{processes} processes, {load}); {run.rate:6.0f} copies/s = {run.rate / limit:.2f} of the limit, "
-              f"{run.rate / unsigned.rate:.2f} of unsigned")
-    print(f"N={n:>7}: DKIM adds {dkim.cpu_per_copy - unsigned.cpu_per_copy:5.0f} µs of engine CPU a copy; ARC "
-          f"{arc.cpu_per_copy - dkim.cpu_per_copy:5.0f} µs more ({arc.rate / dkim.rate:.2f} of DKIM's copies/s). "
-          f"Target: DKIM >= 1,500 copies/s and >= 0.85 of its limit")
+def run_size(args: argparse.Namespace, folder: Path, n: int, engines: int, server: postgres.Server | None) -> None:
+    """One size with one number of engines: each mode, then the smtp-source ceiling, ratios printed."""
+    rates: dict[str, float] = {}
+    cpus: dict[str, float] = {}
+    where = "PostgreSQL" if server else "SQLite"
+    processes = args.processes * engines
+    for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
+        if server is None:
+            elapsed, rss, cpu, db_cpu, load = run_engine(n, args.connections, args.processes, folder, mode,
+                                                         engines=engines)
+        else:
+            with server.fresh_database("palanquee_fanout") as url:
+                elapsed, rss, cpu, db_cpu, load = run_engine(n, args.connections, args.processes, folder, mode, url,
+                                                             engines, server.pids)
+        rates[mode], cpus[mode] = n / elapsed, cpu / n * 1e6
+        server_part = f", database server {db_cpu / n * 1e6:5.0f} µs/copy" if server and server.pids else ""
+        print(f"N={n:>7} {where} {engines} engine(s) {mode:>8}: {elapsed:7.2f} s from 250 to last copy, "
+              f"{n / elapsed:7.0f} copies/s, engine CPU {cpus[mode]:5.0f} µs/copy{server_part}, "
+              f"peak RSS {rss:6.1f} MB (all processes), {load}", flush=True)
+        if mode != "unsigned":  # the machine's load moves: measure the limit right after each signed run
+            report_limit(n, mode, rates, processes, folder)
+    base = run_baseline(min(n, 50_000), args.connections * engines, folder)
+    ceiling = min(n, 50_000) / base
+    print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s over {args.connections * engines} connections -> "
+          f"unsigned ratio {rates['unsigned'] / ceiling:.2f}")
+    if args.dkim:
+        print(f"N={n:>7}: DKIM adds {cpus['dkim'] - cpus['unsigned']:5.0f} µs of engine CPU a copy, ARC "
+              f"{cpus['arc'] - cpus['dkim']:5.0f} µs more; ARC+DKIM {rates['arc']:6.0f} copies/s = "
+              f"{rates['arc'] / rates['dkim']:.2f} of DKIM alone. Target: DKIM >= 1,500 copies/s, >= 0.85 of its limit")
+
+
+def report_limit(n: int, mode: str, rates: dict[str, float], processes: int, folder: Path) -> None:
+    """The signing limit of ``mode`` (one RSA signature a copy, three with ARC), measured now, and the ratios."""
+    signatures = 3 if mode == "arc" else 1
+    sink, port = start_sink(folder)
+    load = Load()
+    try:
+        limit = signing.signing_limit(port, signing.sample(ten_kb_post()), processes, signatures)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    load.sample()
+    print(f"N={n:>7} {mode:>8}: signing limit {limit:6.0f} copies/s ({signatures} RSA-2048 signature(s) a copy, "
+          f"{processes} processes, {load}); {rates[mode]:6.0f} copies/s = {rates[mode] / limit:.2f} of the limit, "
+          f"{rates[mode] / rates['unsigned']:.2f} of unsigned", flush=True)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from engine.posting.commands import DELIVERABILITY_COMMANDS
 
 
 def open_database(settings: Settings, *, check: bool = True) -> peewee.Database:
-    """Connect the models to the configured database; refuse a database that is behind."""
-    database = engine_db.bind(engine_db.make_database(settings.database_url))
+    """Connect the models to the configured database; refuse a database that is behind. The database
+    object already bound to that URL is reused (commands run in one process, as tests do, share it)."""
+    database = engine_db.shared(settings.database_url)
     database.connect(reuse_if_open=True)
     if check:
         engine_db.check_schema(database)
@@ -91,12 +92,21 @@ def config_command(markdown: bool) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--overwrite-member-emails", is_flag=True,
               help="also replace addresses that members changed themselves since the last import")
-def import_members_command(path: str, overwrite_member_emails: bool) -> None:
+@click.option("--as-staff", "as_staff", metavar="LICENCE", default=None,
+              help="import with the authority of this staff member, as the upload page does (default: the system)")
+def import_members_command(path: str, overwrite_member_emails: bool, as_staff: str | None) -> None:
     """Import the federation's member export (CSV, see docs/import.md); safe to run again."""
-    from engine.directory import importer
+    from engine.directory import importer, staff
+    from engine.directory.models import Member
+    from engine.lists.authority import rights_beyond
 
     settings = load_settings()
     open_database(settings)
+    actor = None
+    if as_staff is not None:
+        actor = Member.get_or_none(Member.licence_number == as_staff.strip().upper())
+        if actor is None or not staff.is_staff(actor):
+            raise click.ClickException(f"{as_staff}: no staff member has this licence number")
     with open(path, encoding="utf-8-sig", newline="") as handle:
         total = max(sum(1 for _ in handle) - 1, 0)
         handle.seek(0)
@@ -108,8 +118,9 @@ def import_members_command(path: str, overwrite_member_emails: bool) -> None:
                 done[0] = rows
 
             try:
-                report = importer.import_members(settings, handle, overwrite_emails=overwrite_member_emails,
-                                                 progress=advance, source=path)
+                report = importer.import_members(settings, handle, actor=actor, rights_beyond=rights_beyond,
+                                                 overwrite_emails=overwrite_member_emails, progress=advance,
+                                                 source=path)
             except importer.ImportFileError as exc:
                 raise click.ClickException(str(exc)) from exc
     click.echo(importer.summary_text(report))

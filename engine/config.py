@@ -260,6 +260,15 @@ SPECS: tuple[Spec, ...] = (
          "ever leaves the machine and every name has no record (the demo's default)"),
     Spec("sending_ips", parse_ip_list, "",
          "public IP addresses list mail leaves from (comma-separated), which `palanquee doctor` expects in SPF"),
+    Spec("heartbeat_max_age", parse_duration, "2m",
+         "`/healthz` answers 503 when no engine process has written its heartbeat for this long (each writes "
+         "it every 10 s)"),
+    Spec("metrics_listen", parse_optional_hostport, "off",
+         "where each engine serves Prometheus metrics at `/metrics` (`off` or host:port; a delivery helper "
+         "takes the next port)"),
+    Spec("log_format", choice("text", "json"), "text",
+         "`text`: one readable line per event; `json`: one JSON object per line, with the message and delivery "
+         "ids where known (docs/operations.md)"),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -314,6 +323,9 @@ class Settings:
     authserv_id: str = ""
     dns_resolver: str = "system"
     sending_ips: tuple[str, ...] = ()
+    heartbeat_max_age: timedelta = timedelta(minutes=2)
+    metrics_listen: tuple[str, int] | None = None
+    log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -88,9 +88,9 @@ def sql_datetime(value: datetime) -> datetime | str:
 def shared(url: str) -> peewee.Database:
     """The bound database when it is ``url``'s, else a new one, bound. The portal and the engine in
     one process (the demo) thus share one object: each thread keeps its own connection on it."""
-    current = database.obj
+    current: peewee.Database | None = database.obj
     if current is not None and getattr(current, "palanquee_url", None) == url:
-        return current  # type: ignore[no-any-return]
+        return current
     made = make_database(url)
     made.palanquee_url = url  # type: ignore[attr-defined]
     return bind(made)

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine import heartbeat
 from engine.bounces import member as bounce_member
 from engine.bounces import stats as delivery_stats
 from engine.directory.email_change import apply_due_changes
@@ -25,7 +26,8 @@ def expand_accepted() -> int:
     for message_id in accepted_messages():
         count = expand(message_id)
         if count is not None:
-            log.info("message %s expanded to %s recipients", message_id, count)
+            log.info("message %s expanded to %s recipients", message_id, count,
+                     extra={"message_id": message_id, "recipients": count})
             done += 1
             if count:
                 wakeup.announce()
@@ -44,6 +46,7 @@ SCHEDULE: tuple[tuple[str, float, Callable[[], int]], ...] = (
     ("propagate-addresses", 60.0, propagate_addresses),
     ("bounce-confirmations", 60.0, bounce_member.clear_confirmed_addresses),
     ("delivery-stats", 60.0, delivery_stats.settle),
+    ("heartbeats", 3600.0, heartbeat.prune),
 )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import audit
+from engine import audit, heartbeat
 from engine.bounces import models as bounces
 from engine.directory import models as directory
 from engine.lists import models as lists
@@ -18,4 +18,5 @@ ALL_MODELS = [
     *outbound.MODELS,
     *bounces.MODELS,
     *dkim_keys.MODELS,
+    *heartbeat.MODELS,
 ]

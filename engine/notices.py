@@ -88,6 +88,20 @@ def within_daily_limit(limits: dict[str, int]) -> bool:
     return True
 
 
+AUTHOR_NOTICES_PER_DAY = 10  # notices about their posts to one author address (held, to confirm, rejected, failed)
+AUTHOR_NOTICES_PER_LIST_PER_DAY = 100  # idem, to all authors of one list: forged From addresses are free
+
+
+def within_author_limits(author: str, list_id: int) -> bool:
+    """Whether one more notice may go to a post's author (``From``: forged at will) and, if so, count it.
+
+    Counted by the address's case-insensitive key (``Victim@`` and ``victim@`` are one mailbox) and per list,
+    so that forged posts cannot turn the engine into a mail cannon (issue 11, finding 11).
+    """
+    return within_daily_limit({f"author-notice:{author.strip().lower()}": AUTHOR_NOTICES_PER_DAY,
+                               f"author-notice-list:{list_id}": AUTHOR_NOTICES_PER_LIST_PER_DAY})
+
+
 def send_notice(settings: Settings, template: str, to: str, /, *, language: str | None = None,
                 headers: dict[str, str] | None = None, sender: str | None = None, **context: Any) -> EmailMessage:
     """Render notice ``template`` and send it to ``to`` now, in ``language`` or else PALANQUEE_DEFAULT_LANGUAGE;

@@ -21,12 +21,13 @@ from typing import Any
 
 import peewee
 
-from engine import clock, jobs, resolver
+from engine import clock, heartbeat, jobs, logs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
 from engine.intake import socketmap
 from engine.intake.server import start_listeners
+from engine.metrics import Metrics
 from engine.outbound import wakeup
 from engine.outbound.delivery import Worker
 from engine.outbound.outbox import next_due_at
@@ -70,7 +71,7 @@ class Engine:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
-                 socketmap: tuple[str, int] | None | bool = True,
+                 socketmap: tuple[str, int] | None | bool = True, metrics: tuple[str, int] | None | bool = True,
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
                  stop_grace: float = 30.0) -> None:
         self.settings = settings
@@ -82,6 +83,7 @@ class Engine:
         self.lmtp_address = settings.lmtp_listen if lmtp is True else (lmtp or None)
         self.socketmap_address = None if delivery_only else (
             settings.socketmap_listen if socketmap is True else (socketmap or None))
+        self.metrics_address = settings.metrics_listen if metrics is True else (metrics or None)
         self.transport = transport or make_transport(settings)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_seconds = poll_seconds
@@ -98,7 +100,8 @@ class Engine:
         self.stop_grace = stop_grace
         self.idle = False  # the delivery loop waits for work (tests read it)
         self.wakeups = 0  # notifications received
-        self.worker = Worker(settings, self.transport, self.run_in_db, self.name)
+        self.metrics = Metrics(self.database, settings.heartbeat_max_age)
+        self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -139,7 +142,8 @@ class Engine:
         self._stopping, self._wake_expand, self._wake_delivery = asyncio.Event(), asyncio.Event(), asyncio.Event()
         await self.run_in_db(engine_db.check_schema, self.database)
         servers = await start_listeners(self.settings, self.run_in_db, verp.signing_key(self.settings),
-                                        self._accepted, self.smtp_address, self.lmtp_address)
+                                        self._accepted, self.smtp_address, self.lmtp_address,
+                                        self.metrics.intake_reply)
         for kind, server in zip([k for k, a in (("smtp", self.smtp_address), ("lmtp", self.lmtp_address)) if a],
                                 servers, strict=True):
             host, port = server.sockets[0].getsockname()[:2]
@@ -148,8 +152,13 @@ class Engine:
             server = await socketmap.start(self.run_in_db, verp.signing_key(self.settings), self.socketmap_address)
             servers.append(server)
             self.bound["socketmap"] = server.sockets[0].getsockname()[:2]
+        exporter = self.metrics.serve(self.metrics_address) if self.metrics_address else None
+        if exporter is not None:
+            self.bound["metrics"] = exporter.server_address[:2]
         delivery = asyncio.create_task(self._delivery_loop())
         loops = [] if self.delivery_only else [self._expand_loop(), self._jobs_loop()]
+        loops.append(heartbeat.keep_beating(self.run_in_db, self.name, "delivery" if self.delivery_only else "engine",
+                                            self.settings.heartbeat_max_age))
         if isinstance(self.database, peewee.PostgresqlDatabase):
             loops.append(wakeup.listen(self.database, self._work_queued))
         others = [asyncio.create_task(coroutine) for coroutine in loops]
@@ -159,6 +168,9 @@ class Engine:
         finally:
             for server in servers:
                 server.close()
+            if exporter is not None:
+                exporter.shutdown()
+                exporter.server_close()
             await self._finish(delivery, others)
 
     async def _finish(self, delivery: asyncio.Task[None], others: list[asyncio.Task[None]]) -> None:
@@ -178,12 +190,14 @@ class Engine:
         delivery.cancel()
         await asyncio.gather(delivery, *others, return_exceptions=True)
         await self.transport.close()
+        with contextlib.suppress(Exception):  # this process no longer handles mail (/healthz)
+            await self.run_in_db(heartbeat.forget, self.name)
         await self.run_in_db(self.database.close)
         self.executor.shutdown(wait=True)
 
     def stop(self) -> None:
         """Ask the engine to stop (from any thread)."""
-        if self._loop is not None and self._stopping is not None:
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
@@ -276,6 +290,16 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
+    """A delivery helper's environment: its metrics on the port after the engine's (``number`` after)."""
+    environment = dict(os.environ)
+    if settings.metrics_listen is not None:
+        host, port = settings.metrics_listen
+        environment["PALANQUEE_METRICS_LISTEN"] = f"[{host}]:{port + number if port else 0}" if ":" in host \
+            else f"{host}:{port + number if port else 0}"
+    return environment
+
+
 def serve(settings: Settings, *, delivery_only: bool = False,
           on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
     """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
@@ -288,14 +312,13 @@ def serve(settings: Settings, *, delivery_only: bool = False,
     import subprocess
     import sys
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+    engine = Engine(settings, delivery_only=delivery_only)
+    logs.configure(settings.log_format, engine.name)
     helpers: list[subprocess.Popen[bytes]] = []
     if not delivery_only:
         helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
-                                    preexec_fn=die_with_parent)
-                   for _ in range(settings.delivery_processes - 1)]
-    engine = Engine(settings, delivery_only=delivery_only)
+                                    env=_helper_environment(settings, number), preexec_fn=die_with_parent)
+                   for number in range(1, settings.delivery_processes)]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -307,8 +330,8 @@ def serve(settings: Settings, *, delivery_only: bool = False,
         if engine.ready.is_set():
             where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
             target = settings.smarthost or f"capture in {settings.capture_dir}"
-            log.info("engine %s %s; delivering to %s", engine.name,
-                     f"listening on {where}" if where else "(delivery only)", target)
+            log.info("engine %s%s %s; delivering to %s", engine.name, " (delivery only)" if delivery_only else "",
+                     f"listening on {where}" if where else "listening on nothing", target)
             if on_ready is not None:
                 on_ready(dict(engine.bound))
         await runner

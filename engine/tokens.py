@@ -6,7 +6,10 @@ working after an address change. Every other token is timed by its caller.
 
 Format of an unsubscribe token: itsdangerous ``URLSafeSerializer`` (HMAC-SHA1 over the compact JSON
 payload, salt ``palanquee.unsubscribe``) of ``[list_id, [member_id, …]]`` or, for an address that is
-no member's, ``[list_id, "address-key"]``.
+no member's, ``[list_id, "address-key"]``. An address shared by more than ``MAX_MEMBERS_NAMED`` members
+is named by its key too: a token naming each of 150 members made a List-Unsubscribe line of more than
+998 octets (RFC 5322 §2.1.1); leaving by it records an opt-out of the address, which excludes every
+member using it. Tokens of either form made before stay valid.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import functools
 import hashlib
 import hmac
 import json
-from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
@@ -106,7 +108,7 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._signer = super().make_signer(self.salt)
-        self._key: bytes | None = None
+        self._mac: Any = None
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         return self._signer if salt is None or salt == self.salt else super().make_signer(salt)
@@ -119,16 +121,12 @@ class _PlainURLSafeSerializer(URLSafeSerializer):
         return self.sign_payload(self.dump_payload(obj))
 
     def sign_payload(self, payload: bytes) -> str:
-        """``payload.signature`` as itsdangerous' default HMAC-SHA1 signer makes it (a test compares);
-        one-shot ``hmac.digest`` (OpenSSL, no HMAC object a copy)."""
-        if self._key is None:
-            self._key = self._signer.derive_key()
-        return (payload + b"." + _b64(hmac.digest(self._key, payload, "sha1"))).decode("ascii")
-
-
-def _b64(data: bytes) -> bytes:
-    """itsdangerous' ``base64_encode`` without its generic layers: URL-safe, no padding."""
-    return urlsafe_b64encode(data).rstrip(b"=")
+        """``payload.signature`` as itsdangerous' default HMAC-SHA1 signer makes it (a test compares)."""
+        if self._mac is None:
+            self._mac = hmac.new(self._signer.derive_key(), digestmod=hashlib.sha1)
+        mac = self._mac.copy()
+        mac.update(payload)
+        return (payload + b"." + base64_encode(mac.digest())).decode("ascii")
 
 
 @functools.lru_cache(maxsize=8)
@@ -140,15 +138,23 @@ def _unsubscribe_serializer(settings: Settings) -> _PlainURLSafeSerializer:
     return _serializer_for(settings.secret_key)
 
 
+MAX_MEMBERS_NAMED = 10  # past it, a shared address is named by its key: the token stays under ~400 characters
+
+
 def make_unsubscribe_token(settings: Settings, list_id: int, member_ids: tuple[int, ...] | list[int] = (),
                            email_key: str | None = None) -> str:
-    """Token naming a list and who leaves it: the member(s) sharing one copy, or a bare address."""
-    who: Any = sorted(member_ids) if member_ids else email_key
+    """Token naming a list and who leaves it: the member(s) sharing one copy, or a bare address.
+
+    Given both, the members are named, unless there are more than ``MAX_MEMBERS_NAMED`` of them: then the
+    address ``email_key`` they share is (a bounded token, for a header line within 998 octets).
+    """
+    many = len(member_ids) > MAX_MEMBERS_NAMED and bool(email_key)
+    who: Any = sorted(member_ids) if member_ids and not many else email_key
     if not who:
         raise ValueError("an unsubscribe token names at least one member or an address")
     serializer = _serializer_for(settings.secret_key)
     if isinstance(who, list):  # the hot path (a member's copy): JSON written by hand, as json.dumps would
-        return serializer.sign_payload(_b64(f"[{list_id},[{','.join(map(str, who))}]]".encode()))
+        return serializer.sign_payload(base64_encode(f"[{list_id},[{','.join(map(str, who))}]]".encode()))
     return serializer.fast_dumps([list_id, who])
 
 

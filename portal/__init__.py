@@ -12,7 +12,7 @@ from flask_login import current_user
 from engine import db as engine_db
 from engine.config import Settings, load_settings
 from engine.directory.models import Member
-from portal import errors, hardening
+from portal import errors, hardening, health
 from portal.extensions import babel, csrf, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,8 @@ def _register_commands(app: Flask) -> None:
 def _init_database_hooks(app: Flask, database: Any) -> None:
     @app.before_request
     def _connect() -> None:
-        database.connect(reuse_if_open=True)
+        if request.endpoint != health.ENDPOINT:  # /healthz answers 503 itself when the database is away
+            database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close(exc: BaseException | None) -> None:
@@ -113,7 +114,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.unsubscribe.views import bp as unsubscribe_bp
 
     for blueprint in (main_bp, auth_bp, espace_bp, unsubscribe_bp, admin_bp, messages_bp, moderation_bp,
-                      post_confirm_bp):
+                      post_confirm_bp, health.bp):
         app.register_blueprint(blueprint)
 
 

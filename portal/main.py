@@ -13,8 +13,3 @@ def index():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
         return redirect(url_for("auth.home"))
     return render_template("index.html")
-
-
-@bp.get("/healthz")
-def health() -> tuple[str, int]:
-    return "ok", 200

@@ -28,6 +28,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      choices=("sqlite", "postgresql"), help="database backend for the suite")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.postgresql_only`` tests are skipped on SQLite (they need a server: several engines
+    sharing it, a restart)."""
+    if config.getoption("--db") == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only (run with --db=postgresql)")
+    for item in items:
+        if item.get_closest_marker("postgresql_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--db"))
@@ -126,3 +137,17 @@ def db(db_url: str) -> Iterator[object]:
     yield database
     if not database.is_closed():
         database.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_the_bound_connection() -> Iterator[None]:
+    """After every test, close this thread's connection of whatever database the models are bound to.
+
+    ``create_app``, the CLI and the engine may bind the models to a database object of their own; a
+    connection this thread opened on it and nobody closed would be collected later, in another test,
+    where psycopg's ResourceWarning becomes an error (a net under ``factories.close_bound_connection``).
+    """
+    yield
+    bound = engine_db.database.obj
+    if bound is not None and not bound.is_closed():
+        bound.close()

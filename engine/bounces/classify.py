@@ -17,6 +17,7 @@ from email.message import Message
 
 from flufl.bounce import all_failures  # type: ignore[import-untyped]  # no stubs, no py.typed
 
+from engine import exports
 from engine.bounces import dsn
 
 log = logging.getLogger("palanquee.bounces")
@@ -40,8 +41,12 @@ class Classification:
     final: bool = True  # False for a delay warning (RFC 3464 "Action: delayed"): not a failure yet
 
     def line(self, name: str) -> str:
-        """The command's output line: name, kind, status, recipients, tab-separated."""
-        return "\t".join((name, self.kind, self.status, " ".join(self.recipients)))
+        """The command's output line: name, kind, status, recipients, tab-separated. The name and the
+        addresses come from outside (a local part may begin with ``=``): no tab or line break inside a cell,
+        and a cell a spreadsheet would read as a formula is neutralised (issue 11, finding 12)."""
+        cells = [exports.safe_cell(" ".join(cell.split())) for cell in (self.kind, self.status, " ".join(self.recipients))]
+        name = " ".join(name.split())
+        return "\t".join([name if name == "-" else exports.safe_cell(name), *cells])  # "-": standard input
 
 
 def _any(*phrases: str) -> re.Pattern[str]:

@@ -47,7 +47,8 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
     found = classify(data)
     target = _delivery(delivery_id) if delivery_id is not None else None
     if target is None or target[2] != list_id:
-        log.info("bounce for delivery %s of list %s ignored: no such delivery of that list", delivery_id, list_id)
+        log.info("bounce for delivery %s of list %s ignored: no such delivery of that list", delivery_id, list_id,
+                 extra={"delivery_id": delivery_id, "list_id": list_id})
         return
     address, message_id, _, list_threshold = target
     key = address.lower()
@@ -58,7 +59,9 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
             at=now, email_key=key, mailing_list=list_id, message=message_id, delivery_id=delivery_id, source="dsn",
             kind=found.kind, status=found.status[:16], final=found.final, weight=counted.weight,
             recipients=" ".join(found.recipients)[:1000], diagnostic=found.diagnostic, content=data[:RAW_KEPT])
-    log.info("bounce %s %s for %s (score %.1f)", found.kind, found.status or "-", key, counted.score)
+    log.info("bounce %s %s for %s (score %.1f)", found.kind, found.status or "-", key, counted.score,
+             extra={"delivery_id": delivery_id, "message_id": message_id, "list_id": list_id, "kind": found.kind,
+                    "status": found.status, "score": counted.score})
     if counted.disabled_now:
         _tell_members(settings, key, found)
     if found.kind == Kind.UNKNOWN:

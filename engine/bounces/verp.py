@@ -8,6 +8,7 @@ octets) and signed, so a forged bounce cannot disable a chosen member.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -16,9 +17,15 @@ from engine.config import Settings
 _SALT = b"palanquee.verp:"
 
 
+@functools.lru_cache(maxsize=8)
+def _mac_base(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, _SALT, hashlib.sha256)
+
+
 def _mac(key: bytes, delivery_id: int) -> str:
-    """HMAC-SHA256 of the salt and the id, 10 hex digits (one-shot: no HMAC object a copy)."""
-    return hmac.digest(key, b"%s%d" % (_SALT, delivery_id), "sha256").hex()[:10]
+    mac = _mac_base(key).copy()
+    mac.update(str(delivery_id).encode("ascii"))
+    return mac.hexdigest()[:10]
 
 
 def signing_key(settings: Settings) -> bytes:

@@ -11,7 +11,7 @@ import csv
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TextIO
 
 from engine import audit, clock
@@ -34,6 +34,9 @@ REASONS_EN = {
     "out_of_scope": "{value} is outside your scopes", "database": "could not be saved: {value}",
     "bad_header": "missing columns: {value}",
     "protected": "{value} holds staff rights: only a federation administrator covering them may change the address",
+    "protected_mandate": "{value} holds a mandate beyond your scopes: only staff covering it may change the address",
+    "protected_list": "{value} owns or moderates a list beyond your scopes: only staff covering it may change the "
+                      "address",
 }
 
 
@@ -96,12 +99,12 @@ def open_rows(handle: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
 class _Parser:
     """Turns raw rows into ``Row`` objects, with the structures and roles loaded once."""
 
-    def __init__(self, settings: Settings, actor: Member | None) -> None:
+    def __init__(self, settings: Settings, actor: Member | None, rights_beyond: staff.RightsBeyond) -> None:
         self.season_start = settings.season_start
         self.structures = {s.code.upper(): s for s in Structure.select()}
         self.roles: dict[str, int] = {r.code.lower(): r.id for r in Role.select(Role.id, Role.code)}
         self.scope = None if actor is None else {s.id for s in staff.manageable_structures(actor)}
-        self.authority = staff.authority(actor)
+        self.authority = staff.authority(actor, rights_beyond)
         self.seen: dict[str, int] = {}
 
     def structure(self, code: str, what: str) -> Structure:
@@ -160,10 +163,15 @@ class _Bad(Exception):
 
 
 def import_members(settings: Settings, handle: TextIO, *, actor: Member | None = None,
-                   overwrite_emails: bool = False, progress: Callable[[int], object] = lambda _n: None,
-                   source: str = "", ip: str | None = None) -> ImportReport:
-    """Import the export read from ``handle``; ``progress(rows_done)`` is called after each batch."""
-    parser = _Parser(settings, actor)
+                   rights_beyond: staff.RightsBeyond, overwrite_emails: bool = False,
+                   progress: Callable[[int], object] = lambda _n: None, source: str = "",
+                   ip: str | None = None) -> ImportReport:
+    """Import the export read from ``handle``; ``progress(rows_done)`` is called after each batch.
+
+    ``rights_beyond`` is the lists' part of the actor's authority (``engine.lists.authority.rights_beyond``):
+    a row that would change the address of someone the actor does not fully cover is reported and skipped.
+    """
+    parser = _Parser(settings, actor, rights_beyond)
     report = ImportReport()
     writer = _Writer(settings, parser, report, actor, overwrite_emails, ip)
     for chunk in batched(open_rows(handle), BATCH):
@@ -251,7 +259,7 @@ class _Writer:
             setattr(member, key, values[key])
         return changed
 
-    def _email(self, member: Member, row: Row, now) -> list[str]:  # type: ignore[no-untyped-def]
+    def _email(self, member: Member, row: Row, now: datetime) -> list[str]:
         set_by_member = member.email_set_by_member_at
         protected = set_by_member is not None and (member.email_imported_at is None
                                                    or set_by_member > member.email_imported_at)
@@ -263,8 +271,9 @@ class _Writer:
         if protected and not self.overwrite:
             self.report.kept_addresses.append((row.line, row.licence))
             return []
-        if not self.parser.authority.may_change_credentials(member):
-            raise _Bad("protected", row.licence)  # the whole row is skipped (issue 11, finding 1)
+        refusal = self.parser.authority.refusal(member)
+        if refusal is not None:
+            raise _Bad(refusal, row.licence)  # the whole row is skipped (issue 11, finding 1)
         member.email_imported_at = now
         return ["email"]
 

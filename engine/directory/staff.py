@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 import peewee as pw
 
+from engine import clock
 from engine.audit import AuditEvent
-from engine.directory.models import EmailChange, Member, StaffScope, Structure
+from engine.directory.models import EmailChange, Mandate, Member, StaffScope, Structure
 
 
 class NotAllowed(Exception):
@@ -62,6 +64,17 @@ def require_manage(member: Member | None, structure: Structure) -> None:
         raise NotAllowed(f"{structure.code} is outside the staff member's scopes")
 
 
+RightsBeyond = Callable[[Member], Mapping[int, str]]
+"""Given a staff member, the members holding rights granted outside the directory on structures beyond that
+staff member's scopes (member id -> what they hold, a key of the import's reasons). The lists give theirs
+(``engine.lists.authority.rights_beyond``: owners and moderators of lists); the directory cannot see them."""
+
+
+def no_rights_beyond(_actor: Member) -> Mapping[int, str]:
+    """For callers that never change credentials (a scope test only)."""
+    return {}
+
+
 @dataclass(frozen=True)
 class Authority:
     """What one actor may do to members, read once (an import checks thousands of rows against it).
@@ -73,6 +86,7 @@ class Authority:
     federation_admin: bool
     structures: frozenset[int]  # every structure within the actor's scopes
     staff_rights: dict[int, frozenset[int]]  # member id -> the structures of that member's staff scopes
+    beyond: Mapping[int, str] = field(default_factory=dict)  # member id -> a right held beyond the scopes
 
     def covers(self, member: Member) -> bool:
         """The member is the actor's to manage: their club is within the actor's scopes. A member with no
@@ -81,39 +95,61 @@ class Authority:
             return True
         return member.club_id is not None and member.club_id in self.structures
 
-    def may_change_credentials(self, member: Member) -> bool:
-        """Whether the actor may change what authenticates ``member`` (address, password, licence number).
+    def refusal(self, member: Member) -> str | None:
+        """Why the actor may not change what authenticates ``member`` (address, password, licence number),
+        or None when they may: ``out_of_scope``, ``protected`` (staff rights), ``protected_mandate`` or
+        ``protected_list`` (a mandate, or a list owned or moderated, on a structure beyond the actor's scopes).
 
         The member must be covered; a member who holds staff rights can only be changed by a federation
-        administrator whose scopes include every one of those rights. Otherwise a regional staff member
-        could mail themselves a reset link for an account above their own (issue 11, finding 1).
+        administrator whose scopes include every one of those rights, and any other right held beyond the
+        actor's scopes protects the member too. Otherwise a regional staff member could mail themselves a
+        reset link for an account above their own, or the moderation links and board mail of a national list
+        (issue 11, finding 1).
         """
         if self.system:
-            return True
+            return None
         if not self.covers(member):
-            return False
+            return "out_of_scope"
         rights = self.staff_rights.get(member.id)
-        return not rights or (self.federation_admin and rights <= self.structures)
+        if rights and not (self.federation_admin and rights <= self.structures):
+            return "protected"
+        return self.beyond.get(member.id)
+
+    def may_change_credentials(self, member: Member) -> bool:
+        return self.refusal(member) is None
 
 
-def authority(actor: Member | None) -> Authority:
+def mandates_beyond(actor: Member) -> dict[int, str]:
+    """Members holding a mandate (current or to come) on a structure outside the actor's scopes: a national
+    board member licensed in a regional club receives, and may post to, the national board's lists."""
+    outside = Structure.select(Structure.id).where(~within_scopes(actor, Structure.path))
+    today = clock.now().date()
+    query = (Mandate.select(Mandate.member).distinct()
+             .where(Mandate.structure.in_(outside) & (Mandate.ends_on.is_null() | (Mandate.ends_on >= today))))
+    return {member_id: "protected_mandate" for (member_id,) in query.tuples().iterator()}
+
+
+def authority(actor: Member | None, rights_beyond: RightsBeyond) -> Authority:
+    """The actor's authority over members; ``rights_beyond`` adds the rights the directory cannot see
+    (pass ``engine.lists.authority.rights_beyond`` wherever credentials may change)."""
     if actor is None:
         return Authority(True, False, frozenset(), {})
     structures = frozenset(s for (s,) in manageable_structures(actor).select(Structure.id).tuples().iterator())
     rights: dict[int, set[int]] = {}
     for member_id, structure_id in StaffScope.select(StaffScope.member, StaffScope.structure).tuples().iterator():
         rights.setdefault(member_id, set()).add(structure_id)
+    beyond = {**mandates_beyond(actor), **rights_beyond(actor)}
     return Authority(False, is_federation_admin(actor), structures,
-                     {member_id: frozenset(ids) for member_id, ids in rights.items()})
+                     {member_id: frozenset(ids) for member_id, ids in rights.items()}, beyond)
 
 
 def covers_member(actor: Member | None, member: Member) -> bool:
-    return authority(actor).covers(member)
+    return authority(actor, no_rights_beyond).covers(member)
 
 
-def require_credentials_change(actor: Member | None, member: Member) -> None:
+def require_credentials_change(actor: Member | None, member: Member, rights_beyond: RightsBeyond) -> None:
     """Raise ``NotAllowed`` unless ``actor`` may change ``member``'s address or password."""
-    if not authority(actor).may_change_credentials(member):
+    if not authority(actor, rights_beyond).may_change_credentials(member):
         raise NotAllowed(f"{member.licence_number}: outside the actor's authority")
 
 

@@ -52,11 +52,12 @@ def notify(settings: Settings, change: EmailChange) -> bool:
 
 
 def impose_address(settings: Settings, actor: Member | None, member: Member, raw_address: str | None, *,
-                   ip: str | None = None) -> EmailChange:
+                   rights_beyond: staff.RightsBeyond, ip: str | None = None) -> EmailChange:
     """A staff edit of one member's address (every staff path that writes an address goes through here or
-    through the import): ``staff.NotAllowed`` unless the actor's authority allows it, then applied at once and
-    the old address told. ``raw_address`` empty or None removes the address."""
-    staff.require_credentials_change(actor, Member.get_by_id(member.id))
+    through the import): ``staff.NotAllowed`` unless the actor's authority allows it (``rights_beyond``: the
+    lists' part of it, ``engine.lists.authority.rights_beyond``), then applied at once and the old address
+    told. ``raw_address`` empty or None removes the address."""
+    staff.require_credentials_change(actor, Member.get_by_id(member.id), rights_beyond)
     new = normalise_address(raw_address) if raw_address and raw_address.strip() else None
     if email_key(new) == member.email_key:
         raise SameAddress(new or "")

@@ -25,11 +25,31 @@ log = logging.getLogger("palanquee.intake")
 RunInDb = Callable[..., Awaitable[Any]]
 
 
+STORAGE_FULL = "452 4.3.1 Insufficient system storage, try again later"  # RFC 5321 §4.2.2, RFC 3463 X.3.1
+Counted = Callable[[str, str], None]  # (stage: "rcpt" or "data", reply) of each reply given (metrics)
+
+
+def storage_full(error: BaseException) -> bool:
+    """The database could not write because its disk (or SQLite's ``max_page_count``) is full. SQLite
+    rolls the transaction back itself, so the error raised may be the failed ROLLBACK that followed:
+    the whole chain of causes is read."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) == "53100" or any(  # PostgreSQL's disk_full
+                text in str(seen) for text in ("database or disk is full", "No space left on device")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class IntakeHandler:
     def __init__(self, settings: Settings, run_in_db: RunInDb, verp_key: bytes,
-                 on_accepted: Callable[[], None], lmtp: bool = False) -> None:
+                 on_accepted: Callable[[], None], lmtp: bool = False, counted: Counted | None = None) -> None:
         self.settings, self.run_in_db, self.verp_key = settings, run_in_db, verp_key
         self.on_accepted, self.lmtp = on_accepted, lmtp
+        self.counted = counted or (lambda stage, reply: None)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
@@ -41,12 +61,18 @@ class IntakeHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        reply = await self._rcpt(session, envelope, address)
+        self.counted("rcpt", reply)
+        return reply
+
+    async def _rcpt(self, session: Session, envelope: Envelope, address: str) -> str:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:  # RFC 5321 §4.5.3.1.10
             return "452 4.5.3 Too many recipients in this transaction, send the rest in another"
         try:
             route = await self.run_in_db(routes.route, address, self.verp_key)
         except routes.Refused as refused:
-            log.info("refused RCPT %s from %s: %s", address, session.peer, refused.reply)
+            log.info("refused RCPT %s from %s: %s", address, session.peer, refused.reply,
+                     extra={"rcpt": address, "reply": refused.reply})
             return refused.reply
         except Exception:
             log.exception("RCPT %s", address)
@@ -76,6 +102,7 @@ class IntakeHandler:
                 done[key] = await self._receive(route, sender, data, client, checked)
             replies.append(done[key])
         if not replies:
+            self.counted("data", "554")
             return "554 5.5.1 No valid recipients"
         if self.lmtp:
             return "\r\n".join(replies)
@@ -88,13 +115,27 @@ class IntakeHandler:
 
     async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client | None,
                        checked: object) -> str:
+        reply = await self._store(route, sender, data, client, checked)
+        self.counted("data", reply)
+        return reply
+
+    async def _store(self, route: routes.Route, sender: str, data: bytes, client: Client | None,
+                     checked: object) -> str:
+        """Store the post (or handle the companion) and return its reply: never 250 before the commit."""
+        ids = {"list_id": route.list_id, "rcpt": route.address}
         try:
             problem = await self._render_problem(route, data)
             outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,
                                                             client, checked, render_problem=problem)
-        except Exception:
-            log.exception("storing a message for %s", route.address)
+        except Exception as exc:
+            if storage_full(exc):  # a 4xx: the sender keeps the message and tries again later
+                log.error("cannot store a message for %s: the database's storage is full", route.address,
+                          extra={**ids, "reply": STORAGE_FULL})
+                return STORAGE_FULL
+            log.exception("storing a message for %s", route.address, extra=ids)
             return "451 4.3.0 Could not store the message, try again later"
+        log.info("message %s for %s from <%s>: %s", outcome.message_id or "-", route.address, sender, outcome.reply,
+                 extra={**ids, "message_id": outcome.message_id, "reply": outcome.reply, "size": len(data)})
         if outcome.accepted:
             self.on_accepted()
         return outcome.reply
@@ -141,14 +182,16 @@ def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable
 
 async def start_listeners(settings: Settings, run_in_db: RunInDb, verp_key: bytes,
                           on_accepted: Callable[[], None],
-                          smtp: tuple[str, int] | None, lmtp: tuple[str, int] | None) -> list[asyncio.Server]:
-    """Open the SMTP and LMTP listeners (either may be None) on the running loop."""
+                          smtp: tuple[str, int] | None, lmtp: tuple[str, int] | None,
+                          counted: Counted | None = None) -> list[asyncio.Server]:
+    """Open the SMTP and LMTP listeners (either may be None) on the running loop; ``counted`` is told
+    of every RCPT and DATA reply (metrics)."""
     loop = asyncio.get_running_loop()
     servers = []
     for address, is_lmtp in ((smtp, False), (lmtp, True)):
         if address is None:
             continue
-        handler = IntakeHandler(settings, run_in_db, verp_key, on_accepted, lmtp=is_lmtp)
+        handler = IntakeHandler(settings, run_in_db, verp_key, on_accepted, lmtp=is_lmtp, counted=counted)
         server = await loop.create_server(_factory(handler, settings, is_lmtp), address[0], address[1])
         servers.append(server)
     return servers

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email import policy as email_policy
+from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
 from engine import clock, notices
@@ -38,7 +39,7 @@ class Outcome:
     accepted: bool = False  # a post ready to expand now
 
 
-def _headers(data: bytes):  # type: ignore[no-untyped-def]
+def _headers(data: bytes) -> EmailMessage:
     return BytesHeaderParser(policy=email_policy.default).parsebytes(data)
 
 

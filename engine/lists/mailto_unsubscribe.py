@@ -75,7 +75,7 @@ def _token_for(settings: Settings, mailing_list: MailingList, address: str) -> s
     """The address's personal unsubscribe token on this list (as its copies carry), None when not on it."""
     members = [member.id for member in Member.using_address(address) if reasons_for_member(mailing_list, member)]
     if members:
-        return tokens.make_unsubscribe_token(settings, mailing_list.id, members)
+        return tokens.make_unsubscribe_token(settings, mailing_list.id, members, email_key=address)
     subscribed = Subscription.select().where((Subscription.mailing_list == mailing_list)
                                              & (Subscription.email_key == address)).exists()
     return tokens.make_unsubscribe_token(settings, mailing_list.id, email_key=address) if subscribed else None

@@ -89,7 +89,7 @@ def replace_criteria(actor: Member | None, ml: MailingList, specs: list[Criterio
     return True
 
 
-def _canonical(specs: list[CriterionSpec]) -> list[tuple]:  # type: ignore[type-arg]
+def _canonical(specs: list[CriterionSpec]) -> list[tuple[int, tuple[int, ...], bool, str, bool]]:
     return sorted((s.structure_id, tuple(sorted(s.role_ids)), s.include_subtree, s.structure_kind or "",
                    s.require_valid_licence) for s in specs)
 

@@ -24,7 +24,7 @@ from engine.outbound import failures, mime
 from engine.outbound.dispatch import Dispatch
 from engine.outbound.outbox import Claimed, Result, claim_due
 from engine.outbound.pacer import Pacer
-from engine.outbound.recorder import Recorder
+from engine.outbound.recorder import Counted, Recorder
 from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
 from engine.posting import dmarc, signing
@@ -75,12 +75,10 @@ class PreparedMessage:
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
         """The copy's return path and its finished bytes: the one place where a copy is made."""
         info = self.info
-        if item.member_ids:
-            member_ids = [int(i) for i in item.member_ids.split()]
-            token = tokens.make_unsubscribe_token(self.settings, info.list_id, member_ids)
-        else:
-            member_ids = []
-            token = tokens.make_unsubscribe_token(self.settings, info.list_id, email_key=item.address.lower())
+        member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
+        # the members sharing the address, or the address itself when they are many or none (tokens.py)
+        token = tokens.make_unsubscribe_token(self.settings, info.list_id, member_ids,
+                                              email_key=item.address.strip().lower())
         personal = Personal(self.url_prefix + token, self.mailto_prefix + token, item.reason or DEFAULT_REASON,
                             len(member_ids) or 1)
         sender = verp.return_path(info.local_part, info.domain, verp.make_token(verp_key, item.id))
@@ -99,13 +97,15 @@ class Worker:
     get their replies and are recorded, and the claims not yet tried are given back at once.
     """
 
-    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str) -> None:
+    def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str,
+                 counted: Counted | None = None) -> None:
         self.settings, self.transport, self.run_in_db, self.name = settings, transport, run_in_db, name
         self.verp_key = verp.signing_key(settings)
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
-        self.recorder = Recorder(settings, run_in_db)
+        self.recorder = Recorder(settings, run_in_db, counted)  # counted: (group, outcome) of each result
         self.pacer = Pacer(settings, run_in_db)
         self.stopping = False
+        self.busy: set[int] = set()  # ids of the batch being sent
 
     def stop(self) -> None:
         self.stopping = True
@@ -121,7 +121,7 @@ class Worker:
             try:
                 found = await asyncio.to_thread(PreparedMessage, self.settings, message, info)
             except Exception as exc:  # any fault of rendering: the same input fails the same way
-                log.exception("message %s cannot be rendered", message_id)
+                log.exception("message %s cannot be rendered", message_id, extra={"message_id": message_id})
                 raise Unrenderable(failures.describe(exc)) from exc
             await self.run_in_db(found.sign, message)
             self.cache[message_id] = found
@@ -135,8 +135,7 @@ class Worker:
             return []
         claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,
                                                       self.settings.delivery_lease)
-        self.recorder.expect(claimed)
-        return claimed
+        return self.recorder.expect(claimed, self.busy)
 
     def give_back(self, ids: list[int], due: list[datetime] | None = None) -> None:
         """Release claims never tried (a graceful stop, an unreachable database, throttling): due again
@@ -188,11 +187,22 @@ class Worker:
     async def send(self, claimed: list[Claimed]) -> int:
         """Render and send each claimed copy at its group's pace; each result goes to the recorder as
         its reply arrives, and copies put off by throttling are given back with the time they may go."""
+        ids = {item.id for item in claimed}
+        self.busy |= ids  # a claim taken again meanwhile (its lease ran out) must not send them twice
+        try:
+            return await self._send(claimed)
+        finally:
+            self.busy -= ids
+            self.recorder.forget(ids)
+
+    async def _send(self, claimed: list[Claimed]) -> int:
         add = self.recorder.add
         prepared = await self._prepare_all(claimed)
         groups, later = await self.pacer.admit([item for item in claimed if item.message_id in prepared])
         if later:
             self.give_back([delivery_id for delivery_id, _ in later], [moment for _, moment in later])
+        for group, members in groups.items():
+            self.recorder.grouped([item.id for item in members], group.rule)
         in_flight: set[int] = set()
 
         def build(item: Claimed) -> Item | None:
@@ -200,7 +210,8 @@ class Worker:
                 sender, data = prepared[item.message_id].envelope_and_copy(
                     item, self.verp_key, stuffed=self.transport.dot_stuffed)
             except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
-                log.exception("cannot build the copy of delivery %s", item.id)
+                log.exception("cannot build the copy of delivery %s", item.id,
+                              extra={"delivery_id": item.id, "message_id": item.message_id})
                 add(Result(item.id, 0, _internal("building the copy", exc), local=True))
                 return None
             in_flight.add(item.id)

@@ -49,7 +49,7 @@ def fail_message(settings: Settings, message_id: int, reason: str, keep: list[in
             f"AND state IN ({param}, {param}){exclude}",
             (DeliveryState.FAILED, reason, sql_datetime(now), message_id, DeliveryState.QUEUED,
              DeliveryState.DEFERRED, *keep))
-    log.error("message %s failed: %s", message_id, reason)
+    log.error("message %s failed: %s", message_id, reason, extra={"message_id": message_id})
     _tell(settings, message_id, reason)
     return True
 
@@ -77,6 +77,6 @@ def _may_tell_author(message: Message) -> bool:
         return False
     try:
         headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
-        return not is_auto_submitted(headers)
+        return not is_auto_submitted(headers) and notices.within_author_limits(message.author, message.mailing_list_id)
     except Exception:
         return False

@@ -130,11 +130,12 @@ def retry_after(attempts: int, first: timedelta, longest: timedelta, spread: flo
 
 def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedelta, longest: timedelta,
            lifetime: timedelta, received: dict[int, datetime], now: datetime | None = None,
-           settings: Settings | None = None) -> None:
+           settings: Settings | None = None) -> list[tuple[int, str, str]]:
     """Write each result: sent, failed (5xx, or expired), or deferred to its next attempt.
 
     The one place where a delivery's result is written (its attempt was counted by its claim). With
-    ``settings``, failed copies count against their address as bounces do (``engine/bounces``)."""
+    ``settings``, failed copies count against their address as bounces do (``engine/bounces``).
+    Returns what was written: (delivery id, state, reply) of each result."""
     now = now or clock.now()
     stamp = sql_datetime(now)
     rows = []
@@ -149,7 +150,7 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
                 state, reply = DeliveryState.FAILED, f"{reply} (gave up after {lifetime})"
         rows.append((state, stamp if due == now else sql_datetime(due), reply, stamp, result.delivery_id))
     if not rows:
-        return
+        return []
     param = database.obj.param
     sql = (f"UPDATE delivery SET state = {param}, next_attempt_at = {param}, "
            f"last_reply = {param}, updated_at = {param}, claimed_until = NULL, claimed_by = NULL "
@@ -159,6 +160,7 @@ def record(results: list[Result], claimed: dict[int, Claimed], *, first: timedel
         cursor.executemany(sql, rows)
     if settings is not None:
         record_delivery_failures(settings, [(row[4], row[2]) for row in rows if row[0] == DeliveryState.FAILED])
+    return [(row[4], row[0], row[2]) for row in rows]
 
 
 def finish_messages(now: datetime | None = None) -> int:
@@ -172,8 +174,9 @@ def finish_messages(now: datetime | None = None) -> int:
 
 def next_due_at() -> datetime | None:
     """When the earliest open delivery falls due (the workers sleep until then)."""
-    row = (Delivery.select(pw.fn.MIN(Delivery.next_attempt_at)).where(Delivery.state.in_(DUE_STATES)).scalar())
-    return row  # type: ignore[no-any-return]
+    row: datetime | None = (Delivery.select(pw.fn.MIN(Delivery.next_attempt_at))
+                            .where(Delivery.state.in_(DUE_STATES)).scalar())
+    return row
 
 
 def counts(message_id: int) -> dict[str, int]:

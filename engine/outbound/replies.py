@@ -110,6 +110,9 @@ class ReplyProtocol(asyncio.Protocol):
 
     def _fail(self, error: SmtpError) -> None:
         self.error = self.error or error
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(self.error)
         if self._drained is not None and not self._drained.done():
@@ -123,7 +126,9 @@ class ReplyProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._wanted = count
         self._deadline = loop.time() + timeout
-        if self._timer is None:
+        if self._timer is None or self._timer.when() > self._deadline:  # a shorter timeout than the last wait's
+            if self._timer is not None:
+                self._timer.cancel()
             self._timer = loop.call_at(self._deadline, self._watch)
         self._waiter = loop.create_future()
         try:

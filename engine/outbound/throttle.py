@@ -184,7 +184,11 @@ def slow_one(state: ThrottleState, group: Group, leftover: int, now: datetime) -
         state.factor = max(SMALLEST_FACTOR, state.factor / 2)
         state.factor_at = state.slowed_at = now
         state.slowdowns += 1
-    step = interval(group, state) or timedelta(seconds=60)
+    step = interval(group, state)
+    if not step:  # no rate to halve: the leftover copies are all put off a while, not spaced a minute apart
+        pause = now + 2 * COOLDOWN
+        state.horizon = max(state.horizon, pause)
+        return [pause] * leftover
     state.tat = max(state.tat, now) + step
     start = max(state.horizon, state.tat)
     state.horizon = start + step * leftover

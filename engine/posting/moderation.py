@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -23,7 +22,6 @@ from engine.posting.models import Message, MessageState
 from engine.posting.policy import looks_automated
 from engine.posting.reasons import reason_words
 
-NOTICES_PER_SENDER_PER_DAY = 10
 HELP_REPLIES_PER_SENDER_PER_DAY = 3
 HELP_REPLIES_PER_LIST_PER_DAY = 100
 log = logging.getLogger("palanquee.moderation")
@@ -97,16 +95,14 @@ def _nearest_staff(mailing_list: MailingList) -> list[str]:
 
 
 def may_notify_sender(message: Message) -> bool:
-    """Whether the post's author may be mailed about it: a person, not flooded (a forged From names a victim)."""
+    """Whether the post's author may be mailed about it now: a person, not flooded (a forged From names a
+    victim); counts the notice when it may go (``notices.within_author_limits``)."""
     if not message.envelope_sender or not message.author:
         return False
     headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
     if looks_automated(message.envelope_sender, headers):  # RFC 3834 §2
         return False
-    since = clock.now() - timedelta(days=1)
-    recent = Message.select().where((Message.author == message.author) & (Message.received_at >= since)
-                                    & (Message.state.in_([MessageState.HELD, MessageState.REJECTED]))).count()
-    return recent <= NOTICES_PER_SENDER_PER_DAY
+    return notices.within_author_limits(message.author, message.mailing_list_id)
 
 
 def request(settings: Settings, message: Message) -> None:

@@ -92,6 +92,10 @@ _IMPORT: dict[str, Callable[[BadRow], str]] = {
     "out_of_scope": lambda b: _("%(value)s est hors de votre périmètre", value=b.value),
     "protected": lambda b: _("%(value)s a des droits d’administration : seul un administrateur fédéral peut "
                              "changer son adresse", value=b.value),
+    "protected_mandate": lambda b: _("%(value)s a un mandat hors de votre périmètre : seul le personnel qui le "
+                                     "couvre peut changer son adresse", value=b.value),
+    "protected_list": lambda b: _("%(value)s possède ou modère une liste hors de votre périmètre : seul le "
+                                  "personnel qui la couvre peut changer son adresse", value=b.value),
     "database": lambda b: _("enregistrement impossible (%(value)s)", value=b.value),
 }
 

@@ -19,6 +19,7 @@ from engine.bounces.stats import list_figures
 from engine.directory import importer, staff
 from engine.directory.models import Member
 from engine.lists import admin, administrators
+from engine.lists import authority as list_authority
 from engine.lists.admin import AdminError
 from engine.lists.models import Domain, ListKind, MailingList
 from portal.access import client_ip, staff_required
@@ -215,6 +216,7 @@ def import_members():  # type: ignore[no-untyped-def]
             text = data.decode("cp1252")  # spreadsheets on Windows save in this encoding
         try:
             report = importer.import_members(g_settings(), io.StringIO(text, newline=None), actor=current_user,
+                                             rights_beyond=list_authority.rights_beyond,
                                              overwrite_emails=form.overwrite.data, ip=client_ip(),
                                              source=form.file.data.filename or "")
         except importer.ImportFileError as exc:

@@ -14,6 +14,7 @@ from engine import clock, demo
 from engine.audit import AuditEvent
 from engine.directory import importer
 from engine.directory.models import Mandate, Member, Role, StaffScope, Structure
+from engine.lists.authority import rights_beyond
 
 SAMPLE = Path(__file__).resolve().parents[2] / "docs" / "sample-members.csv"
 HEADER = "numero_licence;nom;prenom;email;club;saison;roles\n"
@@ -26,7 +27,7 @@ def federation(settings, db):
 
 
 def run(settings, text, **kwargs):
-    return importer.import_members(settings, io.StringIO(text), **kwargs)
+    return importer.import_members(settings, io.StringIO(text), rights_beyond=rights_beyond, **kwargs)
 
 
 def snapshot():
@@ -40,7 +41,7 @@ def snapshot():
 def test_sample_file_imports_and_reimport_changes_nothing(federation):
     settings = federation
     with open(SAMPLE, encoding="utf-8-sig", newline="") as handle:
-        report = importer.import_members(settings, handle)
+        report = importer.import_members(settings, handle, rights_beyond=rights_beyond)
     assert (report.rows, report.created, report.bad) == (6, 6, [])
     marc = Member.get(Member.licence_number == "A-13-200001")
     assert marc.club.code == "CLUB-13-0001" and marc.licence_valid_until == date(2027, 9, 14)
@@ -50,7 +51,7 @@ def test_sample_file_imports_and_reimport_changes_nothing(federation):
     assert Member.get(Member.licence_number == "A-13-200005").email is None
     before, events = snapshot(), AuditEvent.select().count()
     with open(SAMPLE, encoding="utf-8-sig", newline="") as handle:
-        again = importer.import_members(settings, handle)
+        again = importer.import_members(settings, handle, rights_beyond=rights_beyond)
     assert (again.created, again.updated, again.unchanged, again.mandates_added, again.mandates_removed) == (
         0, 0, 6, 0, 0)
     assert snapshot() == before
@@ -137,7 +138,7 @@ def test_staff_import_is_limited_to_their_scope(federation):
     text = HEADER + ("A-13-700001;Ok;Provence;ok@example.org;CLUB-13-0001;2026;\n"
                      "A-29-700002;Non;Bretagne;non@example.org;CLUB-29-0003;2026;\n"
                      "A-13-700003;Non;Mandat national;nat@example.org;CLUB-13-0001;2026;president@FFESSM\n")
-    report = importer.import_members(federation, io.StringIO(text), actor=karim)
+    report = importer.import_members(federation, io.StringIO(text), actor=karim, rights_beyond=rights_beyond)
     assert [(b.line, b.reason) for b in report.bad] == [(3, "out_of_scope"), (4, "out_of_scope")]
     assert report.created == 1
 

@@ -149,7 +149,7 @@ def page_paths(app: Any, world: lived.World) -> list[tuple[str, str]]:
         from flask import url_for
 
         for rule in app.url_map.iter_rules():
-            if "GET" not in rule.methods or rule.endpoint in ("static", "main.health") \
+            if "GET" not in rule.methods or rule.endpoint in ("static", "health.healthz") \
                     or rule.endpoint.endswith(("progress", "optouts_csv")):
                 continue
             arguments = {name: world.tokens[rule.endpoint] if name == "token" else values[name]

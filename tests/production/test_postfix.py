@@ -79,9 +79,10 @@ def test_behind_postfix_every_copy_arrives_once_across_a_postfix_restart(
     copies = Counter(rcpt for item in sink.handler.received for rcpt in item.rcpt_tos)
     assert set(copies) == {f"plongeur{n:04d}@example.org" for n in range(size)}
     duplicates = sum(count - 1 for count in copies.values())
-    # Only copies written on a connection Postfix closed before answering may go twice: bounded by what
-    # the engine can have on the wire (its connections, one copy in flight each).
-    assert duplicates <= settings.delivery_connections, copies.most_common(5)
+    # A copy goes twice only when Postfix queued it but its smtpd died before answering (its reply lost): at
+    # most one per connection each time a connection dies. While Postfix stops and starts, a connection may die
+    # twice (once at the stop, once more if it reconnected to a Postfix still shutting down).
+    assert duplicates <= 2 * settings.delivery_connections, (duplicates, copies.most_common(5))
     assert Delivery.select().where(Delivery.state != DeliveryState.SENT).count() == 0
 
 

@@ -36,3 +36,25 @@ def test_finding12_the_shared_writer_neutralises_header_and_every_row():
     text = "".join(csv_rows(["=header", "ok"], [["-1", None, "plain"], ["@x", "\ttab", "a=b"]]))
     assert text == "'=header;ok\r\n'-1;;plain\r\n'@x;'\ttab;a=b\r\n"
     assert safe_cell("") == "" and safe_cell(12) == "12" and safe_cell("\r\n") == "'\r\n"
+
+
+def test_finding12_the_bounce_classification_lines_are_neutralised_too(tmp_path):
+    """``palanquee bounces classify`` prints tab-separated lines whose addresses come from a returned message."""
+    from click.testing import CliRunner
+
+    from engine.bounces.commands import bounces_group
+
+    dsn = ("From: MAILER-DAEMON@example.net\r\nTo: liste-bounces@example.fr\r\nSubject: Undelivered\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+           "Reporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; =cmd|calc@example.org\r\n"
+           "Action: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n")
+    hostile = tmp_path / "=HYPERLINK(1)\tx.eml"
+    hostile.write_bytes(dsn.encode())
+    result = CliRunner().invoke(bounces_group, ["classify", str(hostile)])
+    assert result.exit_code == 0, result.output
+    [line] = result.output.splitlines()
+    cells = line.split("\t")
+    assert len(cells) == 4 and cells[1:3] == ["hard", "5.1.1"], cells
+    assert cells[3] == "'=cmd|calc@example.org"
+    assert not [cell for cell in cells if cell.startswith(FORMULA_STARTS)]

@@ -2,8 +2,9 @@
 
 For each rule and each of its methods: an anonymous visitor is refused unless the endpoint is on the explicit
 public allow-list; every state-changing method demands the CSRF token (the documented exceptions are listed,
-each with what protects it instead); a member without staff rights is refused on every staff route; a regional
-staff member (Provence) is refused everything outside Provence. A route added later is checked by default (it
+each with what protects it instead); a member without staff rights is refused on every staff route (every route
+neither public nor on the member allow-list, whatever its blueprint), and a member route naming an object
+refuses one that is not theirs; a regional staff member (Provence) is refused everything outside Provence. A route added later is checked by default (it
 is neither public nor exempt), and a staff route taking an object it names in the URL must say here how to
 reach an object outside the region: a new route without a guard fails this test.
 """
@@ -28,7 +29,7 @@ from tests.security.conftest import token_of
 # Anonymous visitors may use these, and only these (why, for each).
 PUBLIC = {
     "main.index": "the home page",
-    "main.health": "the load balancer's health check",
+    "health.healthz": "the load balancer's and monitoring's health check (JSON: database and engine heartbeat)",
     "static": "the stylesheet and scripts",
     "auth.login": "logging in", "auth.forgot_password": "asking for a reset link", "auth.activate": "idem",
     "auth.reset_password": "the mailed link is the proof",
@@ -45,7 +46,15 @@ CSRF_EXEMPT = {
     "unsubscribe.unsubscribe": "RFC 8058 one-click POST (no cookie); the page's button carries its own form token",
     "unsubscribe.rejoin": "the page's button carries its own form token, checked by the view",
 }
-STAFF_BLUEPRINTS = ("admin", "messages")
+# A logged-in member without staff rights may use these (their own data only: no member id in a URL or form).
+# Every endpoint neither public nor here is a staff route: members are refused it, whatever its blueprint.
+MEMBER = {
+    "espace.index": "Mon espace", "espace.email": "the pencil", "espace.cancel_pending": "their own pending change",
+    "espace.send_probe": "a test mail to their own address", "auth.logout": "logging out",
+    "espace.leave": "a list they are on (NOT_THEIRS)", "espace.rejoin": "a list they left (NOT_THEIRS)",
+}
+# Member routes that name an object in their URL: one the member may not act on, and the answer expected.
+NOT_THEIRS = {"espace.leave": "foreign_list", "espace.rejoin": "foreign_list"}
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -111,8 +120,14 @@ def world(app: Flask, settings) -> World:  # type: ignore[no-untyped-def]
     objects = {"national_list": str(national.id), "national_message": str(message.id), "national_copy": key,
                "national_domain": str(national.domain_id), "token": "not-a-token", "filename": "palanquee.css",
                "throttle_rule": str(ThrottleRule.select(ThrottleRule.id).order_by(ThrottleRule.id).scalar())}
+    foreign = MailingList.get(MailingList.local_part == "bureau.codep13")  # Élodie is not on it, nor has left it
+    objects["foreign_list"] = str(foreign.id)
     rules = sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
     return World(app, objects, rules)
+
+
+def is_staff_route(endpoint: str) -> bool:
+    return endpoint not in PUBLIC and endpoint not in MEMBER
 
 
 def path_of(world: World, rule: Rule, names: dict[str, str] | None = None) -> str:
@@ -169,9 +184,13 @@ def test_every_state_changing_method_demands_the_csrf_token(world: World, federa
 
 
 def test_members_without_staff_rights_are_refused_every_staff_route(world: World, member_client: FlaskClient):
+    """Every route neither public nor on the member list is a staff route, whatever blueprint it is in."""
     token = token_of(member_client, "/espace/")
+    assert not set(MEMBER) - {r.endpoint for r in world.rules}, "the member list names routes that are gone"
+    assert {"admin.index", "messages.decide", "admin.throttle_edit"} <= {
+        r.endpoint for r in world.rules if is_staff_route(r.endpoint)}
     for rule in world.rules:
-        if rule.endpoint.split(".")[0] not in STAFF_BLUEPRINTS:
+        if not is_staff_route(rule.endpoint):
             continue
         for method in methods(rule):
             response = member_client.open(path_of(world, rule), method=method,
@@ -182,7 +201,7 @@ def test_members_without_staff_rights_are_refused_every_staff_route(world: World
 def test_regional_staff_reach_nothing_outside_their_region(world: World, regional: FlaskClient):
     token = token_of(regional, "/admin/")
     national = MailingList.get(MailingList.local_part == "licencies.national")
-    staff_endpoints = {r.endpoint for r in world.rules if r.endpoint.split(".")[0] in STAFF_BLUEPRINTS}
+    staff_endpoints = {r.endpoint for r in world.rules if is_staff_route(r.endpoint)}
     unknown = staff_endpoints - set(OUTSIDE) - set(UNNAMED)
     assert not unknown, f"say in OUTSIDE how these staff routes could reach another region, or why not: {unknown}"
     for rule in world.rules:
@@ -206,6 +225,20 @@ def test_regional_staff_reach_nothing_outside_their_region(world: World, regiona
     assert Message.get_by_id(int(world.objects["national_message"])).state == MessageState.HELD
     assert ThrottleRule.get_by_id(int(world.objects["throttle_rule"])).label != "Pris"
     assert national.bounce_threshold is None  # the list's own bounce threshold untouched
+
+
+def test_member_routes_naming_an_object_refuse_one_that_is_not_theirs(world: World, member_client: FlaskClient):
+    token = token_of(member_client, "/espace/")
+    for rule in world.rules:
+        if rule.endpoint not in MEMBER or not rule.arguments:
+            continue
+        assert rule.endpoint in NOT_THEIRS, f"{rule.rule} names an object: say in NOT_THEIRS which one is not theirs"
+        path = path_of(world, rule, dict.fromkeys(rule.arguments, NOT_THEIRS[rule.endpoint]))
+        for method in methods(rule):
+            response = member_client.open(path, method=method,
+                                          data={"csrf_token": token} if method in STATE_CHANGING else None)
+            assert response.status_code in (403, 404), f"{method} {rule.rule}: {response.status_code}"
+    assert not OptOut.select().exists()
 
 
 def test_the_one_click_exception_is_exactly_what_rfc_8058_needs(world: World, settings):

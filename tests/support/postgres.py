@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -53,6 +54,16 @@ class Cluster:
         _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-l", self.folder + "/log",
                       "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
                       "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"])
+
+    def restart(self, while_down: Callable[[], object] | None = None) -> None:
+        """``pg_ctl`` stop then start, as an operator's restart (every session is cut); ``while_down``
+        runs in between, while the server is really unreachable."""
+        self.stop_server()
+        try:
+            if while_down is not None:
+                while_down()
+        finally:
+            self.start_server()
 
     def stop(self) -> None:
         _as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.folder + "/data", "-m", "immediate", "stop"],

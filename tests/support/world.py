@@ -14,6 +14,7 @@ from engine.config import Settings
 from engine.directory import accounts, email_change, importer, passwords, staff_changes
 from engine.directory.models import Member, Role, Structure
 from engine.lists import admin, mailto_unsubscribe, optouts, preview, subscribers
+from engine.lists.authority import rights_beyond
 from engine.lists.models import Domain, ListKind, MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
@@ -90,10 +91,12 @@ def _staff_actions(settings: Settings, staff: Member, admin_: Member) -> None:
     csv = ("numero_licence;nom;prenom;email;club;saison;roles\n"
            "A-13-200001;Rinaldi;Marc;marc.rinaldi@orange.fr;CLUB-13-0001;2026;president@CLUB-13-0001\n"
            "A-13-200001;Doublon;Marc;;CLUB-13-0001;2026;\n")
-    importer.import_members(settings, io.StringIO(csv), actor=admin_, source="licencies.csv")
-    importer.import_members(settings, io.StringIO(csv.replace("Rinaldi", "Rinaldi-Fabre")), actor=None)
+    importer.import_members(settings, io.StringIO(csv), actor=admin_, source="licencies.csv",
+                            rights_beyond=rights_beyond)
+    importer.import_members(settings, io.StringIO(csv.replace("Rinaldi", "Rinaldi-Fabre")), actor=None,
+                            rights_beyond=rights_beyond)
     someone = Member.get(Member.licence_number == "A-13-200001")
-    staff_changes.impose_address(settings, admin_, someone, "marc.rinaldi@free.fr")
+    staff_changes.impose_address(settings, admin_, someone, "marc.rinaldi@free.fr", rights_beyond=rights_beyond)
 
 
 def _member_actions(settings: Settings, elodie: Member, role_list: MailingList, static_list: MailingList) -> None:

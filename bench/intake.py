@@ -1,0 +1,111 @@
+"""Intake load: 20 concurrent SMTP clients posting to a list, each post committed before its 250.
+
+    python -m bench.intake [--messages 3000] [--sessions 20] [--size 2048] [--postgresql | --database-url URL]
+
+Postfix's load generator ``smtp-source -s 20 -m N -l SIZE`` posts N messages over 20 concurrent
+sessions (connections reused) to ``palanquee engine``'s SMTP intake; each is a post to a one-member
+list, so the engine also expands and delivers it (to ``smtp-sink``), as it does in production. Timed
+from the first connection to smtp-source's exit, then the messages stored in the database are
+counted: every one must be there (the intake answers 250 only after the commit). Baseline in the same
+run: the same smtp-source against Postfix's ``smtp-sink`` (which stores nothing). SQLite always;
+PostgreSQL too with ``--postgresql`` (a private cluster) or ``--database-url`` (a server on which a
+fresh database is made for the run). Target: at least 300 messages/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import postgres
+from bench.fanout import LIST, free_port, seed, start_sink, wait_port
+
+SENDER = "elodie@example.fr"
+
+
+def source(port: int, messages: int, sessions: int, size: int) -> float:
+    """Seconds smtp-source takes to post ``messages`` over ``sessions`` reused connections."""
+    started = time.perf_counter()
+    subprocess.run(["smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+                    "-f", SENDER, "-t", LIST, f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def baseline(folder: Path, messages: int, sessions: int, size: int) -> float:
+    sink, port = start_sink(folder)
+    try:
+        return messages / source(port, messages, sessions, size)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
+                server_pids: list[int]) -> tuple[float, float, float]:
+    """(messages/s, engine CPU µs per message, database server CPU µs per message) on ``url``."""
+    seed(url, 1)
+    sink, sink_port = start_sink(folder)
+    smtp_port = free_port()
+    env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
+           "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
+           "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}", "PALANQUEE_DELIVERY_PROCESSES": "1",
+           "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off",
+           "PALANQUEE_DNS_RESOLVER": "none", "PALANQUEE_MAX_RECIPIENTS": "100"}
+    engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(smtp_port, timeout=120)
+        cpu_before, server_before = postgres.tree_cpu([engine.pid]), postgres.tree_cpu(server_pids)
+        elapsed = source(smtp_port, messages, sessions, size)
+        cpu = postgres.tree_cpu([engine.pid]) - cpu_before
+        server = postgres.tree_cpu(server_pids) - server_before
+        stored = postgres.count(url, "SELECT COUNT(*) FROM message")
+        if stored != messages:
+            raise RuntimeError(f"{messages} posts answered, {stored} stored")
+    finally:
+        engine.terminate()
+        engine.wait(60)
+        sink.terminate()
+        sink.wait(10)
+    return messages / elapsed, cpu / messages * 1e6, server / messages * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--size", type=int, default=2048, help="bytes of body of each post")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server to run on too")
+    parser.add_argument("--postgresql", action="store_true", help="also run on a private PostgreSQL cluster")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; smtp-source -s {args.sessions} "
+          f"-m {args.messages} -l {args.size}; one-member list, copies to smtp-sink")
+    folder = Path(tempfile.mkdtemp(prefix="palanquee-intake-"))
+    os.chmod(folder, 0o755)
+    try:
+        with postgres.server(args.database_url, args.postgresql) as server:
+            runs: list[tuple[str, str, list[int]]] = [("SQLite", f"sqlite:///{folder / 'intake.sqlite3'}", [])]
+            for name, url, pids in runs + ([("PostgreSQL", "", server.pids)] if server else []):
+                sink_rate = baseline(folder, args.messages, args.sessions, args.size)
+                if name == "PostgreSQL":
+                    assert server is not None
+                    with server.fresh_database("palanquee_intake") as fresh:
+                        rate, cpu, db_cpu = engine_rate(fresh, folder, args.messages, args.sessions, args.size, pids)
+                else:
+                    rate, cpu, db_cpu = engine_rate(url, folder, args.messages, args.sessions, args.size, pids)
+                server_part = f", database server {db_cpu:5.0f} µs/message" if pids else ""
+                print(f"{name:>10}: {rate:6.0f} messages/s ({rate / sink_rate:.2f} of smtp-sink's {sink_rate:.0f}/s "
+                      f"in the same run), engine CPU {cpu:5.0f} µs/message{server_part}; load average "
+                      f"{os.getloadavg()[0]:.2f}; target >= 300/s: {'met' if rate >= 300 else 'NOT met'}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
