@@ -188,7 +188,7 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
            "PALANQUEE_DNS_RESOLVER": "none"}
     profile = os.environ.get("FANOUT_PROFILE")  # a path: the first engine runs under cProfile (its own process only)
     command = [sys.executable, "-m", "portal.cli", "engine"]
-    running = [subprocess.Popen(command[:1] + ["-m", "cProfile", "-o", f"{profile}.{mode}"] + command[1:]
+    running = [subprocess.Popen([sys.executable, "-m", "bench.profiled", f"{profile}.{mode}", "engine"]
                                 if profile and not i else command,
                                 env={**env, "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{port}"},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, port in enumerate(ports)]
@@ -201,6 +201,7 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
         started = time.perf_counter()  # the 250 is in
         tree = [process for engine in running for process in engine_tree(engine.pid)]
         cpu_before = tree_cpu(tree)
+        threads_before = {t.id: (t.user_time, t.system_time) for process in tree for t in process.threads()}
         server_before = postgres.tree_cpu(server_pids or [])
         load = Load()
         while sent_count(url) < n:
@@ -214,8 +215,10 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
         server = postgres.tree_cpu(server_pids or []) - server_before
         if os.environ.get("FANOUT_VERBOSE"):
             print("engine user/system CPU seconds:", [tuple(process.cpu_times())[:2] for process in tree])
-            print("by thread (user, system):", [[(round(t.user_time, 2), round(t.system_time, 2))
-                                                 for t in process.threads()] for process in tree])
+            print("CPU µs a copy by thread (user, system):", [[
+                (round((t.user_time - threads_before.get(t.id, (0, 0))[0]) / n * 1e6),
+                 round((t.system_time - threads_before.get(t.id, (0, 0))[1]) / n * 1e6)) for t in process.threads()]
+                for process in tree])
     finally:
         for engine in running:
             engine.terminate()
