@@ -54,7 +54,9 @@ class EngineProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def text(self) -> str:
-        """What this process logged so far."""
+        """What this process logged so far (nothing yet when a forked child has not opened its log)."""
+        if not self.log.exists():
+            return ""
         with open(self.log, "rb") as log:
             log.seek(self.offset)
             return log.read().decode(errors="replace")
