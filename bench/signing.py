@@ -57,7 +57,16 @@ def sample(post: EmailMessage) -> Sample:
     return Sample(pem, select(fields, header_names(fields)), envelope + copy + b".\r\n")
 
 
-def _send_signed(port: int, sample: Sample, signatures: int, seconds: float, start: Any) -> tuple[int, float]:
+@dataclass(frozen=True)
+class Limit:
+    """The signing limit's outcome: copies per second, copies sent, and the CPU seconds of its processes."""
+
+    rate: float
+    copies: int
+    cpu: float
+
+
+def _send_signed(port: int, sample: Sample, signatures: int, seconds: float, start: Any) -> tuple[int, float, float]:
     """One process of the limit: sign and send for ``seconds``, then wait for every reply."""
     from engine.posting.dkim import sign_bytes
     from engine.posting.keys import load_private_key
@@ -71,7 +80,7 @@ def _send_signed(port: int, sample: Sample, signatures: int, seconds: float, sta
             pass
         start.wait()
         sent = answered = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         deadline = started + seconds
         while time.perf_counter() < deadline:
             for _ in range(signatures):
@@ -82,9 +91,9 @@ def _send_signed(port: int, sample: Sample, signatures: int, seconds: float, sta
                 answered += _replies(reader, 4) // 4
         while answered < sent:
             answered += _replies(reader, 4) // 4
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         sock.sendall(b"QUIT\r\n")
-    return sent, elapsed
+    return sent, elapsed, cpu
 
 
 def _replies(reader: Any, count: int) -> int:
@@ -95,14 +104,15 @@ def _replies(reader: Any, count: int) -> int:
     return count
 
 
-def signing_limit(port: int, sample: Sample, processes: int, signatures: int = 1, seconds: float = 8.0) -> float:
+def signing_limit(port: int, sample: Sample, processes: int, signatures: int = 1, seconds: float = 8.0) -> Limit:
     """Copies per second of ``processes`` processes signing ``signatures`` times a copy and writing it to the
     sink listening on ``port`` (all started together; the time runs until the last reply)."""
     with Manager() as manager, ProcessPoolExecutor(processes) as pool:
         start = manager.Barrier(processes)
         outcomes = list(pool.map(_send_signed, [port] * processes, [sample] * processes, [signatures] * processes,
                                  [seconds] * processes, [start] * processes))
-    return sum(sent for sent, _ in outcomes) / max(elapsed for _, elapsed in outcomes)
+    copies = sum(sent for sent, _, _ in outcomes)
+    return Limit(copies / max(elapsed for _, elapsed, _ in outcomes), copies, sum(cpu for _, _, cpu in outcomes))
 
 
 def per_copy_breakdown(post: EmailMessage) -> str:
