@@ -18,10 +18,13 @@ send through their claims (``SKIP LOCKED``); the post goes to the first. The dat
 reported when the cluster is ours.
 
 ``--dkim`` runs each size three times (unsigned, DKIM-signed with an RSA-2048 key of the list domain,
-DKIM plus an ARC seal) and measures the signing limit in the same run: RSA-2048 signatures per second
-of the engine's signer (``engine.posting.dkim.sign_bytes``) on as many processes as the engine
-delivers with. A signed copy costs one signature, a sealed one three; the ratio of copies per second
-to that limit says how much of the signing capacity the engine turns into copies.
+DKIM plus an ARC seal) and measures the **signing limit** right after each signed run (``bench/signing.py``):
+the copies per second that as many processes as the engine delivers with reach when each copy costs only
+its signatures (the engine's own ``sign_bytes`` call, once a copy for DKIM, three times with ARC) and
+its write to an ``smtp-sink`` started as in the fan-out. Signed copies per second are reported as a ratio
+to that limit and to the unsigned run. Engine CPU is the user + system time of every process of each
+engine (psutil, over the process tree): the machine's other load does not count in it, unlike wall time;
+the 1-minute load average is printed beside every run.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
-from bench import postgres
+import psutil  # type: ignore[import-untyped]
+
+from bench import postgres, signing
 from bench.setup import migrated_database
 from engine import clock
 from engine import db as engine_db
@@ -49,6 +54,7 @@ from engine.directory.models import Mandate, Member, Role, Structure, StructureK
 from engine.lists.models import CriterionRole, Domain, ListCriterion, MailingList
 
 LIST = "comite_directeur.comite@listes.example.fr"
+ONE_ENGINE: dict[int, float] = {}  # copies/s of one engine per size, in this run (PostgreSQL)
 
 
 def free_port() -> int:
@@ -126,25 +132,33 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    return sum(cpu_split(pid))
+def engine_tree(pid: int) -> list[psutil.Process]:
+    """The engine and every process under it (its delivery helpers)."""
+    engine = psutil.Process(pid)
+    return [engine, *engine.children(recursive=True)]
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+def tree_cpu(tree: list[psutil.Process]) -> float:
+    """User + system CPU seconds of the processes: the machine's other load does not count in it."""
+    return sum(sum(process.cpu_times()[:2]) for process in tree)
+
+
+class Load:
+    """The 1-minute load average seen during a run: lowest and highest."""
+
+    def __init__(self) -> None:
+        self.low = self.high = os.getloadavg()[0]
+
+    def sample(self) -> None:
+        now = os.getloadavg()[0]
+        self.low, self.high = min(self.low, now), max(self.high, now)
+
+    def __str__(self) -> str:
+        return f"load average {self.low:.1f}-{self.high:.1f}"
 
 
 def sent_count(url: str) -> int:
     return postgres.count(url, "SELECT COUNT(*) FROM delivery WHERE state = 'sent'")
-
-
-def family(pid: int) -> list[int]:
-    """The engine and its delivery helper processes."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *map(int, children)]
 
 
 def sign_setup(url: str, arc: bool) -> None:
@@ -160,8 +174,8 @@ def sign_setup(url: str, arc: bool) -> None:
 
 
 def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str = "unsigned", url: str = "",
-               engines: int = 1, server_pids: list[int] | None = None) -> tuple[float, float, float, float]:
-    """(seconds from the 250 to the last copy, peak RSS MB, engine CPU s, database server CPU s)."""
+               engines: int = 1, server_pids: list[int] | None = None) -> tuple[float, float, float, float, Load, float]:
+    """(seconds from the 250 to the last copy, peak RSS MB, engine CPU s, database server CPU s, load, sink CPU s)."""
     url = url or f"sqlite:///{folder / f'fanout-{n}-{mode}.sqlite3'}"
     seed(url, n)
     if mode != "unsigned":
@@ -173,9 +187,12 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
            "PALANQUEE_DELIVERY_CONNECTIONS": str(connections), "PALANQUEE_DELIVERY_PROCESSES": str(processes),
            "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off",
            "PALANQUEE_DNS_RESOLVER": "none"}
-    running = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"],
+    profile = os.environ.get("FANOUT_PROFILE")  # a path: the first engine runs under cProfile (its own process only)
+    command = [sys.executable, "-m", "portal.cli", "engine"]
+    running = [subprocess.Popen([sys.executable, "-m", "bench.profiled", f"{profile}.{mode}", "engine"]
+                                if profile and not i else command,
                                 env={**env, "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{port}"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, port in enumerate(ports)]
     try:
         for port in ports:
             wait_port(port, timeout=120)
@@ -183,19 +200,29 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
         with smtplib.SMTP("127.0.0.1", ports[0]) as client:
             client.send_message(ten_kb_post(), from_addr="elodie@example.fr", to_addrs=[LIST])
         started = time.perf_counter()  # the 250 is in
-        pids = [pid for engine in running for pid in family(engine.pid)]
-        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        tree = [process for engine in running for process in engine_tree(engine.pid)]
+        cpu_before = tree_cpu(tree)
+        threads_before = {t.id: (t.user_time, t.system_time) for process in tree for t in process.threads()}
         server_before = postgres.tree_cpu(server_pids or [])
+        sink_tree = [psutil.Process(sink.pid)]
+        sink_before = tree_cpu(sink_tree)
+        load = Load()
         while sent_count(url) < n:
             if any(engine.poll() is not None for engine in running):
                 raise RuntimeError("an engine stopped")
+            load.sample()
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        rss = sum(peak_rss_mb(pid) for pid in pids)
-        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        rss = sum(peak_rss_mb(process.pid) for process in tree)
+        cpu = tree_cpu(tree) - cpu_before
         server = postgres.tree_cpu(server_pids or []) - server_before
+        sink_cpu = tree_cpu(sink_tree) - sink_before
         if os.environ.get("FANOUT_VERBOSE"):
-            print("engine user/system CPU seconds:", [cpu_split(pid) for pid in pids])
+            print("engine user/system CPU seconds:", [tuple(process.cpu_times())[:2] for process in tree])
+            print("CPU µs a copy by thread (user, system):", [[
+                (round((t.user_time - threads_before.get(t.id, (0, 0))[0]) / n * 1e6),
+                 round((t.system_time - threads_before.get(t.id, (0, 0))[1]) / n * 1e6)) for t in process.threads()]
+                for process in tree])
     finally:
         for engine in running:
             engine.terminate()
@@ -203,7 +230,7 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
             engine.wait(60)
         sink.terminate()
         sink.wait(10)
-    return elapsed, rss, cpu, server
+    return elapsed, rss, cpu, server, load, sink_cpu
 
 
 def run_baseline(n: int, connections: int, folder: Path) -> float:
@@ -218,63 +245,6 @@ def run_baseline(n: int, connections: int, folder: Path) -> float:
         sink.wait(10)
 
 
-def _sign_for(seconds: float) -> int:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from engine.posting.dkim import sign_bytes
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    data = b"x" * 1500  # about the canonical header fields of a copy
-    count, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        sign_bytes(key, data)
-        count += 1
-    return count
-
-
-def signing_limit(processes: int, seconds: float = 5.0) -> float:
-    """RSA-2048 signatures per second of the engine's signer on ``processes`` processes at once."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(processes) as pool:
-        counts = list(pool.map(_sign_for, [seconds] * processes))
-    return sum(counts) / seconds
-
-
-def per_copy_breakdown() -> str:
-    """In one process: µs per copy to join it, to sign it (body hash + RSA), and the RSA operation alone."""
-    from email import policy as email_policy
-
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from engine.posting.dkim import Signature, sign_bytes
-    from engine.posting.keys import Algorithm, SigningKey
-    from engine.posting.render import ListInfo, Personal, prepare
-    from engine.posting.signing import CopySigner
-
-    prepared = prepare(ten_kb_post().as_bytes(policy=email_policy.SMTP),
-                       ListInfo(list_id=1, name="Comité directeur", local_part="cd", domain="listes.example.fr",
-                                rewrite_from=True))
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    signer = CopySigner(prepared, [Signature(SigningKey("listes.example.fr", "s", Algorithm.RSA, key))])
-    people = [Personal(f"https://listes.example.fr/u/{i:020d}", f"mailto:x{i}", "membre du CD") for i in range(300)]
-
-    def timed(function) -> float:  # type: ignore[no-untyped-def]
-        started = time.process_time()
-        for person in people:
-            function(person)
-        return (time.process_time() - started) / len(people) * 1e6
-
-    join = timed(lambda p: prepared.copy(p, stuffed=True))
-    body = timed(lambda p: signer.body.of(prepared.pieces(p)[1:]))
-    signed = timed(lambda p: signer.copy(p, stuffed=True))
-    rsa_only = timed(lambda p: sign_bytes(key, b"x" * 1500))
-    whole = timed(lambda p: __import__("hashlib").sha256(__import__("engine.posting.dkim", fromlist=["x"])
-                  .canonical_lines(prepared.join(prepared.pieces(p)))).digest())
-    return (f"per copy, one process: join {join:.0f} µs; signed copy {signed:.0f} µs, of which RSA {rsa_only:.0f} µs "
-            f"and body hash {body:.0f} µs (canonicalising the whole copy instead: {whole:.0f} µs)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -282,6 +252,7 @@ def main() -> None:
         environ={}, overrides={"secret_key": "x" * 16}).delivery_connections)
     parser.add_argument("--processes", type=int, default=2, help="delivery processes of each engine")
     parser.add_argument("--dkim", action="store_true", help="also run signed and ARC-sealed, with the signing limit")
+    parser.add_argument("--modes", default="dkim,arc", help="with --dkim: the signed runs (dkim, arc)")
     parser.add_argument("--database-url", default="", help="a PostgreSQL server (a fresh database per run)")
     parser.add_argument("--postgresql", action="store_true", help="run on a private PostgreSQL cluster")
     parser.add_argument("--engines", default="1", help="numbers of engine processes to run each size with")
@@ -292,7 +263,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="palanquee-fanout-"))
     try:
         if args.dkim:
-            print(per_copy_breakdown())
+            print(signing.per_copy_breakdown(ten_kb_post()))
         with postgres.server(args.database_url, args.postgresql) as server:
             for n in [int(size) for size in args.sizes.split(",")]:
                 for engines in [int(count) for count in args.engines.split(",")]:
@@ -303,34 +274,66 @@ def main() -> None:
 
 def run_size(args: argparse.Namespace, folder: Path, n: int, engines: int, server: postgres.Server | None) -> None:
     """One size with one number of engines: each mode, then the smtp-source ceiling, ratios printed."""
-    rates, limits = {}, {}
+    rates: dict[str, float] = {}
+    cpus: dict[str, float] = {}
+    sinks: dict[str, float] = {}
     where = "PostgreSQL" if server else "SQLite"
-    for mode in ("unsigned", "dkim", "arc") if args.dkim else ("unsigned",):
-        print(f"load average before the {mode} run: {os.getloadavg()[0]:.2f}")
+    processes = args.processes * engines
+    signed = [mode for mode in args.modes.split(",") if mode in ("dkim", "arc")] if args.dkim else []
+    for mode in ["unsigned", *signed]:  # the unsigned run always: the signed ones are given as ratios to it
         if server is None:
-            elapsed, rss, cpu, db_cpu = run_engine(n, args.connections, args.processes, folder, mode, engines=engines)
+            elapsed, rss, cpu, db_cpu, load, sink_cpu = run_engine(n, args.connections, args.processes, folder, mode,
+                                                         engines=engines)
         else:
             with server.fresh_database("palanquee_fanout") as url:
-                elapsed, rss, cpu, db_cpu = run_engine(n, args.connections, args.processes, folder, mode, url,
-                                                       engines, server.pids)
-        rates[mode] = n / elapsed
+                elapsed, rss, cpu, db_cpu, load, sink_cpu = run_engine(n, args.connections, args.processes, folder, mode, url,
+                                                             engines, server.pids)
+        rates[mode], cpus[mode], sinks[mode] = n / elapsed, cpu / n * 1e6, sink_cpu / n * 1e6
         server_part = f", database server {db_cpu / n * 1e6:5.0f} µs/copy" if server and server.pids else ""
         print(f"N={n:>7} {where} {engines} engine(s) {mode:>8}: {elapsed:7.2f} s from 250 to last copy, "
-              f"{n / elapsed:7.0f} copies/s, engine CPU {cpu / n * 1e6:5.0f} µs/copy{server_part}, "
-              f"peak RSS {rss:6.1f} MB (all processes)")
-        if mode != "unsigned":  # the machine's load moves: measure the limit next to each signed run
-            limits[mode] = signing_limit(args.processes)
-            print(f"N={n:>7}: signing limit {limits[mode]:6.0f} RSA signatures/s on {args.processes} "
-                  f"processes (load average {os.getloadavg()[0]:.2f})")
+              f"{n / elapsed:7.0f} copies/s, engine CPU {cpus[mode]:5.0f} µs/copy{server_part}, "
+              f"peak RSS {rss:6.1f} MB (all processes), smtp-sink {sinks[mode]:4.0f} µs/copy, {load}", flush=True)
+        if mode != "unsigned":  # the machine's load moves: measure the limit right after each signed run
+            report_limit(n, mode, rates, cpus[mode] + sinks[mode], processes, folder)
+    if server is not None:  # the baseline of several engines: one engine, same size, same run
+        if engines == 1:
+            ONE_ENGINE[n] = rates["unsigned"]
+        elif n in ONE_ENGINE:
+            print(f"N={n:>7}: {engines} engines = {rates['unsigned'] / ONE_ENGINE[n]:.2f} of one engine's rate")
     base = run_baseline(min(n, 50_000), args.connections * engines, folder)
     ceiling = min(n, 50_000) / base
     print(f"N={n:>7}: smtp-source ceiling {ceiling:7.0f} msgs/s over {args.connections * engines} connections -> "
           f"unsigned ratio {rates['unsigned'] / ceiling:.2f}")
-    if args.dkim:
-        print(f"N={n:>7}: DKIM {rates['dkim']:6.0f} copies/s = {rates['dkim'] / rates['unsigned']:.2f} of unsigned, "
-              f"{rates['dkim'] / limits['dkim']:.2f} of the signing limit (target >= 0.85 and >= 1,500 copies/s)")
-        print(f"N={n:>7}: ARC+DKIM {rates['arc']:6.0f} copies/s = {rates['arc'] / rates['dkim']:.2f} of DKIM alone, "
-              f"{rates['arc'] * 3 / limits['arc']:.2f} of the signing limit (3 signatures a copy)")
+    if {"unsigned", "dkim", "arc"} <= rates.keys():
+        print(f"N={n:>7}: DKIM adds {cpus['dkim'] - cpus['unsigned']:5.0f} µs of engine CPU a copy, ARC "
+              f"{cpus['arc'] - cpus['dkim']:5.0f} µs more; ARC+DKIM {rates['arc']:6.0f} copies/s = "
+              f"{rates['arc'] / rates['dkim']:.2f} of DKIM alone. Target: DKIM >= 1,500 copies/s, >= 0.85 of its limit")
+
+
+def report_limit(n: int, mode: str, rates: dict[str, float], cpu: float, processes: int, folder: Path) -> None:
+    """The signing limit of ``mode`` (one RSA signature a copy, three with ARC), measured now, and the ratios.
+
+    Two ratios: of copies per second (the issue's, which the machine's other load moves, since the limit
+    runs 8 s and the fan-out minutes), and of CPU per copy, engine + sink against limit + sink (``cpu``
+    is the former): what the copies/s ratio would be on cores of their own, which that load hardly moves."""
+    signatures = 3 if mode == "arc" else 1
+    sink, port = start_sink(folder)
+    sink_tree = [psutil.Process(sink.pid)]
+    sink_before = tree_cpu(sink_tree)
+    load = Load()
+    try:
+        limit = signing.signing_limit(port, signing.sample(ten_kb_post()), processes, signatures)
+        sink_cpu = tree_cpu(sink_tree) - sink_before
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    load.sample()
+    limit_cpu = (limit.cpu + sink_cpu) / limit.copies * 1e6
+    print(f"N={n:>7} {mode:>8}: signing limit {limit.rate:6.0f} copies/s ({signatures} RSA-2048 signature(s) a copy, "
+          f"{processes} processes, {limit_cpu:5.0f} µs of CPU a copy with the sink's, {load}); "
+          f"{rates[mode]:6.0f} copies/s = {rates[mode] / limit.rate:.2f} of the limit, "
+          f"{rates[mode] / rates['unsigned']:.2f} of unsigned; by CPU a copy: {limit_cpu / cpu:.2f} of the limit",
+          flush=True)
 
 
 if __name__ == "__main__":

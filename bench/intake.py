@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,8 +58,10 @@ def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
            "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}", "PALANQUEE_DELIVERY_PROCESSES": "1",
            "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off",
            "PALANQUEE_DNS_RESOLVER": "none", "PALANQUEE_MAX_RECIPIENTS": "100"}
-    engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = folder / f"engine-{smtp_port}.log"  # read when the engine does not stop
+    with log_path.open("wb") as log_file:
+        engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env={**env, "PYTHONFAULTHANDLER": "1"},
+                                  stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         wait_port(smtp_port, timeout=120)
         cpu_before, server_before = postgres.tree_cpu([engine.pid]), postgres.tree_cpu(server_pids)
@@ -69,11 +72,22 @@ def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
         if stored != messages:
             raise RuntimeError(f"{messages} posts answered, {stored} stored")
     finally:
-        engine.terminate()
-        engine.wait(60)
+        stop(engine, log_path)
         sink.terminate()
         sink.wait(10)
     return messages / elapsed, cpu / messages * 1e6, server / messages * 1e6
+
+
+def stop(engine: subprocess.Popen[bytes], log_path: Path) -> None:
+    """SIGTERM (a graceful stop); if it hangs, SIGABRT dumps every thread's stack (faulthandler) and fails."""
+    engine.terminate()
+    try:
+        engine.wait(120)
+    except subprocess.TimeoutExpired:
+        engine.send_signal(signal.SIGABRT)
+        engine.wait(30)
+        tail = log_path.read_text(errors="replace")[-6000:]
+        raise RuntimeError(f"the engine did not stop within 120 s of SIGTERM; its log ends:\n{tail}") from None
 
 
 def main() -> None:

@@ -9,13 +9,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from engine import heartbeat
+import peewee
+
+from engine import clock, heartbeat
 from engine.bounces import member as bounce_member
 from engine.bounces import stats as delivery_stats
 from engine.directory.email_change import apply_due_changes
 from engine.lists import counts
 from engine.outbound import outbox, wakeup
 from engine.posting.expand import accepted_messages, expand
+from engine.posting.models import Message, MessageState
 
 log = logging.getLogger("palanquee.jobs")
 
@@ -25,7 +28,13 @@ def expand_accepted() -> int:
     engines are told at once that copies are queued."""
     done = 0
     for message_id in accepted_messages():
-        count = expand(message_id)
+        try:
+            count = expand(message_id)
+        except (peewee.OperationalError, peewee.InterfaceError):
+            raise  # the database itself (unreachable, full): the engine backs off and tries again
+        except Exception as exc:  # this post only (a value the schema refuses, a bug): never the next ones
+            _unexpandable(message_id, exc)
+            continue
         if count is not None:
             log.info("message %s expanded to %s recipients", message_id, count,
                      extra={"message_id": message_id, "recipients": count})
@@ -33,6 +42,15 @@ def expand_accepted() -> int:
             if count:
                 wakeup.announce()
     return done
+
+
+def _unexpandable(message_id: int, error: Exception) -> None:
+    """Mark a post whose expansion raised as failed, with the error, so that it stops holding up the posts
+    accepted after it (it was retried first, forever, before them) and staff see why on the messages page."""
+    reason = " ".join(f"expansion failed: {type(error).__name__}: {error}".split())[:500]
+    log.exception("message %s could not be expanded", message_id, extra={"message_id": message_id})
+    (Message.update(state=MessageState.FAILED, reason=reason, finished_at=clock.now())
+     .where((Message.id == message_id) & (Message.state == MessageState.ACCEPTED)).execute())
 
 
 def propagate_addresses() -> int:

@@ -33,6 +33,7 @@ from engine.posting.render import ListInfo, Personal, Prepared, prepare
 
 RunInDb = Callable[..., Awaitable[Any]]
 log = logging.getLogger("palanquee.delivery")
+DEFAULT_REASON = "abonné(e) à la liste"
 
 
 def load_message(message_id: int) -> tuple[Message, ListInfo]:
@@ -68,18 +69,19 @@ class PreparedMessage:
         self.signer = signing.CopySigner(self.prepared, [])  # unsigned until ``sign`` (database thread)
         self.received_at: datetime = message.received_at
         self.settings = settings
+        self.url_prefix = f"{settings.base_url}/u/"
+        self.mailto_prefix = f"mailto:{info.local_part}-unsubscribe@{info.domain}?subject="
 
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
         """The copy's return path and its finished bytes: the one place where a copy is made."""
+        info = self.info
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
         # the members sharing the address, or the address itself when they are many or none (tokens.py)
-        token = tokens.make_unsubscribe_token(self.settings, self.info.list_id, member_ids,
+        token = tokens.make_unsubscribe_token(self.settings, info.list_id, member_ids,
                                               email_key=item.address.strip().lower())
-        personal = Personal(
-            unsubscribe_url=f"{self.settings.base_url}/u/{token}",
-            unsubscribe_mailto=f"mailto:{self.info.local_part}-unsubscribe@{self.info.domain}?subject={token}",
-            reason=item.reason or "abonné(e) à la liste", shared_by=max(1, len(member_ids)))
-        sender = verp.return_path(self.info.local_part, self.info.domain, verp.make_token(verp_key, item.id))
+        personal = Personal(self.url_prefix + token, self.mailto_prefix + token, item.reason or DEFAULT_REASON,
+                            len(member_ids) or 1)
+        sender = verp.return_path(info.local_part, info.domain, verp.make_token(verp_key, item.id))
         return sender, self.signer.copy(personal, stuffed=stuffed)
 
     def sign(self, message: Message) -> None:

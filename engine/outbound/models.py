@@ -25,7 +25,7 @@ class Delivery(BaseModel):
     message = pw.ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE", index=False)
     address = pw.CharField(max_length=254)
     member = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL", index=False)
-    member_ids = pw.TextField(default="")  # "12 57": every member sharing this copy's address (migration 0105)
+    member_ids = pw.TextField(default="")  # "12 57": every member sharing this copy's address (any number: 0120)
     reason = pw.CharField(max_length=255, default="")  # why this recipient is on the list
     state = pw.CharField(max_length=16, default=DeliveryState.QUEUED)
     attempts = pw.SmallIntegerField(default=0)

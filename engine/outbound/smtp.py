@@ -211,22 +211,26 @@ class Connection:
 
     async def _pipelined(self, take: Callable[[], Item | None], done: Callable[[Item, Reply], None],
                          unsent: list[Item]) -> None:
+        """One write and one wait a copy: the previous copy's final reply and this one's MAIL, RCPT and
+        DATA replies are awaited together, then taken in order."""
         current = self._next_sendable(take, done)
         if current is None:
             return
+        protocol = self.protocol
         self.write(current[1])
         previous: Item | None = None  # whose final reply comes first
         while current is not None:
+            await protocol.wait(3 if previous is None else 4, self.timeout)
             if previous is not None:
-                done(previous, await self.read_reply())
-            item, _ = current
-            mail, rcpt, data = (await self.read_reply(), await self.read_reply(), await self.read_reply())
+                done(previous, protocol.take())
+            item = current[0]
+            mail, rcpt, data = protocol.take(), protocol.take(), protocol.take()
             following = self._next_sendable(take, done)
             nxt = following[1] if following else b""
             if data.code == 354:
                 unsent.remove(item)  # from here on the server may accept it: in doubt until its reply
                 self.write(item[3] + b".\r\n" + nxt)
-                await self.protocol.drain()
+                await protocol.drain()
                 previous = item
             else:
                 done(item, next(r for r in (mail, rcpt, data) if r.code >= 400))
@@ -234,6 +238,7 @@ class Connection:
                 await self._skip_rset_reply()
                 previous = None
             current = following
+        self.last_used = asyncio.get_running_loop().time()
         if previous is not None:
             done(previous, await self.read_reply())
 

@@ -47,6 +47,9 @@ class Group:
     connections: int | None = None
     per_connection: int | None = None
 
+    def __hash__(self) -> int:  # the key names the group; hashing every field cost a µs a copy
+        return hash(self.key)
+
     @property
     def paced(self) -> bool:
         return bool(self.per_minute or self.per_hour or self.per_day)

@@ -106,7 +106,7 @@ class SmtpTransport(Transport):
         return True
 
     def _done(self, session: Session, item: Item, reply: Reply, done: Done) -> None:
-        if not reply.local and is_slow_down(reply.code, reply.text):
+        if reply.code >= 400 and not reply.local and is_slow_down(reply.code, reply.text):
             session.dispatch.slow(item[0])  # no more copies of this copy's group in this batch
         if reply.code == 421:  # the server closes the session (RFC 5321 §3.8)
             raise SmtpError(f"server closing: {reply}")

@@ -52,14 +52,20 @@ def split_fields(block: bytes) -> list[bytes]:
 def canonical_field(field: bytes) -> tuple[bytes, bytes]:
     """(lower-case name, relaxed form ``name:value\\r\\n``), RFC 6376 §3.4.2."""
     name, _, value = field.partition(b":")
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:  # a scan in C; the regex only when there is a run to compress
+        value = _WSP_RUN.sub(b" ", value)
+    value = value.strip(b" ")
     lower = name.strip(b" \t").lower()
     return lower, lower + b":" + value + b"\r\n"
 
 
 def canonical_lines(data: bytes) -> bytes:
-    """Relaxed body canonicalisation of whole lines (RFC 6376 §3.4.4 a), trailing empty lines kept."""
-    return _WSP_EOL.sub(b"\r\n", _WSP_RUN.sub(b" ", data))
+    """Relaxed body canonicalisation of whole lines (RFC 6376 §3.4.4 a), trailing empty lines kept.
+    Per copy it runs on the footers only, which mostly have nothing to change: scans in C decide that."""
+    if b"\t" in data or b"  " in data:
+        data = _WSP_RUN.sub(b" ", data)
+    return _WSP_EOL.sub(b"\r\n", data) if b" \r\n" in data else data
 
 
 def finish_body(canonical: bytes) -> bytes:
@@ -131,7 +137,7 @@ def fold_tags(name: str, tags: Sequence[tuple[str, str]]) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _fixed_part(name: str, fixed: tuple[tuple[str, str], ...]) -> tuple[bytes, bytes]:
+def fixed_part(name: str, fixed: tuple[tuple[str, str], ...]) -> tuple[bytes, bytes]:
     """The folded tags that are the same for every copy of a message, and their relaxed form."""
     raw = fold_tags(name, fixed)
     return raw, canonical_field(raw)[1][:-2]
@@ -157,11 +163,11 @@ def _names(present: tuple[bytes, ...], signed: tuple[str, ...], oversigned: tupl
 
 def select(fields: Sequence[tuple[bytes, bytes]], names: Sequence[str]) -> bytes:
     """The canonical fields named in ``h=``, each the last not yet used (RFC 6376 §5.4.2)."""
-    return b"".join(fields[index][1] for index in _plan(tuple(name for name, _ in fields), tuple(names)))
+    return b"".join(fields[index][1] for index in chosen_indexes(tuple(name for name, _ in fields), tuple(names)))
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(present: tuple[bytes, ...], names: tuple[str, ...]) -> tuple[int, ...]:
+def chosen_indexes(present: tuple[bytes, ...], names: tuple[str, ...]) -> tuple[int, ...]:
     """Which fields ``names`` select: every copy of a message has the same field names, so this runs once."""
     used: dict[str, int] = {}
     chosen: list[int] = []
@@ -183,11 +189,15 @@ class Signature:
 
     key: SigningKey
 
+    def fixed_tags(self, names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+        """The tags that are the same for every copy of a message."""
+        return (("v", "1"), ("a", self.key.algorithm), ("c", "relaxed/relaxed"), ("d", self.key.domain),
+                ("s", self.key.selector), ("h", ":".join(names)))
+
     def sign(self, fields: Sequence[tuple[bytes, bytes]], names: Sequence[str], body_hash: bytes,
              *, now: int | None = None) -> bytes:
         """A complete ``DKIM-Signature`` field (CRLF-terminated) over ``fields`` (canonical, top to bottom)."""
-        fixed = (("v", "1"), ("a", self.key.algorithm), ("c", "relaxed/relaxed"), ("d", self.key.domain),
-                 ("s", self.key.selector), ("h", ":".join(names)))
+        fixed = self.fixed_tags(names)
         stamp = str(now if now is not None else int(time.time()))
         return sign_field("DKIM-Signature", fixed, [("t", stamp), ("bh", body_hash.decode("ascii"))],
                           select(fields, names), self.key.key)
@@ -198,7 +208,7 @@ def sign_field(name: str, fixed: tuple[tuple[str, str], ...], varying: Sequence[
     """A signature header field: ``fixed`` tags (folded once per message), then ``varying`` ones and ``b=``.
     The signature covers ``signed`` (canonical fields) then the field itself with ``b=`` empty and without
     its CRLF (RFC 6376 §3.7): the relaxed form of the raw text, which is built beside it."""
-    raw, canonical = _fixed_part(name, fixed)
+    raw, canonical = fixed_part(name, fixed)
     tail = " ".join(f"{tag}={value};" for tag, value in varying).encode("ascii")
     unsigned = raw + b"\r\n " + tail + b"\r\n b=" if tail else raw + b"\r\n b="
     own = canonical + b" " + tail + b" b=" if tail else canonical + b" b="

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email import errors, policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
+from typing import NamedTuple
 
 from engine.lists.models import MailingList, PostPolicy
 from engine.posting import dmarc, footer, list_headers, mime, wrap
@@ -67,8 +68,7 @@ def list_info(mailing_list: MailingList, *, rewrite_from: bool | None = None) ->
         author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
 
 
-@dataclass(frozen=True)
-class Personal:
+class Personal(NamedTuple):
     """One recipient's pieces: where the copy goes, how they leave, why they receive it."""
 
     unsubscribe_url: str
@@ -81,7 +81,9 @@ class Prepared:
     """A message rendered once: static byte segments around personal slots.
 
     ``stuffed`` holds the same segments dot-stuffed for SMTP DATA (RFC 5321 §4.5.2), so that a copy
-    on the wire costs no pass over the whole message; personal pieces are stuffed on their own.
+    on the wire costs no pass over the whole message; personal pieces are stuffed on their own. Per
+    copy, each distinct slot is filled once (a slot repeated, as two text parts in one charset, reuses
+    its piece), and a footer's part that depends only on the reason is encoded once per reason.
     """
 
     def __init__(self, info: ListInfo, segments: list[bytes], slots: list[Slot]) -> None:
@@ -92,7 +94,9 @@ class Prepared:
         if self.stuffed[-1] and not self.stuffed[-1].endswith(b"\r\n"):
             self.stuffed[-1] += b"\r\n"  # DATA ends with CRLF "." CRLF (a footer piece already does)
         self.slots = slots
-        self._heads: dict[tuple[Slot, str, int], bytes] = {}  # encoded reason part of footers
+        first = {slot: n for n, slot in reversed(list(enumerate(slots)))}
+        self._same = [first[slot] for slot in slots]  # the first slot equal to each (its piece is reused)
+        self._heads: dict[tuple[int, str, int], bytes] = {}  # encoded reason part of footers, by slot
 
     def copy(self, personal: Personal, *, stuffed: bool = False) -> bytes:
         """The complete copy for one recipient, CRLF line ends; ``stuffed`` for SMTP DATA."""
@@ -100,13 +104,9 @@ class Prepared:
 
     def pieces(self, personal: Personal) -> list[bytes]:
         """The recipient's pieces, one per slot, as they go between the segments (not dot-stuffed)."""
-        cache: dict[Slot, bytes] = {}
         pieces: list[bytes] = []
-        for slot in self.slots:
-            piece = cache.get(slot)
-            if piece is None:
-                piece = cache[slot] = self._fill(slot, personal)
-            pieces.append(piece)
+        for n, same in enumerate(self._same):
+            pieces.append(self._fill(n, personal) if same == n else pieces[same])
         return pieces
 
     def join(self, pieces: list[bytes], *, stuffed: bool = False) -> bytes:
@@ -114,20 +114,25 @@ class Prepared:
         segments = self.stuffed if stuffed else self.segments
         joined: list[bytes] = [segments[0]]
         for piece, segment in zip(pieces, segments[1:], strict=True):
-            joined.append(_stuff(piece, at_line_start=True) if stuffed else piece)
+            if stuffed and (b"\r\n." in piece or piece[:1] == b"."):
+                piece = _stuff(piece, at_line_start=True)
+            joined.append(piece)
             joined.append(segment)
         return b"".join(joined)
 
-    def _fill(self, slot: Slot, personal: Personal) -> bytes:
+    def _fill(self, n: int, personal: Personal) -> bytes:
+        slot = self.slots[n]
         if slot.kind == "headers":
             return personal_headers(personal)
         html = slot.kind == "html"
         errors = "xmlcharrefreplace" if html else "replace"
-        key = (slot, personal.reason, personal.shared_by)
+        key = (n, personal.reason, personal.shared_by)
         encoded_head = self._heads.get(key)
         if encoded_head is None:
             head = (footer.html_head if html else footer.text_head)(self.info, personal.reason, personal.shared_by)
             encoded_head = self._heads[key] = quoted_printable(head.encode(slot.charset, errors))
+            if len(self._heads) > 4096:  # reasons are few; bound the cache all the same
+                self._heads.pop(next(iter(self._heads)))
         link = (footer.html_link if html else footer.text_link)(personal.unsubscribe_url)
         return encoded_head + quoted_printable(link.encode(slot.charset, errors))
 

@@ -210,3 +210,20 @@ def test_every_post_of_the_corpus_signs_verifiably(path: Path, dns) -> None:  # 
         assert verifies(copy), path.name
         assert signer.copy(Personal(f"https://listes.example.fr/u/T{n}", f"mailto:x{n}", "membre"),
                            stuffed=True).replace(b"\r\n..", b"\r\n.") .startswith(copy[:200])
+
+
+WHITESPACE = [b"plain line\r\n", b"a \t b  c\r\n", b"tab\tonly\r\n", b"trailing \r\n", b"trailing tab\t\r\n",
+              b"two  spaces\r\n\r\n", b"  leading\r\n", b"=20 encoded\r\n", b"\t\r\n \r\n", b""]
+
+
+@pytest.mark.parametrize("data", WHITESPACE)
+def test_relaxed_canonical_forms_match_dkimpy_whatever_the_whitespace(data: bytes) -> None:
+    """The fast paths (no regex when a C scan finds nothing to change) give dkimpy's relaxed forms."""
+    from dkim.canonicalization import Relaxed
+
+    from engine.posting.dkim import canonical_field
+
+    assert finish_body(canonical_lines(data)) == Relaxed.canonicalize_body(data)
+    field = b"Subject:" + data.rstrip(b"\r\n").replace(b"\r\n", b"\r\n ") + b"\r\n"  # folded lines
+    [(name, value)] = Relaxed.canonicalize_headers([tuple(field.rstrip(b"\r\n").split(b":", 1))])
+    assert canonical_field(field) == (name, name + b":" + value)

@@ -19,7 +19,7 @@ from engine.posting.models import Message
 from tests import factories
 from tests.engine.conftest import Federation, wait_until
 from tests.engine.test_engine_e2e import post, send
-from tests.support.sink import Sink
+from tests.support.sink import Sink, reserve
 
 LIST = "comite_directeur.comite@listes.example.fr"
 
@@ -217,11 +217,14 @@ def test_finding_10_a_held_post_is_answered_250_once_whatever_its_notices_do(
 
 def test_finding_10_a_held_post_is_answered_250_when_no_notice_can_be_sent(
         start_engine, federation: Federation, engine_settings: Settings) -> None:
-    from tests.support.postgres import free_port
-
-    engine = start_engine(dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{free_port()}"))
-    assert send(engine, post(author="paul.durand@example.fr"), sender="paul.durand@example.fr") == {}
-    assert [m.state for m in Message.select()] == ["held"]
+    down = reserve()  # bound, never listening: the smarthost refuses connections, and nobody can take its port
+    try:
+        engine = start_engine(dataclasses.replace(engine_settings,
+                                                  smarthost=f"smtp://127.0.0.1:{down.getsockname()[1]}"))
+        assert send(engine, post(author="paul.durand@example.fr"), sender="paul.durand@example.fr") == {}
+        assert [m.state for m in Message.select()] == ["held"]
+    finally:
+        down.close()
 
 
 # --- finding 11 (engine half): LIST-request@ answers anyone without limit ---

@@ -78,11 +78,18 @@ def test_behind_postfix_every_copy_arrives_once_across_a_postfix_restart(
                what="Postfix relaying every copy to the sink", timeout=180)
     copies = Counter(rcpt for item in sink.handler.received for rcpt in item.rcpt_tos)
     assert set(copies) == {f"plongeur{n:04d}@example.org" for n in range(size)}
-    duplicates = sum(count - 1 for count in copies.values())
-    # A copy goes twice only when Postfix queued it but its smtpd died before answering (its reply lost): at
-    # most one per connection each time a connection dies. While Postfix stops and starts, a connection may die
-    # twice (once at the stop, once more if it reconnected to a Postfix still shutting down).
-    assert duplicates <= 2 * settings.delivery_connections, (duplicates, copies.most_common(5))
+    attempts = dict(Delivery.select(Delivery.address, Delivery.attempts).tuples())
+    twice = Counter("engine" if attempts[rcpt] > 1 else "postfix" for rcpt, count in copies.items() if count > 1)
+    print(f"\ncopies twice across the restart: {dict(twice)} of {size}")
+    # The engine sends a copy again only when it was in doubt: Postfix queued it but its smtpd died before
+    # answering. At most one copy is in doubt per connection at a time (smtp.py pipelines one message ahead),
+    # each time a connection dies; while Postfix stops and starts a connection may die twice (at the stop, then
+    # after reconnecting to a Postfix still shutting down). Such a copy was tried twice, which its row counts.
+    assert twice["engine"] <= 2 * settings.delivery_connections, (twice, copies.most_common(5))
+    # Postfix itself delivers at least once: a copy the sink accepted just before the stop, whose result its
+    # queue manager never learnt, goes again after the start; at most one per smtp process it runs towards
+    # the sink (default_destination_concurrency_limit, 20). Not the engine's doing: those rows say 1 attempt.
+    assert twice["postfix"] <= 20, (twice, copies.most_common(5))
     assert Delivery.select().where(Delivery.state != DeliveryState.SENT).count() == 0
 
 

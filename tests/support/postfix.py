@@ -151,6 +151,10 @@ def make_postfix(main: Mapping[str, str], services: list[str] | None = None, *, 
     for name in ("etc", "queue", "data"):
         (folder / name).mkdir()
     shutil.chown(folder / "data", "postfix")
+    # Commands of `postfix start` that drop root for the postfix user (postsuper, after a stop left a
+    # half-written file in the queue) log to the file themselves: it must not be root's alone.
+    (folder / "maillog").touch(0o644)
+    shutil.chown(folder / "maillog", "postfix")
     config = str(folder / "etc") + "/"
     for name, lines in (files or {}).items():
         (folder / "etc" / name).write_text("".join(line.replace("/etc/postfix/", config) + "\n" for line in lines))
