@@ -9,7 +9,9 @@ from the first connection to smtp-source's exit, then the messages stored in the
 counted: every one must be there (the intake answers 250 only after the commit). Baseline in the same
 run: the same smtp-source against Postfix's ``smtp-sink`` (which stores nothing). SQLite always;
 PostgreSQL too with ``--postgresql`` (a private cluster) or ``--database-url`` (a server on which a
-fresh database is made for the run). Target: at least 300 messages/s.
+fresh database is made for the run). Target: at least 300 messages/s. With ``INTAKE_PROFILE=PATH`` the
+engine runs under cProfile (``bench/profiled.py``: ``PATH.sqlite`` for the event loop, ``PATH.sqlite.db.prof``
+for the database thread; profiling slows it, so its rates are not comparable).
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
            "PALANQUEE_DNS_RESOLVER": "none", "PALANQUEE_MAX_RECIPIENTS": "100"}
     log_path = folder / f"engine-{smtp_port}.log"  # read when the engine does not stop
     with log_path.open("wb") as log_file:
-        engine = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env={**env, "PYTHONFAULTHANDLER": "1"},
+        profile = os.environ.get("INTAKE_PROFILE")  # a path: the engine runs under cProfile (bench/profiled.py)
+        command = ["-m", "bench.profiled", f"{profile}.{url.partition(':')[0]}", "engine"] if profile else \
+            ["-m", "portal.cli", "engine"]
+        engine = subprocess.Popen([sys.executable, *command], env={**env, "PYTHONFAULTHANDLER": "1"},
                                   stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         wait_port(smtp_port, timeout=120)

@@ -84,29 +84,43 @@ def _candidates(local: str) -> list[tuple[str, str, str | None]]:
 
 def route(address: str, verp_key: bytes) -> Route:
     """The route for ``address``, or ``Refused`` with the reply naming why."""
+    return find(address, verp_key)[0]
+
+
+def find(address: str, verp_key: bytes) -> tuple[Route, MailingList | None]:
+    """The route for ``address`` and its list (with its domain loaded), or ``Refused``. One query for a
+    list's address or companion: every reading of the local part is looked up at once, the first that
+    names a list wins (the plain list first, as ``_candidates`` orders them)."""
     local, domain_name = _split(address)
+    base, plus, shared_token = local.partition("+")
+    if not (plus and base == verp.SHARED_LOCAL_PART):
+        readings = _candidates(local)
+        found = {ml.local_part.lower(): ml for ml in MailingList.select(MailingList, Domain).join(Domain).where(
+            (Domain.name == domain_name) & pw.fn.LOWER(MailingList.local_part).in_([r[0] for r in readings]))}
+        for list_local, companion, token in readings:
+            if list_local in found:
+                return _list_route(address, found[list_local], companion, token, verp_key), found[list_local]
     domain = Domain.get_or_none(Domain.name == domain_name)
     if domain is None:
         raise Refused("550 5.7.1 Relaying denied: this server only accepts mail for its mailing lists")
-    base, plus, shared_token = local.partition("+")
     if plus and base == verp.SHARED_LOCAL_PART:
-        return _shared_bounce(address, domain, shared_token, verp_key)
-    for list_local, companion, token in _candidates(local):
-        mailing_list = MailingList.get_or_none(
-            (MailingList.domain == domain) & (pw.fn.LOWER(MailingList.local_part) == list_local))
-        if mailing_list is None:
-            continue
-        if mailing_list.deleted_at is not None:
-            raise Refused(f"550 5.1.1 <{address}>: this mailing list has been deleted")
-        if not domain.lists_enabled:
-            raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
-        delivery_id = None
-        if companion == Companion.BOUNCES and token is not None:  # a copy's VERP address must be genuine
-            delivery_id = verp.read_token(verp_key, token)
-            if delivery_id is None:
-                raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
-        return Route(address, mailing_list.id, companion, delivery_id)
+        return _shared_bounce(address, domain, shared_token, verp_key), None
     raise Refused(f"550 5.1.1 <{address}>: no such mailing list")
+
+
+def _list_route(address: str, mailing_list: MailingList, companion: str, token: str | None,
+                verp_key: bytes) -> Route:
+    domain = mailing_list.domain
+    if mailing_list.deleted_at is not None:
+        raise Refused(f"550 5.1.1 <{address}>: this mailing list has been deleted")
+    if not domain.lists_enabled:
+        raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
+    delivery_id = None
+    if companion == Companion.BOUNCES and token is not None:  # a copy's VERP address must be genuine
+        delivery_id = verp.read_token(verp_key, token)
+        if delivery_id is None:
+            raise Refused(f"550 5.1.1 <{address}>: unknown bounce address")
+    return Route(address, mailing_list.id, companion, delivery_id)
 
 
 def _shared_bounce(address: str, domain: Domain, token: str, verp_key: bytes) -> Route:

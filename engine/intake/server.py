@@ -69,7 +69,7 @@ class IntakeHandler:
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:  # RFC 5321 §4.5.3.1.10
             return "452 4.5.3 Too many recipients in this transaction, send the rest in another"
         try:
-            route = await self.run_in_db(routes.route, address, self.verp_key)
+            route, info = await self.run_in_db(service.rcpt, address, self.verp_key)
         except routes.Refused as refused:
             log.info("refused RCPT %s from %s: %s", address, session.peer, refused.reply,
                      extra={"rcpt": address, "reply": refused.reply})
@@ -81,6 +81,10 @@ class IntakeHandler:
         if not hasattr(envelope, "routes"):
             envelope.routes = []  # type: ignore[attr-defined]
         envelope.routes.append(route)  # type: ignore[attr-defined]
+        if info is not None:  # read with the route: the render check at DATA needs no other database call
+            if not hasattr(envelope, "list_infos"):
+                envelope.list_infos = {}  # type: ignore[attr-defined]
+            envelope.list_infos[route.list_id] = info  # type: ignore[attr-defined]
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -96,10 +100,11 @@ class IntakeHandler:
         done: dict[tuple[int, str, int | None], str] = {}
         routes_ = list(getattr(envelope, "routes", []))
         checked = await self._authenticate(routes_, data, sender, client)
+        infos: dict[int, render.ListInfo] = getattr(envelope, "list_infos", {})
         for route in routes_:
             key = (route.list_id, route.companion, route.delivery_id)
             if key not in done:
-                done[key] = await self._receive(route, sender, data, client, checked)
+                done[key] = await self._receive(route, sender, data, client, checked, infos.get(route.list_id))
             replies.append(done[key])
         if not replies:
             self.counted("data", "554")
@@ -114,17 +119,18 @@ class IntakeHandler:
 
 
     async def _receive(self, route: routes.Route, sender: str, data: bytes, client: Client | None,
-                       checked: object) -> str:
-        reply = await self._store(route, sender, data, client, checked)
+                       checked: object, info: render.ListInfo | None = None) -> str:
+        reply = await self._store(route, sender, data, client, checked, info)
         self.counted("data", reply)
         return reply
 
     async def _store(self, route: routes.Route, sender: str, data: bytes, client: Client | None,
-                     checked: object) -> str:
-        """Store the post (or handle the companion) and return its reply: never 250 before the commit."""
+                     checked: object, info: render.ListInfo | None = None) -> str:
+        """Store the post (or handle the companion) and return its reply: never 250 before the commit.
+        ``info`` is the list as read at RCPT (read again here when missing)."""
         ids = {"list_id": route.list_id, "rcpt": route.address}
         try:
-            problem = await self._render_problem(route, data)
+            problem = await self._render_problem(route, data, info)
             outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,
                                                             client, checked, render_problem=problem)
         except Exception as exc:
@@ -140,12 +146,13 @@ class IntakeHandler:
             self.on_accepted()
         return outcome.reply
 
-    async def _render_problem(self, route: routes.Route, data: bytes) -> str | None:
+    async def _render_problem(self, route: routes.Route, data: bytes, info: render.ListInfo | None) -> str | None:
         """The reply refusing a post that delivery could never render, or None: the intake runs the
         very preparation delivery runs (outside the database thread), so a poison post never gets in."""
         if route.companion != routes.Companion.POST:
             return None
-        info = await self.run_in_db(service.list_info, route.list_id)
+        if info is None:
+            info = await self.run_in_db(service.list_info, route.list_id)
         try:
             await asyncio.to_thread(render.check, data, info)
         except render.Unrenderable as exc:

@@ -17,9 +17,10 @@ from engine import clock, notices
 from engine.bounces import service as bounces
 from engine.config import Settings
 from engine.db import database
+from engine.intake import routes
 from engine.intake.routes import Companion, Route
 from engine.lists import mailto_unsubscribe
-from engine.lists.models import MailingList
+from engine.lists.models import Domain, MailingList
 from engine.outbound import mail
 from engine.posting import authentication, confirmation, moderation, render
 from engine.posting.headers import one_line, readable, usable_address
@@ -45,7 +46,22 @@ def _headers(data: bytes) -> EmailMessage:
 
 def list_info(list_id: int) -> ListInfo:
     """What rendering needs of the list (for the intake's check, run outside the database thread)."""
-    return render.list_info(MailingList.get_by_id(list_id))
+    return render.list_info(_with_domain(list_id))
+
+
+def rcpt(address: str, verp_key: bytes) -> tuple[Route, ListInfo | None]:
+    """The route of an RCPT address (``routes.Refused`` when it is not ours) and, for a post, what the
+    render check of its DATA needs of the list: read in the same query, so that a post costs the database
+    thread one call at RCPT and one at DATA."""
+    route, mailing_list = routes.find(address, verp_key)
+    if route.companion != Companion.POST or mailing_list is None:
+        return route, None
+    return route, render.list_info(mailing_list)
+
+
+def _with_domain(list_id: int) -> MailingList:
+    """The list and its domain in one query (the rules and rendering read both)."""
+    return MailingList.select(MailingList, Domain).join(Domain).where(MailingList.id == list_id).get()
 
 
 def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
@@ -74,7 +90,7 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
 def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object,
           render_problem: str | None) -> Outcome:
     assert checked is None or isinstance(checked, authentication.Outcome)
-    mailing_list = MailingList.get_by_id(route.list_id)
+    mailing_list = _with_domain(route.list_id)
     headers = _headers(data)
     post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)

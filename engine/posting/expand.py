@@ -39,7 +39,7 @@ def expand(message_id: int) -> int | None:
                    .where((Message.id == message_id) & (Message.state == MessageState.ACCEPTED)).execute())
         if not claimed:
             return None
-        message = Message.get_by_id(message_id)
+        message = Message.select(Message, MailingList).join(MailingList).where(Message.id == message_id).get()
         count = 0
         sql = _insert_sql()
         cursor = database.obj.cursor()
