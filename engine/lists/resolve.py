@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,8 @@ from engine.bounces.models import Bounce
 from engine.db import database
 from engine.directory import labels
 from engine.directory.models import Mandate, Member, Structure
-from engine.lists.models import CriterionRole, ListCriterion, MailingList, OptOut, Subscription
+from engine.lists import compiled
+from engine.lists.models import ListCriterion, MailingList, OptOut, Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,36 +99,35 @@ def _static_branch(mailing_list: MailingList) -> pw.SelectQuery:
             .where(Subscription.mailing_list == mailing_list))
 
 
-def _exclusions(mailing_list: MailingList, key: pw.Field, member: pw.Field) -> pw.Expression:
-    """Not opted out (by member or by address) and not disabled by bounces."""
+def _exclusions(mailing_list: MailingList, key: pw.Field, member: pw.Field,
+                now: datetime | None = None) -> pw.Expression:
+    """Not opted out (by member or by address) and not disabled by bounces (until after ``now``)."""
     opted_members = OptOut.select(OptOut.member).where(
         (OptOut.mailing_list == mailing_list) & OptOut.member.is_null(False))
     opted_keys = OptOut.select(OptOut.email_key).where(
         (OptOut.mailing_list == mailing_list) & OptOut.email_key.is_null(False))
-    disabled = Bounce.select(Bounce.email_key).where(Bounce.disabled_until > clock.now())
+    disabled = Bounce.select(Bounce.email_key).where(Bounce.disabled_until > (now or clock.now()))
     member_ok = member.is_null() | member.not_in(opted_members)
     return member_ok & key.not_in(opted_keys) & key.not_in(disabled)
 
 
 def _branches(mailing_list: MailingList, day: date, member: Member | None = None, apply_exclusions: bool = True,
-              keys: pw.Expression | None = None) -> list[tuple[pw.SelectQuery, pw.Field[Any]]]:
+              keys: pw.Expression | None = None, now: datetime | None = None,
+              loaded: compiled.Loaded | None = None) -> list[tuple[pw.SelectQuery, pw.Field[Any]]]:
     """One query per criterion and one for static subscribers, each with its address-key column. ``keys`` is a
     condition on an address-key column (``Member.email_key``), applied to each branch's own column."""
-    criteria = list(ListCriterion.select().where(ListCriterion.mailing_list == mailing_list))
-    roles: dict[int, list[int]] = {}
-    for link in CriterionRole.select().where(CriterionRole.criterion.in_([c.id for c in criteria])):
-        roles.setdefault(link.criterion_id, []).append(link.role_id)
+    criteria, roles = loaded or compiled.load(mailing_list)
     branches: list[tuple[pw.SelectQuery, pw.Field[Any]]] = []
     for criterion in criteria:
         branch = _criterion_branch(criterion, roles.get(criterion.id, []), day)
         if apply_exclusions:
-            branch = branch.where(_exclusions(mailing_list, Member.email_key, Member.id))
+            branch = branch.where(_exclusions(mailing_list, Member.email_key, Member.id, now))
         if member is not None:
             branch = branch.where(Member.id == member.id)
         branches.append((branch, Member.email_key))
     static = _static_branch(mailing_list)
     if apply_exclusions:
-        static = static.where(_exclusions(mailing_list, Subscription.email_key, Subscription.member))
+        static = static.where(_exclusions(mailing_list, Subscription.email_key, Subscription.member, now))
     if member is not None:
         static = static.where((Subscription.member == member.id) |
                               (Subscription.email_key == (member.email_key or "")))
@@ -143,8 +143,10 @@ def _on_column(condition: pw.Expression, column: pw.Field) -> pw.Expression:
 
 
 def _rows_query(mailing_list: MailingList, day: date, member: Member | None = None,
-                apply_exclusions: bool = True, keys: pw.Expression | None = None) -> pw.SelectQuery:
-    branches = [branch for branch, _column in _branches(mailing_list, day, member, apply_exclusions, keys)]
+                apply_exclusions: bool = True, keys: pw.Expression | None = None, now: datetime | None = None,
+                loaded: compiled.Loaded | None = None) -> pw.SelectQuery:
+    branches = [branch for branch, _column in _branches(mailing_list, day, member, apply_exclusions, keys, now,
+                                                        loaded)]
     query = branches[0]
     for branch in branches[1:]:
         query = query + branch  # UNION ALL
@@ -221,8 +223,15 @@ def _ordered(reasons: list[Reason]) -> tuple[Reason, ...]:
 
 def resolve(mailing_list: MailingList, *, day: date | None = None, batch_size: int = 1000,
             with_reasons: bool = True) -> Generator[list[Recipient], None, None]:
-    """Stream the list's recipients now, one per distinct address, in batches ordered by address key."""
-    return _grouped(_stream(_rows_query(mailing_list, _today(day))), batch_size, with_reasons)
+    """Stream the list's recipients now, one per distinct address, in batches ordered by address key (its SQL
+    compiled once per shape of the list: ``compiled.py``)."""
+    day = _today(day)
+
+    def build(now: datetime, loaded: compiled.Loaded) -> tuple[str, list[Any]]:
+        sql, params = _rows_query(mailing_list, day, now=now, loaded=loaded).order_by(pw.SQL("1")).sql()
+        return sql, list(params)
+
+    return _grouped(_stream_sql(*compiled.rows_sql(mailing_list, day, build)), batch_size, with_reasons)
 
 
 def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
