@@ -39,12 +39,13 @@ def expand(message_id: int) -> int | None:
                    .where((Message.id == message_id) & (Message.state == MessageState.ACCEPTED)).execute())
         if not claimed:
             return None
-        message = Message.select(Message, MailingList).join(MailingList).where(Message.id == message_id).get()
+        # Its list's id is all resolve() needs: neither the post's content nor the list's other columns
+        mailing_list = MailingList.select(MailingList.id).join(Message).where(Message.id == message_id).get()
         count = 0
         sql = _insert_sql()
         cursor = database.obj.cursor()
         stamp = sql_datetime(now)
-        for batch in resolve(message.mailing_list, batch_size=1000):
+        for batch in resolve(mailing_list, batch_size=1000):
             rows = [
                 (message_id, r.address, r.member_ids[0] if r.member_ids else None,
                  " ".join(map(str, r.member_ids)), _reason([reason.label_fr for reason in r.reasons]),
@@ -56,8 +57,8 @@ def expand(message_id: int) -> int | None:
         state = MessageState.SENDING if count else MessageState.DONE
         Message.update(state=state, recipient_count=count, finished_at=None if count else now).where(
             Message.id == message_id).execute()
-        MailingList.update(last_posted_at=now).where(MailingList.id == message.mailing_list_id).execute()
-        counts.record(message.mailing_list_id, count, now)  # the lists page's count, for free
+        MailingList.update(last_posted_at=now).where(MailingList.id == mailing_list.id).execute()
+        counts.record(mailing_list.id, count, now)  # the lists page's count, for free
     return count
 
 

@@ -54,9 +54,9 @@ class Post:
     headers: Message
     authentication: Outcome | None = None  # None: not checked (PALANQUEE_INBOUND_AUTHENTICATION=off)
 
-    @property
+    @functools.cached_property
     def author(self) -> str:
-        """The first usable From address, lower-cased; empty when there is none."""
+        """The first usable From address, lower-cased; empty when there is none (parsed once per post)."""
         found = inbound.addresses(self.headers, "From")
         return found[0].lower() if found else ""
 
@@ -156,10 +156,10 @@ def known_addresses(address: str) -> set[str]:
 def _may_post(post: Post) -> bool:
     """The list's posting policy, applied to the From address."""
     mailing_list, author = post.mailing_list, post.author
-    if is_moderator(mailing_list, author):
-        return True
     policy = mailing_list.post_policy
-    if policy == PostPolicy.ANYONE:
+    if policy == PostPolicy.ANYONE:  # anyone, moderators included: no query
+        return True
+    if is_moderator(mailing_list, author):
         return True
     if policy == PostPolicy.MEMBERS:
         return is_on_list(mailing_list, author)
