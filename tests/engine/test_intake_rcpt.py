@@ -53,3 +53,23 @@ def test_a_database_error_while_checking_the_recipient_is_answered_451(start_eng
     assert Message.select().count() == 0
     assert rcpts(engine, f"{BOARD}@listes.example.fr")[0][0] == 250  # the same engine, once the database is back
     assert send(engine, post()) == {} and Message.select().count() == 1
+
+
+def test_a_post_costs_the_database_thread_one_call_at_rcpt_and_one_at_data(start_engine, federation: Federation,
+                                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from engine import runtime
+    from engine.intake import service
+
+    engine = start_engine()
+    calls: list[str] = []
+    original = runtime.Engine._call
+
+    def counting(self, function, args, kwargs):  # type: ignore[no-untyped-def]
+        if getattr(function, "__module__", "") == service.__name__:
+            calls.append(function.__name__)
+        return original(self, function, args, kwargs)
+
+    monkeypatch.setattr(runtime.Engine, "_call", counting)
+    assert send(engine, post()) == {}
+    assert calls == ["rcpt", "receive"]  # the render check's list settings came with the route
+    assert Message.select().count() == 1
