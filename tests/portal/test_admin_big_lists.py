@@ -11,7 +11,7 @@ import pytest
 
 from engine import demo
 from engine.directory.models import Member
-from engine.lists import optouts
+from engine.lists import counts, optouts
 from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients, resolve
 from portal import create_app
@@ -76,6 +76,9 @@ def test_the_lists_page_shows_stored_counts_and_marks_changed_ones(app):
     federal = logged_in(app, demo.ADMIN_LICENCE)
     ml = the_list("licencies.provence")
     before = count_recipients(ml)
+    # the engine's job counts every list (a page only counts within its CPU budget: on a busy machine it may
+    # leave a list "en cours de calcul", which is right for the page but not what this test is about)
+    assert counts.recount_due(budget=60.0) == MailingList.select().where(MailingList.deleted_at.is_null()).count()
     page = federal.get("/admin/").get_data(as_text=True)
     assert re.search(rf'licencies.provence@.*?<td class="number">{before}</td>', page, re.S)
     optouts.leave(ml, member=Member.get(Member.licence_number == demo.MEMBER_LICENCE), source="espace")
