@@ -15,8 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import peewee
@@ -25,6 +23,7 @@ from engine import clock, heartbeat, jobs, logs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
+from engine.dbthread import INTAKE, DatabaseThread
 from engine.intake import socketmap
 from engine.intake.server import start_listeners
 from engine.metrics import Metrics
@@ -87,8 +86,8 @@ class Engine:
         self.transport = transport or make_transport(settings)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_seconds = poll_seconds
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="palanquee-db")
         self.database = engine_db.shared(settings.database_url)
+        self.db_thread = DatabaseThread(lambda f, args, kwargs: self._call(f, args, kwargs), self.database.atomic)
         self._probe_idle = not settings.is_sqlite  # a file cannot go away under a connection
         self._last_use = time.monotonic()
         self.ready = threading.Event()
@@ -104,8 +103,16 @@ class Engine:
         self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(self._call, function, args, kwargs))
+        """Run ``function`` in the database thread, after waiting intake calls (``engine/dbthread.py``)."""
+        return await self.db_thread.submit(function, *args, **kwargs)
+
+    async def run_intake(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run an intake call in the database thread, before waiting background work."""
+        return await self.db_thread.submit(function, *args, priority=INTAKE, **kwargs)
+
+    async def store_post(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Store a post with the others waiting, in one transaction (group commit, ``engine/dbthread.py``)."""
+        return await self.db_thread.submit(function, *args, grouped=True, **kwargs)
 
     def _call(self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run ``function`` on this thread's connection: checked first when it sat idle (a PostgreSQL
@@ -141,15 +148,15 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._stopping, self._wake_expand, self._wake_delivery = asyncio.Event(), asyncio.Event(), asyncio.Event()
         await self.run_in_db(engine_db.check_schema, self.database)
-        servers = await start_listeners(self.settings, self.run_in_db, verp.signing_key(self.settings),
+        servers = await start_listeners(self.settings, self.run_intake, verp.signing_key(self.settings),
                                         self._accepted, self.smtp_address, self.lmtp_address,
-                                        self.metrics.intake_reply)
+                                        self.metrics.intake_reply, store_post=self.store_post)
         for kind, server in zip([k for k, a in (("smtp", self.smtp_address), ("lmtp", self.lmtp_address)) if a],
                                 servers, strict=True):
             host, port = server.sockets[0].getsockname()[:2]
             self.bound[kind] = (host, port)
         if self.socketmap_address:  # Postfix in front asks it which recipients exist (no backscatter)
-            server = await socketmap.start(self.run_in_db, verp.signing_key(self.settings), self.socketmap_address)
+            server = await socketmap.start(self.run_intake, verp.signing_key(self.settings), self.socketmap_address)
             servers.append(server)
             self.bound["socketmap"] = server.sockets[0].getsockname()[:2]
         exporter = self.metrics.serve(self.metrics_address) if self.metrics_address else None
@@ -193,7 +200,7 @@ class Engine:
         with contextlib.suppress(Exception):  # this process no longer handles mail (/healthz)
             await self.run_in_db(heartbeat.forget, self.name)
         await self.run_in_db(engine_db.disconnect, self.database)
-        self.executor.shutdown(wait=True)
+        self.db_thread.shutdown()
 
     def stop(self) -> None:
         """Ask the engine to stop (from any thread)."""

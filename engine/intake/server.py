@@ -46,8 +46,10 @@ def storage_full(error: BaseException) -> bool:
 
 class IntakeHandler:
     def __init__(self, settings: Settings, run_in_db: RunInDb, verp_key: bytes,
-                 on_accepted: Callable[[], None], lmtp: bool = False, counted: Counted | None = None) -> None:
+                 on_accepted: Callable[[], None], lmtp: bool = False, counted: Counted | None = None,
+                 store_post: RunInDb | None = None) -> None:
         self.settings, self.run_in_db, self.verp_key = settings, run_in_db, verp_key
+        self.store_post = store_post  # stores a post with the others waiting (group commit); else one by one
         self.on_accepted, self.lmtp = on_accepted, lmtp
         self.counted = counted or (lambda stage, reply: None)
 
@@ -131,8 +133,12 @@ class IntakeHandler:
         ids = {"list_id": route.list_id, "rcpt": route.address}
         try:
             problem = await self._render_problem(route, data, info)
-            outcome: service.Outcome = await self.run_in_db(service.receive, self.settings, route, sender, data,
-                                                            client, checked, render_problem=problem)
+            outcome: service.Outcome
+            if self.store_post is not None and route.companion == routes.Companion.POST and checked is not UNCHECKED:
+                outcome = await self.store_post(service.store_post, self.settings, route, sender, data, checked, problem)
+            else:
+                outcome = await self.run_in_db(service.receive, self.settings, route, sender, data, client, checked,
+                                               render_problem=problem)
         except Exception as exc:
             if storage_full(exc):  # a 4xx: the sender keeps the message and tries again later
                 log.error("cannot store a message for %s: the database's storage is full", route.address,
@@ -190,15 +196,16 @@ def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable
 async def start_listeners(settings: Settings, run_in_db: RunInDb, verp_key: bytes,
                           on_accepted: Callable[[], None],
                           smtp: tuple[str, int] | None, lmtp: tuple[str, int] | None,
-                          counted: Counted | None = None) -> list[asyncio.Server]:
+                          counted: Counted | None = None, store_post: RunInDb | None = None) -> list[asyncio.Server]:
     """Open the SMTP and LMTP listeners (either may be None) on the running loop; ``counted`` is told
-    of every RCPT and DATA reply (metrics)."""
+    of every RCPT and DATA reply (metrics); ``store_post`` stores posts with group commit."""
     loop = asyncio.get_running_loop()
     servers = []
     for address, is_lmtp in ((smtp, False), (lmtp, True)):
         if address is None:
             continue
-        handler = IntakeHandler(settings, run_in_db, verp_key, on_accepted, lmtp=is_lmtp, counted=counted)
+        handler = IntakeHandler(settings, run_in_db, verp_key, on_accepted, lmtp=is_lmtp, counted=counted,
+                                store_post=store_post)
         server = await loop.create_server(_factory(handler, settings, is_lmtp), address[0], address[1])
         servers.append(server)
     return servers

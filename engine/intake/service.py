@@ -8,6 +8,7 @@ only after the commit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
@@ -89,32 +90,48 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
 
 def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object,
           render_problem: str | None) -> Outcome:
+    with database.atomic():
+        outcome, after = store_post(settings, route, envelope_sender, data, checked, render_problem)
+    if after is not None:
+        after()
+    return outcome
+
+
+def store_post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object,
+               render_problem: str | None) -> tuple[Outcome, Callable[[], None] | None]:
+    """Decide on a post and store it inside the caller's transaction (the intake stores the posts waiting
+    together in one: ``engine/dbthread.py``); returns its reply and what to do once committed (its
+    notices), for the caller to run after the commit and before answering."""
     assert checked is None or isinstance(checked, authentication.Outcome)
     mailing_list = _with_domain(route.list_id)
     headers = _headers(data)
     post = Post(mailing_list, envelope_sender, headers, authentication=checked)
     decision = decide(post)
     if decision.action == Action.REFUSE:
-        return Outcome(decision.reply)
+        return Outcome(decision.reply), None
     if render_problem is not None:  # never stored: it could never be sent, nor shown to staff safely
-        return Outcome(render_problem)
+        return Outcome(render_problem), None
     state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD, Action.CONFIRM: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
-    with database.atomic():
-        message = Message.create(
-            mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
-            envelope_sender=one_line(readable(envelope_sender))[:254], author=post.author[:254],
-            subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
-            reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now(),
-            authentication=checked.header_value() if checked is not None else "")
-    try:  # committed: the reply is 250 whatever happens now (a 4xx would make the client send it again)
-        if decision.action == Action.CONFIRM:
-            confirmation.request(settings, message)
-        elif state == MessageState.HELD:
-            moderation.request(settings, message)
-    except Exception:  # noqa: BLE001 - logged; the post is stored and shown to staff
-        log.exception("notices for held message %s", message.id)
-    return Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
+    message = Message.create(
+        mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
+        envelope_sender=one_line(readable(envelope_sender))[:254], author=post.author[:254],
+        subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
+        reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now(),
+        authentication=checked.header_value() if checked is not None else "")
+    outcome = Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
+    if state != MessageState.HELD:
+        return outcome, None
+
+    def notify() -> None:  # committed: the reply is 250 whatever happens now (a 4xx would make the client send it again)
+        try:
+            if decision.action == Action.CONFIRM:
+                confirmation.request(settings, message)
+            else:
+                moderation.request(settings, message)
+        except Exception:  # noqa: BLE001 - logged; the post is stored and shown to staff
+            log.exception("notices for held message %s", message.id)
+    return outcome, notify
 
 
 def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
