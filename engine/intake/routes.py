@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
+from engine import statements
 from engine.bounces import verp
 from engine.lists.models import Domain, MailingList
 
@@ -82,6 +83,19 @@ def _candidates(local: str) -> list[tuple[str, str, str | None]]:
     return readings
 
 
+_by_readings: dict[int, statements.Select[MailingList]] = {}
+
+
+def _lists(readings: int) -> statements.Select[MailingList]:
+    """The lists (with their domain) of a domain named by any of ``readings`` local parts: compiled once."""
+    if readings not in _by_readings:
+        _by_readings[readings] = statements.Select(
+            lambda domain, *locals_: MailingList.select(MailingList, Domain).join(Domain).where(
+                (Domain.name == domain) & pw.fn.LOWER(MailingList.local_part).in_(list(locals_))),
+            Domain.name, *[None] * readings)
+    return _by_readings[readings]
+
+
 def route(address: str, verp_key: bytes) -> Route:
     """The route for ``address``, or ``Refused`` with the reply naming why."""
     return find(address, verp_key)[0]
@@ -95,8 +109,7 @@ def find(address: str, verp_key: bytes) -> tuple[Route, MailingList | None]:
     base, plus, shared_token = local.partition("+")
     if not (plus and base == verp.SHARED_LOCAL_PART):
         readings = _candidates(local)
-        found = {ml.local_part.lower(): ml for ml in MailingList.select(MailingList, Domain).join(Domain).where(
-            (Domain.name == domain_name) & pw.fn.LOWER(MailingList.local_part).in_([r[0] for r in readings]))}
+        found = {ml.local_part.lower(): ml for ml in _lists(len(readings))(domain_name, *[r[0] for r in readings])}
         for list_local, companion, token in readings:
             if list_local in found:
                 return _list_route(address, found[list_local], companion, token, verp_key), found[list_local]

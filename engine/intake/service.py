@@ -14,7 +14,7 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
-from engine import clock, notices
+from engine import clock, notices, statements
 from engine.bounces import service as bounces
 from engine.config import Settings
 from engine.db import database
@@ -60,9 +60,16 @@ def rcpt(address: str, verp_key: bytes) -> tuple[Route, ListInfo | None]:
     return route, render.list_info(mailing_list)
 
 
+_WITH_DOMAIN = statements.Select(
+    lambda list_id: MailingList.select(MailingList, Domain).join(Domain).where(MailingList.id == list_id), MailingList.id)
+
+
 def _with_domain(list_id: int) -> MailingList:
-    """The list and its domain in one query (the rules and rendering read both)."""
-    return MailingList.select(MailingList, Domain).join(Domain).where(MailingList.id == list_id).get()
+    """The list and its domain in one query (the rules and rendering read both), compiled once."""
+    found = _WITH_DOMAIN(list_id)
+    if not found:
+        raise MailingList.DoesNotExist(f"no mailing list {list_id}")
+    return found[0]
 
 
 def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
@@ -113,15 +120,17 @@ def store_post(settings: Settings, route: Route, envelope_sender: str, data: byt
         return Outcome(render_problem), None
     state = {Action.ACCEPT: MessageState.ACCEPTED, Action.HOLD: MessageState.HELD, Action.CONFIRM: MessageState.HELD,
              Action.DISCARD: MessageState.DISCARDED}[decision.action]
-    message = Message.create(
+    values = dict(
         mailing_list=mailing_list, message_id=header_text(headers, "Message-ID")[:255] or None,
         envelope_sender=one_line(readable(envelope_sender))[:254], author=post.author[:254],
         subject=header_text(headers, "Subject")[:255], content=data, size=len(data), state=state,
         reason=decision.reply if decision.action != Action.ACCEPT else "", received_at=clock.now(),
         authentication=checked.header_value() if checked is not None else "")
-    outcome = Outcome(OK, message.id, accepted=state == MessageState.ACCEPTED)
+    message_id = statements.insert(Message, **values)  # SQL text built once (Message.create builds it each time)
+    outcome = Outcome(OK, message_id, accepted=state == MessageState.ACCEPTED)
     if state != MessageState.HELD:
         return outcome, None
+    message = Message.get_by_id(message_id)  # held: the notices read it (rare, and not on the hot path)
 
     def notify() -> None:  # committed: the reply is 250 whatever happens now (a 4xx would make the client send it again)
         try:

@@ -1,0 +1,49 @@
+"""Statements of fixed shape compiled once (engine/statements.py): the same rows and rows written as peewee's
+own queries, on SQLite and PostgreSQL, whatever the values (quotes, case, NUL-free hostile text)."""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from engine import clock, statements
+from engine.db import database
+from engine.intake import routes
+from engine.lists.models import Domain, MailingList
+from engine.posting.models import Message, MessageState
+from tests import factories as f
+
+
+def test_a_compiled_select_finds_what_peewee_finds_and_is_built_once(db) -> None:  # type: ignore[no-untyped-def]
+    fed = f.federation_tree()
+    first = f.mailing_list("bureau", fed["dom"])
+    f.mailing_list("o'brien", fed["dom"])
+    built: list[object] = []
+
+    def build(domain: str, *locals_: str) -> pw.ModelSelect[MailingList]:
+        built.append(domain)
+        return MailingList.select(MailingList, Domain).join(Domain).where(
+            (Domain.name == domain) & pw.fn.LOWER(MailingList.local_part).in_(list(locals_)))
+
+    select = statements.Select(build, Domain.name, None, None)
+    for _ in range(3):
+        found = select(fed["dom"].name, "bureau", "o'brien")
+        assert sorted(ml.local_part for ml in found) == ["bureau", "o'brien"]
+        assert found[0].domain.name == fed["dom"].name  # the joined model, as peewee attaches it
+    assert select("nowhere.example", "bureau", "x' OR '1'='1") == []
+    assert len(built) == 1  # compiled once, with probes; never built again
+    assert routes.find(f"BUREAU@{fed['dom'].name.upper()}", b"k" * 32)[1] == first
+
+
+def test_insert_writes_the_row_model_create_writes(db) -> None:  # type: ignore[no-untyped-def]
+    fed = f.federation_tree()
+    ml = f.mailing_list("bureau", fed["dom"])
+    values = dict(mailing_list=ml, message_id=None, author="a@b.fr", subject="Sujet d'été \u2019", content=b"\x00\xffraw",
+                  size=5, state=MessageState.ACCEPTED, received_at=clock.now())
+    compiled_id = statements.insert(Message, **values)
+    created = Message.create(**values)
+    assert compiled_id != created.id
+    columns = [field.name for field in Message._meta.sorted_fields if field.name != "id"]
+    rows = {m.id: [getattr(m, name) for name in columns] for m in Message.select()}
+    rows = {key: [bytes(v) if isinstance(v, memoryview) else v for v in row] for key, row in rows.items()}
+    assert rows[compiled_id] == rows[created.id]
+    assert database.obj.param in statements._inserts[(type(database.obj).__name__, Message)][0]
