@@ -49,9 +49,43 @@ def baseline(folder: Path, messages: int, sessions: int, size: int) -> float:
         sink.wait(10)
 
 
+def threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid`` by thread name (threads of one name added up), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        name = name.rstrip("0123456789_") or name  # asyncio_3, palanquee-db: one line per kind
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def drained(url: str, messages: int, timeout: float = 600.0) -> bool:
+    """Wait until every post is done (expanded and its copy sent): fan-out may lag the intake."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if postgres.count(url, "SELECT COUNT(*) FROM message WHERE state = 'done'") >= messages:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+class Run:
+    """What one engine run measured."""
+
+    def __init__(self, rate: float, cpu: float, db_cpu: float, drain: float, total_cpu: float,
+                 threads: dict[str, float]) -> None:
+        self.rate, self.cpu, self.db_cpu, self.drain, self.total_cpu = rate, cpu, db_cpu, drain, total_cpu
+        self.threads = threads
+
+
 def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
-                server_pids: list[int]) -> tuple[float, float, float]:
-    """(messages/s, engine CPU µs per message, database server CPU µs per message) on ``url``."""
+                server_pids: list[int]) -> Run:
+    """The intake's rate and CPU on ``url``, then the time until every post was delivered."""
     seed(url, 1)
     sink, sink_port = start_sink(folder)
     smtp_port = free_port()
@@ -70,17 +104,28 @@ def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
     try:
         wait_port(smtp_port, timeout=120)
         cpu_before, server_before = postgres.tree_cpu([engine.pid]), postgres.tree_cpu(server_pids)
+        threads_before = threads_cpu(engine.pid)
+        started = time.perf_counter()
         elapsed = source(smtp_port, messages, sessions, size)
         cpu = postgres.tree_cpu([engine.pid]) - cpu_before
         server = postgres.tree_cpu(server_pids) - server_before
+        threads = {name: (seconds - threads_before.get(name, 0.0)) / messages * 1e6
+                   for name, seconds in threads_cpu(engine.pid).items()}
         stored = postgres.count(url, "SELECT COUNT(*) FROM message")
         if stored != messages:
             raise RuntimeError(f"{messages} posts answered, {stored} stored")
+        if os.environ.get("NO_DRAIN"):
+            pass
+        elif not drained(url, messages):
+            raise RuntimeError("the posts were not all delivered within 600 s")
+        drain = time.perf_counter() - started
+        total = postgres.tree_cpu([engine.pid]) - cpu_before
     finally:
         stop(engine, log_path)
         sink.terminate()
         sink.wait(10)
-    return messages / elapsed, cpu / messages * 1e6, server / messages * 1e6
+    return Run(messages / elapsed, cpu / messages * 1e6, server / messages * 1e6, drain, total / messages * 1e6,
+               threads)
 
 
 def stop(engine: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -115,15 +160,24 @@ def main() -> None:
                 if name == "PostgreSQL":
                     assert server is not None
                     with server.fresh_database("palanquee_intake") as fresh:
-                        rate, cpu, db_cpu = engine_rate(fresh, folder, args.messages, args.sessions, args.size, pids)
+                        run = engine_rate(fresh, folder, args.messages, args.sessions, args.size, pids)
                 else:
-                    rate, cpu, db_cpu = engine_rate(url, folder, args.messages, args.sessions, args.size, pids)
-                server_part = f", database server {db_cpu:5.0f} µs/message" if pids else ""
-                print(f"{name:>10}: {rate:6.0f} messages/s ({rate / sink_rate:.2f} of smtp-sink's {sink_rate:.0f}/s "
-                      f"in the same run), engine CPU {cpu:5.0f} µs/message{server_part}; load average "
-                      f"{os.getloadavg()[0]:.2f}; target >= 300/s: {'met' if rate >= 300 else 'NOT met'}")
+                    run = engine_rate(url, folder, args.messages, args.sessions, args.size, pids)
+                report(name, run, sink_rate, args.messages, bool(pids))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(name: str, run: Run, sink_rate: float, messages: int, server: bool) -> None:
+    server_part = f", database server {run.db_cpu:5.0f} µs/message" if server else ""
+    print(f"{name:>10}: {run.rate:6.0f} messages/s ({run.rate / sink_rate:.2f} of smtp-sink's {sink_rate:.0f}/s "
+          f"in the same run), engine CPU {run.cpu:5.0f} µs/message{server_part}; load average "
+          f"{os.getloadavg()[0]:.2f}; target >= 300/s: {'met' if run.rate >= 300 else 'NOT met'}")
+    threads = ", ".join(f"{thread} {cpu:.0f}" for thread, cpu in sorted(run.threads.items(), key=lambda t: -t[1])
+                        if cpu >= 1)
+    print(f"{'':>10}  engine CPU by thread while posting (µs/message): {threads}")
+    print(f"{'':>10}  every post delivered {run.drain:.1f} s after the first connection ({messages / run.drain:.0f} "
+          f"posts/s end to end), engine CPU until then {run.total_cpu:5.0f} µs/message")
 
 
 if __name__ == "__main__":

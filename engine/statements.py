@@ -43,7 +43,7 @@ class Select(Generic[M]):
 
     def __init__(self, build: Callable[..., pw.ModelSelect[M]], *fields: Converter) -> None:
         self.build, self.fields = build, fields
-        self._compiled: dict[str, tuple[str, list[Any], list[list[int]], pw.ModelSelect[M]] | None] = {}
+        self._compiled: dict[str, tuple[str, list[Any], list[list[int]], Callable[[Any], list[M]]] | None] = {}
 
     def __call__(self, *values: Any) -> list[M]:
         kind = _kind()
@@ -52,16 +52,15 @@ class Select(Generic[M]):
         compiled = self._compiled[kind]
         if compiled is None:  # a shape the probes could not find their places in: built each time
             return list(self.build(*values))
-        sql, template, slots, query = compiled
+        sql, template, slots, rows = compiled
         params = list(template)
         for field, value, places in zip(self.fields, values, slots, strict=True):
             converted = _convert(field, value)
             for place in places:
                 params[place] = converted
-        rows = query._get_cursor_wrapper(database.execute_sql(sql, params))  # type: ignore[attr-defined]  # peewee builds the rows
-        return list(rows)
+        return rows(database.execute_sql(sql, params))
 
-    def _compile(self) -> tuple[str, list[Any], list[list[int]], pw.ModelSelect[M]] | None:
+    def _compile(self) -> tuple[str, list[Any], list[list[int]], Callable[[Any], list[M]]] | None:
         probes = [_probe(field, n) for n, field in enumerate(self.fields)]
         query = self.build(*probes)
         sql, params = query.sql()
@@ -69,7 +68,36 @@ class Select(Generic[M]):
                  for field, probe in zip(self.fields, probes, strict=True)]
         if not all(slots) or any(str(probe) in sql for probe in probes):
             return None
-        return sql, list(params), slots, query
+        return sql, list(params), slots, _rows(query)
+
+
+def _rows(query: pw.ModelSelect[M]) -> Callable[[Any], list[M]]:
+    """How to build the query's models from a cursor: its own model and those joined through its foreign keys,
+    each field read as peewee reads it (``python_value``); peewee's cursor wrapper for anything else (it
+    resolves the columns again at each execution, which costs more than the query here)."""
+    columns: list[pw.Field] = list(query._returning)  # type: ignore[attr-defined]
+    models: list[Any] = list(dict.fromkeys(getattr(column, "model", None) for column in columns))
+    links = {fk.name: fk.rel_model for fk in query.model._meta.refs}
+    if not all(isinstance(column, pw.Field) for column in columns) or models[0] is not query.model or not all(
+            model in links.values() for model in models[1:]) or len(set(links.values())) != len(links):
+        return lambda cursor: list(query._get_cursor_wrapper(cursor))  # type: ignore[attr-defined]
+    groups: list[tuple[Any, list[tuple[int, str, Callable[[Any], Any]]]]] = [(model, [(n, column.name, column.python_value) for n, column in enumerate(columns)
+                       if column.model is model]) for model in models]
+    joined = [(name, model) for name, model in links.items() if model in models[1:]]
+
+    def build(cursor: Any) -> list[M]:
+        found: list[M] = []
+        for row in cursor.fetchall():
+            made = {model: model(__no_default__=1, **{name: read(row[n]) for n, name, read in fields})
+                    for model, fields in groups}
+            primary = made[query.model]
+            for name, model in joined:
+                setattr(primary, name, made[model])
+            for instance in made.values():  # read, not changed (as peewee leaves rows it builds)
+                instance._dirty.clear()
+            found.append(primary)
+        return found
+    return build
 
 
 _inserts: dict[tuple[str, type[pw.Model]], tuple[str, list[pw.Field]]] = {}

@@ -75,3 +75,21 @@ def test_a_post_costs_the_database_thread_one_call_at_rcpt_and_one_at_data(start
     assert send(engine, post()) == {}
     assert calls == ["rcpt", "store_post"]  # the render check's list settings came with the route
     assert Message.select().count() == 1
+
+
+ADDRESSES = ["<a@b.fr>", "<a@b.fr> SIZE=10", "<a@b.fr>  (comment) SIZE=1", "<a.b+c@x-y.fr>BODY=8BITMIME", "<A@B.FR> ",
+             "<a@b.fr>\t x", "<a..b@c.fr>", "<.a@b.fr>", "<a.@b.fr>", '<"a b"@c.fr>', "<a@[127.0.0.1]>", "<a@b..fr>",
+             "a@b.fr", " <a@b.fr>", "<a@b.fr", "<@relay.fr:a@b.fr>", "<élodie@exemple.fr>", "<a@b.fr> SIZE=1 ",
+             "<a@b.fr>>", "<a(c)@b.fr>", "<a@b.fr>\r\n", "<" + "x" * 70 + "@b.fr>", "<>", "<a@b.fr> \"q\""]
+
+
+@pytest.mark.parametrize("limit", [0, 64])
+def test_a_plain_address_is_read_as_the_full_parser_reads_it(limit: int) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    from engine.intake.server import IntakeSMTP
+
+    ours, theirs = IntakeSMTP.__new__(IntakeSMTP), SMTP.__new__(SMTP)
+    ours.local_part_limit = theirs.local_part_limit = limit
+    for address in ADDRESSES:
+        assert ours._getaddr(address) == theirs._getaddr(address), address

@@ -29,8 +29,13 @@ def test_a_compiled_select_finds_what_peewee_finds_and_is_built_once(db) -> None
         found = select(fed["dom"].name, "bureau", "o'brien")
         assert sorted(ml.local_part for ml in found) == ["bureau", "o'brien"]
         assert found[0].domain.name == fed["dom"].name  # the joined model, as peewee attaches it
+    peewee_built = {ml.id: ml for ml in build(fed["dom"].name, "bureau", "o'brien")}
+    for ours in select(fed["dom"].name, "bureau", "o'brien"):  # every field read as peewee reads it
+        theirs = peewee_built[ours.id]
+        assert ours.__data__ == theirs.__data__ and ours.domain.__data__ == theirs.domain.__data__
+        assert not ours._dirty and not ours.domain._dirty and ours.domain_id == theirs.domain.id
     assert select("nowhere.example", "bureau", "x' OR '1'='1") == []
-    assert len(built) == 1  # compiled once, with probes; never built again
+    assert len(built) == 2  # compiled once, with probes (and once above by peewee); never built again
     assert routes.find(f"BUREAU@{fed['dom'].name.upper()}", b"k" * 32)[1] == first
 
 
