@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import peewee
@@ -23,7 +24,7 @@ from engine import clock, heartbeat, jobs, logs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
-from engine.dbthread import INTAKE, DatabaseThread
+from engine.dbthread import INTAKE, DatabaseThread, name_os_thread
 from engine.intake import socketmap
 from engine.intake.server import start_listeners
 from engine.metrics import Metrics
@@ -146,6 +147,8 @@ class Engine:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.set_default_executor(ThreadPoolExecutor(  # asyncio's own, its threads named for the system
+            thread_name_prefix="palanquee-work", initializer=name_os_thread, initargs=("palanquee-work",)))
         self._stopping, self._wake_expand, self._wake_delivery = asyncio.Event(), asyncio.Event(), asyncio.Event()
         await self.run_in_db(engine_db.check_schema, self.database)
         servers = await start_listeners(self.settings, self.run_intake, verp.signing_key(self.settings),
