@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from engine import clock, resolver
+from engine.posting.headers import put as put_header
 from engine.posting.headers import readable, usable_address
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ def rewrite_from(message: Message, info: ListInfo) -> None:
     shown = readable(name or address)  # raw 8-bit text read as UTF-8: the display name is re-encoded
     list_name = _CONTROL.sub(" ", info.name).strip()
     del message["From"]
-    message["From"] = str(Address(display_name=f"{shown} via {list_name}", addr_spec=info.address))
+    put_header(message, "From", str(Address(display_name=f"{shown} via {list_name}", addr_spec=info.address)))
     del message["X-Original-From"]
     author, put = _mailbox(name, address, message)
     put("X-Original-From", author)
@@ -200,7 +201,7 @@ def _mailbox(name: str, address: str, message: Message) -> tuple[str, Callable[[
     the email package refuses to write, is kept as raw 8-bit text like the post's own headers (the copy
     then goes with SMTPUTF8); anything else is written by the email package."""
     try:
-        return str(Address(display_name=name, addr_spec=address)), message.__setitem__
+        return str(Address(display_name=name, addr_spec=address)), lambda key, value: put_header(message, key, value)
     except ValueError:
         shown = Header(readable(name), "utf-8").encode() + " " if name else ""
         raw = f"{shown}<{address}>".encode("utf-8", "surrogateescape").decode("ascii", "surrogateescape")

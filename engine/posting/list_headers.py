@@ -61,19 +61,20 @@ def _add_date_and_id(message: EmailMessage, info: ListInfo, id_domain: str) -> N
 def _reply_to(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
     if info.reply_to_list:
         del message["Reply-To"]
-        message["Reply-To"] = info.address
+        headers.put(message, "Reply-To", info.address)
 
 
 def _add_list_headers(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
     name = safe_header_value(info.name)
-    message["List-Id"] = f"{_phrase(name)} <{info.local_part}.{info.domain}>"  # RFC 2919
-    message["List-Post"] = "NO" if info.announce_only else f"<mailto:{info.address}>"  # RFC 2369 §3.4
-    message["List-Help"] = f"<{info.help_url}>" if info.help_url else (
-        f"<mailto:{info.local_part}-request@{info.domain}?subject=help>")
-    message["List-Owner"] = f"<mailto:{info.local_part}-owner@{info.domain}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 §3.1
-    message["Precedence"] = "list"
-    message["X-Loop"] = info.address
+    put = headers.put  # a short ASCII value is stored as it is (the email package would write it back unchanged)
+    put(message, "List-Id", f"{_phrase(name)} <{info.local_part}.{info.domain}>")  # RFC 2919
+    put(message, "List-Post", "NO" if info.announce_only else f"<mailto:{info.address}>")  # RFC 2369 §3.4
+    put(message, "List-Help", f"<{info.help_url}>" if info.help_url else (
+        f"<mailto:{info.local_part}-request@{info.domain}?subject=help>"))
+    put(message, "List-Owner", f"<mailto:{info.local_part}-owner@{info.domain}>")
+    put(message, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")  # RFC 8058 §3.1
+    put(message, "Precedence", "list")
+    put(message, "X-Loop", info.address)
 
 
 def _rewrite_from(message: EmailMessage, info: ListInfo, id_domain: str) -> None:
