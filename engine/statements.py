@@ -71,35 +71,6 @@ class Select(Generic[M]):
         return sql, list(params), slots, _rows(query)
 
 
-def _rows(query: pw.ModelSelect[M]) -> Callable[[Any], list[M]]:
-    """How to build the query's models from a cursor: its own model and those joined through its foreign keys,
-    each field read as peewee reads it (``python_value``); peewee's cursor wrapper for anything else (it
-    resolves the columns again at each execution, which costs more than the query here)."""
-    columns: list[pw.Field] = list(query._returning)  # type: ignore[attr-defined]
-    models: list[Any] = list(dict.fromkeys(getattr(column, "model", None) for column in columns))
-    links = {fk.name: fk.rel_model for fk in query.model._meta.refs}
-    if not all(isinstance(column, pw.Field) for column in columns) or models[0] is not query.model or not all(
-            model in links.values() for model in models[1:]) or len(set(links.values())) != len(links):
-        return lambda cursor: list(query._get_cursor_wrapper(cursor))  # type: ignore[attr-defined]
-    groups: list[tuple[Any, list[tuple[int, str, Callable[[Any], Any]]]]] = [(model, [(n, column.name, column.python_value) for n, column in enumerate(columns)
-                       if column.model is model]) for model in models]
-    joined = [(name, model) for name, model in links.items() if model in models[1:]]
-
-    def build(cursor: Any) -> list[M]:
-        found: list[M] = []
-        for row in cursor.fetchall():
-            made = {model: model(__no_default__=1, **{name: read(row[n]) for n, name, read in fields})
-                    for model, fields in groups}
-            primary = made[query.model]
-            for name, model in joined:
-                setattr(primary, name, made[model])
-            for instance in made.values():  # read, not changed (as peewee leaves rows it builds)
-                instance._dirty.clear()
-            found.append(primary)
-        return found
-    return build
-
-
 _inserts: dict[tuple[str, type[pw.Model]], tuple[str, list[pw.Field]]] = {}
 
 
@@ -129,3 +100,37 @@ def insert(model: type[pw.Model], **values: Any) -> int:
         params.append(field.db_value(value))
     cursor = database.execute_sql(sql, params)
     return int(cursor.fetchone()[0] if database.obj.returning_clause else cursor.lastrowid)
+
+
+def _rows(query: pw.ModelSelect[M]) -> Callable[[Any], list[M]]:
+    """How to build the query's models from a cursor: its own model and those joined through foreign keys (each to
+    one model before it), each field read as peewee reads it (``python_value``); peewee's cursor wrapper for
+    anything else (it resolves the columns again at each execution, which costs more than the query here)."""
+    columns: list[Any] = list(query._returning)  # type: ignore[attr-defined]
+    models: list[Any] = list(dict.fromkeys(getattr(column, "model", None) for column in columns))
+    joins: list[tuple[Any, str, Any]] = []  # (model holding the foreign key, its name, the model it points to)
+    for n, model in enumerate(models[1:], start=1):
+        found = [(source, fk.name, model) for source in models[:n] for fk in source._meta.refs if fk.rel_model is model]
+        if len(found) != 1:
+            joins = []
+            break
+        joins.extend(found)
+    if not all(isinstance(column, pw.Field) for column in columns) or models[0] is not query.model or (
+            len(joins) != len(models) - 1):
+        return lambda cursor: list(query._get_cursor_wrapper(cursor))  # type: ignore[attr-defined]
+    groups: list[tuple[Any, list[tuple[int, str, Callable[[Any], Any]]]]] = [(model, [
+        (n, column.name, column.python_value) for n, column in enumerate(columns) if column.model is model])
+        for model in models]
+
+    def build(cursor: Any) -> list[M]:
+        found: list[M] = []
+        for row in cursor.fetchall():
+            made = {model: model(__no_default__=1, **{name: read(row[n]) for n, name, read in fields})
+                    for model, fields in groups}
+            for source, name, target in joins:
+                setattr(made[source], name, made[target])
+            for instance in made.values():  # read, not changed (as peewee leaves rows it builds)
+                instance._dirty.clear()
+            found.append(made[query.model])
+        return found
+    return build

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from engine import tokens
+from engine import statements, tokens
 from engine.bounces import verp
 from engine.config import Settings
-from engine.lists.models import MailingList, PostPolicy
+from engine.lists.models import Domain, MailingList, PostPolicy
 from engine.outbound import failures, mime
 from engine.outbound.dispatch import Dispatch
 from engine.outbound.outbox import Claimed, Result, claim_due
@@ -36,9 +36,16 @@ log = logging.getLogger("palanquee.delivery")
 DEFAULT_REASON = "abonné(e) à la liste"
 
 
+_WITH_LIST = statements.Select(lambda message_id: Message.select(Message, MailingList, Domain).join(MailingList)
+                               .join(Domain).where(Message.id == message_id), Message.id)
+
+
 def load_message(message_id: int) -> tuple[Message, ListInfo]:
-    """The stored post and what rendering needs of its list (database thread)."""
-    message = Message.get_by_id(message_id)
+    """The stored post and what rendering needs of its list (database thread): one query, compiled once."""
+    found = _WITH_LIST(message_id)
+    if not found:
+        raise Message.DoesNotExist(f"no message {message_id}")
+    message = found[0]
     mailing_list: MailingList = message.mailing_list
     info = ListInfo(
         list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,

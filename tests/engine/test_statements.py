@@ -52,3 +52,19 @@ def test_insert_writes_the_row_model_create_writes(db) -> None:  # type: ignore[
     rows = {key: [bytes(v) if isinstance(v, memoryview) else v for v in row] for key, row in rows.items()}
     assert rows[compiled_id] == rows[created.id]
     assert database.obj.param in statements._inserts[(type(database.obj).__name__, Message)][0]
+
+
+def test_models_joined_through_a_joined_model_are_attached_as_peewee_attaches_them(db) -> None:  # type: ignore[no-untyped-def]
+    from engine.outbound.delivery import load_message
+
+    fed = f.federation_tree()
+    ml = f.mailing_list("bureau", fed["dom"], dmarc_mode="never")
+    message = Message.create(mailing_list=ml, author="a@b.fr", content=b"Subject: x\r\n\r\nbody\r\n", size=20,
+                             state=MessageState.SENDING, received_at=clock.now())
+    ours, info = load_message(message.id)
+    theirs = Message.select(Message, MailingList, Domain).join(MailingList).join(Domain).where(
+        Message.id == message.id).get()
+    assert ours.__data__ == theirs.__data__ and bytes(ours.content) == b"Subject: x\r\n\r\nbody\r\n"
+    assert ours.mailing_list.__data__ == theirs.mailing_list.__data__
+    assert ours.mailing_list.domain.__data__ == theirs.mailing_list.domain.__data__
+    assert info.address == f"bureau@{fed['dom'].name}" and not info.rewrite_from
