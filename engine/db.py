@@ -15,6 +15,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -243,3 +244,12 @@ def batched(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def write_transaction() -> AbstractContextManager[object]:
+    """A transaction that takes the write lock at its start (SQLite: ``BEGIN IMMEDIATE``): one that reads and then
+    writes would otherwise fail at once with "database is locked" when another engine wrote in between (its
+    snapshot is stale, and SQLite's busy timeout does not wait for that), where this one waits its turn."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        return database.obj.atomic("IMMEDIATE")
+    return database.atomic()

@@ -88,7 +88,7 @@ class Engine:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll_seconds = poll_seconds
         self.database = engine_db.shared(settings.database_url)
-        self.db_thread = DatabaseThread(lambda f, args, kwargs: self._call(f, args, kwargs), self.database.atomic)
+        self.db_thread = DatabaseThread(lambda f, args, kwargs: self._call(f, args, kwargs), engine_db.write_transaction)
         self._probe_idle = not settings.is_sqlite  # a file cannot go away under a connection
         self._last_use = time.monotonic()
         self.ready = threading.Event()

@@ -17,7 +17,7 @@ from email.parser import BytesHeaderParser
 from engine import clock, notices, statements
 from engine.bounces import service as bounces
 from engine.config import Settings
-from engine.db import database
+from engine.db import write_transaction
 from engine.intake import routes
 from engine.intake.routes import Companion, Route
 from engine.lists import mailto_unsubscribe
@@ -97,7 +97,7 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
 
 def _post(settings: Settings, route: Route, envelope_sender: str, data: bytes, checked: object,
           render_problem: str | None) -> Outcome:
-    with database.atomic():
+    with write_transaction():
         outcome, after = store_post(settings, route, envelope_sender, data, checked, render_problem)
     if after is not None:
         after()
