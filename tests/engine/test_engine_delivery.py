@@ -54,12 +54,7 @@ def test_connection_refused_defers_and_nothing_is_lost(start_engine, federation:
 
 def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
                                                          engine_settings: Settings) -> None:
-    members = 60
-    role = factories.role("membre_cd")
-    for n in range(members):
-        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
-        factories.mandate(person, role, federation.region)
-    expected = members + 2
+    expected = _board(federation, 60)
     sink = Sink(SinkHandler(delay=0.03))
     sink.start()
     env = engines.environment(dataclasses.replace(engine_settings, smarthost=sink.url), DELIVERY_LEASE="2s",
@@ -93,6 +88,15 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
 
 
 
+def _board(federation: Federation, members: int) -> int:
+    """``members`` more board members of the region, ``m<n>@example.net``; the list's recipients then."""
+    role = factories.role("membre_cd")
+    for n in range(members):
+        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
+        factories.mandate(person, role, federation.region)
+    return members + 2
+
+
 def test_a_post_accepted_before_a_crash_is_expanded_after_restart(start_engine, federation: Federation,
                                                                   sink: Sink, engine_settings: Settings) -> None:
     """What the intake committed before answering 250 is all the engine needs after a restart."""
@@ -114,12 +118,7 @@ def test_issue_16_sigterm_mid_send_records_and_gives_back_then_a_restart_finishe
     gives the untried claims back at once (the 5-minute lease would outlast this test)."""
     from engine import clock
 
-    members = 80
-    role = factories.role("membre_cd")
-    for n in range(members):
-        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
-        factories.mandate(person, role, federation.region)
-    expected = members + 2
+    expected = _board(federation, 80)
     sink = Sink(SinkHandler(delay=0.02))
     sink.start()
     env = engines.environment(dataclasses.replace(engine_settings, smarthost=sink.url), DELIVERY_LEASE="5m",
