@@ -23,11 +23,14 @@ from engine.posting.models import Message, MessageState
 log = logging.getLogger("palanquee.jobs")
 
 
-def expand_accepted() -> int:
+def expand_accepted(yield_to: Callable[[], bool] | None = None) -> int:
     """Expand every accepted post (new ones, approved ones, and those a crash interrupted); other
-    engines are told at once that copies are queued."""
+    engines are told at once that copies are queued. ``yield_to()`` true after a post: stop there and
+    give the database thread back (the intake waits; the engine calls again for the rest)."""
     done = 0
     for message_id in accepted_messages():
+        if done and yield_to is not None and yield_to():
+            break
         try:
             count = expand(message_id)
         except (peewee.OperationalError, peewee.InterfaceError):

@@ -141,6 +141,10 @@ class Engine:
             if event is not None:
                 event.set()
 
+    def _intake_waits(self) -> bool:
+        """Intake calls wait for the database thread (background work stops at its next step)."""
+        return self.db_thread.waiting(INTAKE) > 0
+
     def _accepted(self) -> None:
         if self._wake_expand is not None:
             self._wake_expand.set()
@@ -220,7 +224,7 @@ class Engine:
         outage = Outage("expansion")
         while True:
             try:
-                expanded = await self.run_in_db(jobs.expand_accepted)
+                expanded = await self.run_in_db(jobs.expand_accepted, self._intake_waits)
                 outage.ok()
                 if expanded:
                     self._wake_delivery.set()

@@ -163,3 +163,16 @@ def test_intake_calls_run_first_but_background_work_still_progresses() -> None:
 @contextmanager
 def contextlib_null() -> Iterator[None]:
     yield
+
+
+def test_expansion_gives_the_database_thread_back_after_each_post_while_the_intake_waits(
+        federation: Federation, engine_settings: Any) -> None:
+    from engine.jobs import expand_accepted
+    from engine.posting.models import MessageState
+    from tests.engine.test_expansion_once import accepted_post
+
+    for _ in range(3):
+        accepted_post(engine_settings)
+    waiting = Message.select().where(Message.state == MessageState.ACCEPTED)
+    assert expand_accepted(lambda: True) == 1 and waiting.count() == 2  # one post, then the intake's turn
+    assert expand_accepted(lambda: False) == 2 and waiting.count() == 0  # nobody waits: the rest at once
