@@ -200,8 +200,28 @@ def staff_pages(app: Any, baseline: Target, args: argparse.Namespace) -> None:
         Target("Mon espace with the 200 lists", [(federal, "/espace/", ok)]),
     ]
     slow = {"criteria preview (POST, ~100,000)": 3}
+    if args.profile_staff:
+        profile_targets(targets, Path(args.profile_staff), slow)
     found = rounds(targets, baseline, args.rounds, slow, max(args.requests // 5, 20))
     report("In-process, staff pages at 100,000 members", found)
+
+
+def profile_targets(targets: list[Target], folder: Path, slow: dict[str, int]) -> None:
+    """One profile per staff page (60 requests each, fewer for slow ones), written to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, target in enumerate(targets):
+        target.once()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(slow.get(target.name, 60)):
+            target.once()
+        profiler.disable()
+        with open(folder / f"{number:02d}.txt", "w") as out:
+            out.write(f"{target.name}\n")
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats("cumulative").print_stats(60)
+            stats.sort_stats("tottime").print_stats(40)
+    print(f"\nprofiles of the staff pages written to {folder}")
 
 
 def profile(app: Any, clients: list[Any]) -> None:
@@ -226,6 +246,7 @@ def main() -> None:
     parser.add_argument("--no-load", action="store_true", help="skip the gunicorn + wrk part")
     parser.add_argument("--no-staff", action="store_true", help="skip the staff pages")
     parser.add_argument("--profile", action="store_true", help="print a profile of Mon espace")
+    parser.add_argument("--profile-staff", metavar="FOLDER", help="write a profile of each staff page there")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="palanquee-bench-portal-"))
     url = f"sqlite:///{folder / 'portal.sqlite3'}"
