@@ -25,8 +25,18 @@ class NotAllowed(Exception):
     """The staff member may not act on this object (the portal answers 403)."""
 
 
+_SCOPES: Prepared[Structure] = Prepared(lambda: (
+    Structure.select().join(StaffScope).where(StaffScope.member == slot("member")).order_by(Structure.path)))
+
+
 def scopes(member: Member) -> list[Structure]:
-    return list(Structure.select().join(StaffScope).where(StaffScope.member == member).order_by(Structure.path))
+    """The structures ``member`` is staff of, read once per member object: a page asks several times (the
+    list's scope, the structures it shows) and a request loads its member anew, so a grant or a withdrawal
+    is seen at the next request."""
+    known: list[Structure] | None = member.__dict__.get("_staff_scopes")
+    if known is None:
+        known = member.__dict__["_staff_scopes"] = _SCOPES.all(member=member.id)
+    return known
 
 
 _ANY_SCOPE: Prepared[tuple[int]] = Prepared(lambda: (
@@ -44,8 +54,7 @@ def is_staff(member: Member) -> bool:
 
 def is_federation_admin(member: Member) -> bool:
     """Staff on a root structure (the national federation) sees everything."""
-    return StaffScope.select().join(Structure).where(
-        (StaffScope.member == member) & Structure.parent.is_null()).exists()
+    return any(scope.parent_id is None for scope in scopes(member))
 
 
 def within_scopes(member: Member, path: pw.Field) -> pw.ColumnBase:

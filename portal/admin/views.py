@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from typing import NamedTuple
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -16,8 +17,8 @@ from flask_login import current_user
 from werkzeug.exceptions import Forbidden
 from wtforms import SelectChoice
 
-from engine.bounces.stats import list_figures
-from engine.directory import importer, staff
+from engine.bounces.stats import Figures, list_figures
+from engine.directory import importer, labels, staff
 from engine.directory.models import Member
 from engine.lists import admin, administrators
 from engine.lists import authority as list_authority
@@ -30,6 +31,11 @@ from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, Impo
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PER_PAGE = 50
 MAX_UPLOAD = 20 * 1024 * 1024  # bytes; the national file belongs to the command line
+
+
+@bp.record_once
+def _journal_in_templates(state) -> None:  # type: ignore[no-untyped-def]
+    state.app.jinja_env.globals["journal"] = journal  # the journal's rows are fragments (rendering.fragment)
 
 
 @bp.errorhandler(staff.NotAllowed)
@@ -62,8 +68,34 @@ def index():  # type: ignore[no-untyped-def]
     rows, total = admin.lists_page(current_user, search=search, sort=sort, descending=descending,
                                    page=page_number(), per_page=PER_PAGE)
     figures = list_figures([row.mailing_list.id for row in rows])  # one aggregate query for the page
-    return render_template("admin/lists.html", rows=rows, total=total, sort=sort, descending=descending,
-                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm(), figures=figures)
+    lines = [ListLine.of(row, figures[row.mailing_list.id]) for row in rows]
+    return render_template("admin/lists.html", lines=lines, total=total, sort=sort, descending=descending,
+                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm())
+
+
+class ListLine(NamedTuple):
+    """What a row of the lists page shows, and nothing else: the row's HTML is kept per value (``fragment``)."""
+
+    id: int
+    address: str
+    name: str
+    kind: str
+    enabled: bool
+    recipients: int | None
+    stale: bool
+    counted_at: datetime | None
+    sent: int
+    sent_rate: float | None
+    bounced: int
+    bounced_rate: float | None
+    unsubscribed: int
+    unsubscribed_rate: float | None
+
+    @classmethod
+    def of(cls, row: admin.ListRow, f: Figures) -> ListLine:
+        ml = row.mailing_list
+        return cls(ml.id, ml.address, ml.name, ml.kind, ml.domain.lists_enabled, row.recipients, row.stale,
+                   row.counted_at, f.sent, f.sent_rate, f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])
@@ -241,7 +273,7 @@ def audit_log():  # type: ignore[no-untyped-def]
     events, following = staff.audit_page(current_user, filters, before=before, size=PER_PAGE)
     older = f"{following[0].isoformat()}~{following[1]}" if following else None
     return render_template("admin/audit.html", form=form, events=events, older=older, first=before is not None,
-                           journal=journal, language=_language())
+                           language=_language(), names=labels.current_version())
 
 
 def _audit_position(text: str) -> tuple[datetime, int] | None:

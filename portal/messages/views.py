@@ -7,6 +7,9 @@ the signed token is the authority, and a GET only shows the post (mail scanners 
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import NamedTuple
+
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -73,8 +76,39 @@ def index():  # type: ignore[no-untyped-def]
     query = queries.visible_messages(current_user)
     total = query.count()
     messages = list(query.paginate(page, PER_PAGE))
-    return render_template("messages/index.html", messages=messages, held=queries.held_messages(current_user),
-                           figures=stats.message_figures(messages), page=page, total=total, per_page=PER_PAGE)
+    figures = stats.message_figures(messages)
+    lines = [MessageLine.of(message, figures[message.id]) for message in messages]
+    return render_template("messages/index.html", lines=lines, held=queries.held_messages(current_user),
+                           page=page, total=total, per_page=PER_PAGE)
+
+
+class MessageLine(NamedTuple):
+    """What a row of the messages page shows: the row's HTML is kept per value (``rendering.fragment``)."""
+
+    id: int
+    received_at: datetime
+    subject: str
+    author: str
+    list_id: int
+    address: str
+    state: str
+    recipient_count: int
+    sent: int
+    sent_rate: float | None
+    deferred: int
+    deferred_rate: float | None
+    failed: int
+    failed_rate: float | None
+    bounced: int
+    bounced_rate: float | None
+    unsubscribed: int
+    unsubscribed_rate: float | None
+
+    @classmethod
+    def of(cls, m: Message, f: stats.Figures) -> MessageLine:
+        return cls(m.id, m.received_at, m.subject, m.author, m.mailing_list_id, m.mailing_list.address, m.state,
+                   m.recipient_count, f.sent, f.sent_rate, f.deferred, f.deferred_rate, f.failed, f.failed_rate,
+                   f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 
 
 @bp.get("/<int:message_id>")
