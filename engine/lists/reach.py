@@ -53,11 +53,17 @@ class Figures:
 # ASCII letters only: an address typed with non-ASCII capitals would be compared unfolded.
 _KEY_OF_ADDRESS = {"sqlite": "lower(trim(address))", "postgresql": "lower(btrim(address))"}
 
+# Anti-joins each dialect runs in linear time: SQLite builds an index of a NOT IN subquery's rows (a LEFT JOIN
+# of two materialised CTEs got no automatic index: quadratic), PostgreSQL hashes a NOT EXISTS (a NOT IN over
+# more rows than work_mem holds is a scan per row).
+_NOT_IN = {"sqlite": "{a}.k NOT IN (SELECT k FROM {b})",
+           "postgresql": "NOT EXISTS (SELECT 1 FROM {b} WHERE {b}.k = {a}.k)"}
+
 _STATEMENT = """
 WITH now_(k) AS MATERIALIZED (SELECT DISTINCT email_key FROM ({rows}) AS rows_),
      before_(k) AS MATERIALIZED (SELECT DISTINCT {key} FROM delivery WHERE message_id = {param}),
-     added_(k) AS (SELECT n.k FROM now_ n LEFT JOIN before_ b ON b.k = n.k WHERE b.k IS NULL),
-     removed_(k) AS (SELECT b.k FROM before_ b LEFT JOIN now_ n ON n.k = b.k WHERE n.k IS NULL AND b.k <> '')
+     added_(k) AS (SELECT k FROM now_ WHERE {added}),
+     removed_(k) AS (SELECT k FROM before_ WHERE {removed} AND before_.k <> '')
 SELECT 0, COUNT(*), NULL FROM now_
 UNION ALL SELECT 1, COUNT(*), NULL FROM added_
 UNION ALL SELECT 2, COUNT(*), NULL FROM removed_
@@ -78,7 +84,10 @@ def exact(ml: MailingList, day: date | None, last: tuple[int, datetime] | None) 
     if last is None:
         found = database.obj.execute_sql(f"SELECT COUNT(DISTINCT email_key) FROM ({rows}) AS rows_", params)
         return Figures(int(found.fetchone()[0]), None, True, at)
-    sql = _STATEMENT.format(rows=rows, key=_KEY_OF_ADDRESS[_dialect()], param=database.obj.param, sample=SAMPLE)
+    dialect = _dialect()
+    sql = _STATEMENT.format(rows=rows, key=_KEY_OF_ADDRESS[dialect], param=database.obj.param, sample=SAMPLE,
+                            added=_NOT_IN[dialect].format(a="now_", b="before_"),
+                            removed=_NOT_IN[dialect].format(a="before_", b="now_"))
     totals = {0: 0, 1: 0, 2: 0}
     samples: dict[int, list[str]] = {3: [], 4: []}
     for kind, number, key in database.obj.execute_sql(sql, [*params, last[0]]).fetchall():

@@ -70,8 +70,9 @@ def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) 
         in_scope = (Structure.path >= low) & (Structure.path < high)
     else:
         in_scope = Structure.id == scope.id
-    if criterion.structure_kind:
-        in_scope &= Structure.kind == criterion.structure_kind
+    if criterion.structure_kind:  # not by the kind's index: "every club" is most structures, and that plan
+        # (each club's members, then sorted) costs a page of recipients what the whole list costs
+        in_scope &= pw.fn.COALESCE(Structure.kind, "") == criterion.structure_kind
     where = in_scope & Member.email_key.is_null(False)
     if criterion.require_valid_licence:
         where &= Member.licence_valid_until >= day
