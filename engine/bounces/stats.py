@@ -21,11 +21,14 @@ from engine.bounces.models import BounceEvent, MessageStats, tuples
 from engine.lists.models import OptOut
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
+from engine.prepared import Prepared, slot
 
 BOUNCED_KINDS = (Kind.HARD, Kind.SOFT, Kind.POLICY)
 LEFT_BY_PEOPLE = ("footer", "one-click", "mailto", "espace")  # not staff, not bounces
 LIST_WINDOW = timedelta(days=30)  # the lists page sums the messages of the last 30 days
+COMPILED_SIZES = 100  # list_figures keeps its statement for pages of up to this many lists
 SETTLE_BATCH = 200
+_LIST_FIGURES: dict[int, Prepared[tuple[int, str, int]]] = {}
 DISTRIBUTED = Message.state.in_([MessageState.SENDING, MessageState.DONE]) & (Message.recipient_count > 0)
 
 
@@ -153,11 +156,29 @@ def message_figures(messages: list[Message]) -> dict[int, Figures]:
 def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int, Figures]:
     """Figures of each list over its messages since ``since`` (``LIST_WINDOW`` ago): one aggregate query, a
     UNION ALL of grouped branches giving (list, figure, value) rows. Finished messages are read from their
-    settled counts; only messages still sending count their deliveries (by the (message, state) index)."""
+    settled counts; only messages still sending count their deliveries (by the (message, state) index).
+    The statement is compiled once per number of lists (a page holds at most fifty)."""
     found = {list_id: Figures() for list_id in list_ids}
     if not list_ids:
         return found
     since = since or clock.now() - LIST_WINDOW
+    compiled = _LIST_FIGURES.get(len(list_ids))
+    if compiled is None:
+        count = len(list_ids)
+        compiled = Prepared(lambda: _list_figures_query([slot(f"l{i}") for i in range(count)],
+                                                        slot("since", Message.received_at)))
+        if count <= COMPILED_SIZES:
+            _LIST_FIGURES[count] = compiled
+    values: dict[str, object] = {f"l{i}": list_id for i, list_id in enumerate(list_ids)}
+    for list_id, figure, value in compiled.rows(**values, since=since):
+        figures = found[list_id]
+        setattr(figures, figure, getattr(figures, figure) + int(value or 0))
+    for figures in found.values():  # "queued" above counted the deferred copies too
+        figures.queued = max(figures.queued - figures.deferred, 0)
+    return found
+
+
+def _list_figures_query(list_ids: list[pw.Value], since: pw.Value) -> pw.SelectBase:
     recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & DISTRIBUTED)
     lid = Message.mailing_list.alias("lid")
     unsettled = ~pw.fn.EXISTS(MessageStats.select(pw.SQL("1")).where(MessageStats.message == Message.id))
@@ -191,9 +212,4 @@ def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int
     query = branches[0]
     for branch in branches[1:]:
         query = query + branch  # UNION ALL (a CompoundSelectQuery): one round trip
-    for list_id, figure, value in tuples(query):
-        figures = found[list_id]
-        setattr(figures, figure, getattr(figures, figure) + int(value or 0))
-    for figures in found.values():  # "queued" above counted the deferred copies too
-        figures.queued = max(figures.queued - figures.deferred, 0)
-    return found
+    return query
