@@ -72,8 +72,10 @@ def fragment(template: str, item: Hashable) -> Markup:
 
     Only for templates that read nothing else: no form, no CSRF token, no user, no flashed message.
     """
-    where = (str(get_timezone()), request.script_root)
-    return _fragment(template, item, str(get_locale()), where)
+    found = g.get("_palanquee_where")
+    if found is None:  # the request's language, time zone and script root, looked up once
+        found = g._palanquee_where = (str(get_locale()), (str(get_timezone()), request.script_root))
+    return _fragment(template, item, found[0], found[1])
 
 
 def gettext(string: str, **variables: Any) -> str:
