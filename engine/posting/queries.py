@@ -60,7 +60,9 @@ def held_messages(staff: Member) -> list[Message]:
 
 
 def may_see(staff: Member, message: Message) -> bool:
-    return visible_messages(staff).where(Message.id == message.id).exists()
+    from engine.posting import listing  # compiled on top of visible_messages
+
+    return listing.may_see(staff, message)
 
 
 def progress(message: Message) -> Progress:

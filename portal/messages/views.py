@@ -19,7 +19,7 @@ from flask_login import current_user
 from engine import tokens
 from engine.bounces import stats
 from engine.outbound import mail
-from engine.posting import moderation, queries
+from engine.posting import listing, moderation, queries
 from engine.posting.models import Message, MessageState
 from engine.posting.reasons import reason_words
 from engine.posting.render import parse, part_text
@@ -73,13 +73,10 @@ def _visible(message_id: int) -> Message:
 @staff_required
 def index():  # type: ignore[no-untyped-def]
     page = _page()
-    query = queries.visible_messages(current_user)
-    total = query.count()
-    messages = list(query.paginate(page, PER_PAGE))
+    messages, total, held = listing.page_of_messages(current_user, page, PER_PAGE)  # compiled per scopes
     figures = stats.message_figures(messages)
     lines = [MessageLine.of(message, figures[message.id]) for message in messages]
-    return render_template("messages/index.html", lines=lines, held=queries.held_messages(current_user),
-                           page=page, total=total, per_page=PER_PAGE)
+    return render_template("messages/index.html", lines=lines, held=held, page=page, total=total, per_page=PER_PAGE)
 
 
 class MessageLine(NamedTuple):
