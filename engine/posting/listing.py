@@ -26,6 +26,15 @@ _PLACE: Prepared[Structure] = Prepared(lambda: (
 _kept: OrderedDict[tuple[Any, ...], tuple[Prepared[Message], Prepared[tuple[int]], Prepared[Message]]] = OrderedDict()
 
 
+_MESSAGE: Prepared[Message] = Prepared(lambda: (
+    Message.select(Message, MailingList, Domain).join(MailingList).join(Domain).where(Message.id == slot("id"))))
+
+
+def message_with_list(message_id: int) -> Message | None:
+    """The message with its list and the list's domain (one compiled statement), or None."""
+    return _MESSAGE.first(id=message_id)
+
+
 def may_see(member: Member, message: Message) -> bool:
     """Whether the message's list belongs to a structure within the member's scopes."""
     place = _PLACE.first(list=message.mailing_list_id)

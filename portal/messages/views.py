@@ -7,11 +7,14 @@ the signed token is the authority, and a GET only shows the post (mail scanners 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from datetime import datetime
+from email.message import EmailMessage
 from typing import NamedTuple
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from flask_babel import get_locale
+from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -63,7 +66,7 @@ def _page() -> int:
 
 
 def _visible(message_id: int) -> Message:
-    message = Message.get_or_none(Message.id == message_id)
+    message = listing.message_with_list(message_id)
     if message is None or not queries.may_see(current_user, message):
         abort(404)  # another structure's message does not exist for this staff member
     return message
@@ -185,9 +188,25 @@ def captured_message(key: str):  # type: ignore[no-untyped-def]
     return render_template("messages/captured_message.html", key=key, message=message, preview=_preview(message))
 
 
+PREVIEWS_KEPT = 64  # previews of stored messages kept (parsing a mail again on every view of its page)
+_previews: OrderedDict[tuple[bytes, str, str], dict[str, object]] = OrderedDict()
+
+
 def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """What a reader sees: the main headers, the text (or HTML) body, the attachments."""
-    message = parse(source) if isinstance(source, bytes) else source
+    """What a reader sees: the main headers, the text (or HTML) body, the attachments. A stored message's
+    preview is kept per content (its digest), language and time zone."""
+    if not isinstance(source, bytes):
+        return _read(source)
+    key = (hashlib.sha256(source).digest(), str(get_locale()), str(get_timezone()))
+    found = _previews.get(key)
+    if found is None:
+        found = _previews[key] = _read(parse(source))
+        while len(_previews) > PREVIEWS_KEPT:
+            _previews.popitem(last=False)
+    return found
+
+
+def _read(message: EmailMessage) -> dict[str, object]:
     body = message.get_body(("plain", "html"))
     text, html = "", ""
     if body is not None:

@@ -77,3 +77,19 @@ def test_the_profile_card_follows_the_member(app):
     assert me.last_name in member.get("/espace/").get_data(as_text=True)
     Member.update(last_name="Renommée").where(Member.id == me.id).execute()
     assert "Renommée" in member.get("/espace/").get_data(as_text=True)
+
+
+def test_a_message_page_keeps_its_preview_per_language(app):
+    from engine import clock
+    from engine.posting.models import Message
+
+    federal = client_of(app, demo.ADMIN_LICENCE)
+    ml = MailingList.select().first()
+    content = b"From: Aline <aline@example.org>\r\nSubject: Sortie du dimanche\r\n\r\nRendez-vous au port.\r\n"
+    message = Message.create(mailing_list=ml, content=content, size=len(content), subject="Sortie du dimanche",
+                             author="aline@example.org", received_at=clock.now(), state="done")
+    french = federal.get(f"/admin/messages/{message.id}").get_data(as_text=True)
+    english = federal.get(f"/admin/messages/{message.id}?lang=en").get_data(as_text=True)
+    assert "Rendez-vous au port." in french and "Rendez-vous au port." in english
+    assert "<dt>Objet du message</dt>" in french and "<dt>Subject</dt>" in english
+    assert "<dt>Objet du message</dt>" not in english
