@@ -167,7 +167,7 @@ def list_criteria(list_id: int):  # type: ignore[no-untyped-def]
     if shown is None and request.method == "GET":  # the sample and the stored count; the page's script asks
         shown = preview.preview(current_user, ml, exact=False)  # for the exact figures (criteria_exact)
     return render_template("admin/list_criteria.html", ml=ml, form=form, shown=shown, tab="criteria",
-                           structures=picker.options(), role_groups=role_groups(roles))
+                           structures=picker.choices(), role_groups=role_groups(roles))
 
 
 @bp.post("/lists/<int:list_id>/criteria/preview")
@@ -218,7 +218,7 @@ def list_posting(list_id: int):  # type: ignore[no-untyped-def]
         structure = picker.structure_from(form.role_structure) if typed else ml.structure
         if structure is not None and _save_posting(ml, form, structure):
             return redirect(url_for("admin.list_posting", list_id=ml.id))
-    return render_template("admin/list_posting.html", ml=ml, form=form, tab="posting", structures=picker.options(),
+    return render_template("admin/list_posting.html", ml=ml, form=form, tab="posting", structures=picker.choices(),
                            role_groups=role_groups(roles))
 
 

@@ -35,7 +35,9 @@ MAX_UPLOAD = 20 * 1024 * 1024  # bytes; the national file belongs to the command
 
 @bp.record_once
 def _journal_in_templates(state) -> None:  # type: ignore[no-untyped-def]
-    state.app.jinja_env.globals["journal"] = journal  # the journal's rows are fragments (rendering.fragment)
+    # templates kept as fragments (rendering.fragment) call these: the journal's rows, the structure picker
+    state.app.jinja_env.globals["journal"] = journal
+    state.app.jinja_env.globals["structure_options"] = picker.options_within
 
 
 @bp.errorhandler(staff.NotAllowed)
@@ -114,7 +116,7 @@ def create_list():  # type: ignore[no-untyped-def]
         created = _create(form)
         if created is not None:
             return _after_creation(created)
-    return render_template("admin/list_new.html", form=form, structures=picker.options())
+    return render_template("admin/list_new.html", form=form, structures=picker.choices())
 
 
 def _create(form: CreateListForm) -> admin.Created | None:

@@ -93,3 +93,19 @@ def test_a_message_page_keeps_its_preview_per_language(app):
     assert "Rendez-vous au port." in french and "Rendez-vous au port." in english
     assert "<dt>Objet du message</dt>" in french and "<dt>Subject</dt>" in english
     assert "<dt>Objet du message</dt>" not in english
+
+
+def test_the_structure_picker_follows_scopes_and_new_structures(app):
+    from engine.directory.models import Structure
+
+    federal, regional = client_of(app, demo.ADMIN_LICENCE), client_of(app, demo.STAFF_LICENCE)
+
+    def choices(client) -> list[str]:
+        page = client.get("/admin/lists/new").get_data(as_text=True)
+        return re.findall(r'<option value="([^"]+)"></option>', page.split('id="structure-choices"')[1])
+
+    everywhere, provence = choices(federal), choices(regional)
+    assert set(provence) < set(everywhere) and any(c.startswith("CR-PROV") for c in provence)
+    parent = Structure.get(Structure.code == "CR-PROV")
+    Structure.create_node(name="Club tout neuf", code="CLUB-NEUF", kind="club", parent=parent, depth=parent.depth + 1)
+    assert "CLUB-NEUF — Club tout neuf" in choices(regional) and "CLUB-NEUF — Club tout neuf" in choices(federal)
