@@ -159,8 +159,18 @@ def _pair(label: Any, value: str) -> str:
     return _("%(label)s : %(value)s", label=text(label), value=value)
 
 
-def action_choices() -> list[tuple[str, str]]:
-    """The journal's action filter: every action, and each family (a prefix) first."""
+_CHOICES: dict[str, list[tuple[str, str]]] = {}
+
+
+def action_choices(language: str) -> list[tuple[str, str]]:
+    """The journal's action filter: every action, and each family (a prefix) first (built once per language)."""
+    found = _CHOICES.get(language)
+    if found is None:
+        found = _CHOICES[language] = _action_choices()
+    return found
+
+
+def _action_choices() -> list[tuple[str, str]]:
     families = {"list.": _l("Listes (toutes les actions)"), "domain.": _l("Domaines (toutes les actions)"),
                 "email_change.": _l("Changements d’adresse (toutes les actions)"),
                 "login.": _l("Connexions (toutes les actions)"), "message.": _l("Messages (toutes les actions)")}

@@ -14,6 +14,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.exceptions import Forbidden
 from wtforms import SelectChoice
 
@@ -263,7 +264,7 @@ def import_members():  # type: ignore[no-untyped-def]
 @staff_required
 def audit_log():  # type: ignore[no-untyped-def]
     form = AuditFilterForm(request.args)
-    form.action.choices = journal.action_choices()
+    form.action.choices = journal.action_choices(_language())
     filters = staff.AuditFilter()
     if form.validate():
         object_id = form.object_id.data or ""
@@ -274,8 +275,25 @@ def audit_log():  # type: ignore[no-untyped-def]
     before = _audit_position(request.args.get("before", ""))
     events, following = staff.audit_page(current_user, filters, before=before, size=PER_PAGE)
     older = f"{following[0].isoformat()}~{following[1]}" if following else None
-    return render_template("admin/audit.html", form=form, events=events, older=older, first=before is not None,
-                           language=_language(), names=labels.current_version())
+    return render_template("admin/audit.html", filters=_filters_html(form), events=events, older=older,
+                           first=before is not None, language=_language(), names=labels.current_version())
+
+
+FILTERS_KEPT = 256
+_filters: dict[tuple[object, ...], str] = {}
+
+
+def _filters_html(form: AuditFilterForm) -> Markup:
+    """The journal's filter form: its HTML depends only on the query string (values typed, their errors) and
+    the language, so it is rendered once per pair and kept."""
+    key = (tuple(sorted(request.args.items(multi=True))), _language(), request.script_root)
+    found = _filters.get(key)
+    if found is None:
+        found = render_template("admin/_audit_filters.html", form=form)
+        if len(_filters) >= FILTERS_KEPT:
+            _filters.clear()
+        _filters[key] = found
+    return Markup(found)
 
 
 def _audit_position(text: str) -> tuple[datetime, int] | None:
