@@ -49,8 +49,10 @@ def _compiled(member: Member | None, order: tuple[Any, ...],
         _pages.move_to_end(shape)
         return found
     ordering = [f.desc() if descending else f.asc() for f in order]
+    shown = (MailingList.id, MailingList.local_part, MailingList.name, MailingList.kind, MailingList.created_at,
+             MailingList.domain, MailingList.structure, Domain.id, Domain.name, Domain.lists_enabled)
     rows: Prepared[MailingList] = Prepared(lambda: _visible(member, MailingList.select(
-        MailingList, Domain, Structure).join(Domain).switch(MailingList).join(Structure))
+        *shown).join(Domain).switch(MailingList).join(Structure))
         .order_by(*ordering).limit(slot("limit")).offset(slot("offset")))
     total: Prepared[tuple[int]] = Prepared(lambda: _visible(member, MailingList.select(
         pw.fn.COUNT(MailingList.id)).join(Domain).switch(MailingList).join(Structure)).tuples())
@@ -62,7 +64,8 @@ def _compiled(member: Member | None, order: tuple[Any, ...],
 
 def page_of_lists(member: Member | None, order: tuple[Any, ...], descending: bool, page: int,
                   per_page: int) -> tuple[list[MailingList], int]:
-    """One page of the live lists ``member`` manages, in ``order``, and how many there are in all."""
+    """One page of the live lists ``member`` manages, in ``order``, and how many there are in all. Each list
+    holds what the lists page shows (address, name, kind, its domain's state), not its settings."""
     rows, total = _compiled(member, order, descending)
     lists = rows.all(limit=per_page, offset=(max(page, 1) - 1) * per_page)
     return lists, int(total.rows()[0][0])
