@@ -16,8 +16,10 @@
   }
   // The preview answers at once with a sample and an estimate; a fragment marked data-exact-url is followed by
   // a second request for the exact count (the database counts it), unless the criteria changed meanwhile.
-  function ask(url, mine) {
-    target.setAttribute("aria-busy", "true");
+  // The exact figures' request leaves the preview as it is (readable, not dimmed): it says itself that the exact
+  // count is on its way.
+  function ask(url, mine, busy) {
+    if (busy) { target.setAttribute("aria-busy", "true"); }
     fetch(url, {method: "POST", body: new FormData(form), credentials: "same-origin",
                 headers: {"X-Requested-With": "fetch"}})
       .then(function (response) {
@@ -34,9 +36,9 @@
   }
   function exact(mine) {
     var marker = target.querySelector("[data-exact-url]");
-    if (marker && mine === sequence) { ask(marker.dataset.exactUrl, mine); }
+    if (marker && mine === sequence) { ask(marker.dataset.exactUrl, mine, false); }
   }
-  function refresh() { ask(form.dataset.previewUrl, ++sequence); }
+  function refresh() { ask(form.dataset.previewUrl, ++sequence, true); }
   function later() { clearTimeout(timer); timer = setTimeout(refresh, 300); }
   exact(sequence);  // the page itself came with the estimate of the saved criteria
   form.addEventListener("change", later);
