@@ -177,20 +177,24 @@ def staff_pages(app: Any, baseline: Target, args: argparse.Namespace) -> None:
     federal, regional = log_in(app, demo.ADMIN_LICENCE), log_in(app, demo.STAFF_LICENCE)
     big = lists[0]
     middle = "m"  # an address key half-way through the alphabet: a page deep in the list
-    form = {"criteria-0-structure": "FFESSM", "criteria-0-include_subtree": "y",
-            "criteria-0-require_valid_licence": "y"}
+    form = {"criteria-0-structure": "FFESSM", "criteria-0-include_subtree": "y",  # not the list's own (unsaved)
+            "criteria-0-require_valid_licence": "y", "criteria-0-structure_kind": "club"}
 
-    def preview_data(client: Any) -> dict[str, str]:
-        page = client.get(f"/admin/lists/{big.id}/criteria", headers=UA).get_data(as_text=True)
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    page = federal.get(f"/admin/lists/{big.id}/criteria", headers=UA).get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+    def preview_data(_client: Any) -> dict[str, str]:  # the page's form, as its script posts it
         return {**form, "csrf_token": token}
 
-    ok: Check = lambda body: "</html>" in body or "recipient-count" in body or body.startswith("{")  # noqa: E731
+    ok: Check = lambda body: "</html>" in body or "preview-count" in body or body.startswith("{")  # noqa: E731
     targets = [
         Target("lists page (200 lists of ~100,000)", [(federal, "/admin/", ok)]),
         Target("recipients page, first", [(federal, f"/admin/lists/{big.id}/recipients", ok)]),
         Target("recipients page, middle", [(federal, f"/admin/lists/{big.id}/recipients?after={middle}", ok)]),
-        Target("criteria preview (POST, ~100,000)", [(federal, f"/admin/lists/{big.id}/criteria/preview", ok)],
+        Target("criteria page (GET)", [(federal, f"/admin/lists/{big.id}/criteria", ok)]),
+        Target("criteria preview (POST, at once)", [(federal, f"/admin/lists/{big.id}/criteria/preview", ok)],
+               "POST", preview_data),
+        Target("criteria exact count (POST, ~100,000)", [(federal, f"/admin/lists/{big.id}/criteria/exact", ok)],
                "POST", preview_data),
         Target("messages page", [(federal, "/admin/messages/", ok)]),
         Target("a message of 100,000 deliveries", [(federal, f"/admin/messages/{message_ids[0]}", ok)]),
@@ -199,9 +203,29 @@ def staff_pages(app: Any, baseline: Target, args: argparse.Namespace) -> None:
         Target("audit journal, regional staff", [(regional, "/admin/audit", ok)]),
         Target("Mon espace with the 200 lists", [(federal, "/espace/", ok)]),
     ]
-    slow = {"criteria preview (POST, ~100,000)": 3}
+    slow = {"criteria exact count (POST, ~100,000)": 3}
+    if args.profile_staff:
+        profile_targets(targets, Path(args.profile_staff), slow)
     found = rounds(targets, baseline, args.rounds, slow, max(args.requests // 5, 20))
     report("In-process, staff pages at 100,000 members", found)
+
+
+def profile_targets(targets: list[Target], folder: Path, slow: dict[str, int]) -> None:
+    """One profile per staff page (60 requests each, fewer for slow ones), written to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, target in enumerate(targets):
+        target.once()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(slow.get(target.name, 60)):
+            target.once()
+        profiler.disable()
+        with open(folder / f"{number:02d}.txt", "w") as out:
+            out.write(f"{target.name}\n")
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats("cumulative").print_stats(60)
+            stats.sort_stats("tottime").print_stats(40)
+    print(f"\nprofiles of the staff pages written to {folder}")
 
 
 def profile(app: Any, clients: list[Any]) -> None:
@@ -226,6 +250,7 @@ def main() -> None:
     parser.add_argument("--no-load", action="store_true", help="skip the gunicorn + wrk part")
     parser.add_argument("--no-staff", action="store_true", help="skip the staff pages")
     parser.add_argument("--profile", action="store_true", help="print a profile of Mon espace")
+    parser.add_argument("--profile-staff", metavar="FOLDER", help="write a profile of each staff page there")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="palanquee-bench-portal-"))
     url = f"sqlite:///{folder / 'portal.sqlite3'}"

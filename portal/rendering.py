@@ -14,8 +14,9 @@ from collections.abc import Hashable
 from functools import lru_cache
 from typing import Any
 
-from flask import Flask, g, render_template, request, url_for
-from flask_babel import get_locale, get_timezone, get_translations
+from babel import numbers
+from flask import Flask, g, has_app_context, render_template, request, url_for
+from flask_babel import LazyString, get_locale, get_timezone, get_translations
 from jinja2.nodes import EvalContext
 from jinja2.utils import pass_eval_context
 from markupsafe import Markup
@@ -71,8 +72,45 @@ def fragment(template: str, item: Hashable) -> Markup:
 
     Only for templates that read nothing else: no form, no CSRF token, no user, no flashed message.
     """
-    where = (str(get_timezone()), request.script_root)
-    return _fragment(template, item, str(get_locale()), where)
+    found = g.get("_palanquee_where")
+    if found is None:  # the request's language, time zone and script root, looked up once
+        found = g._palanquee_where = (str(get_locale()), (str(get_timezone()), request.script_root))
+    return _fragment(template, item, found[0], found[1])
+
+
+def gettext(string: str, **variables: Any) -> str:
+    """Flask-Babel's ``gettext`` (``%`` applied only with variables) on the request's cached translations
+    (outside an application context, Flask-Babel's own answer: the source strings)."""
+    translations = _translations() if has_app_context() else get_translations()
+    translated = str(translations.ugettext(string))
+    return translated % variables if variables else translated
+
+
+def text(value: Any) -> str:
+    """``str(value)`` for a ``lazy_gettext`` string without variables, through the request's cached
+    translations (``str()`` asks Flask-Babel for the translations again); anything else through ``str``."""
+    if isinstance(value, LazyString) and not value._kwargs and len(value._args) == 1 and has_app_context():
+        return str(_translations().ugettext(value._args[0]))
+    return str(value)
+
+
+def _percent_maker() -> Any:
+    known: dict[tuple[Any, ...], str] = {}
+
+    def percentformat(number: float, format: str | None = None) -> str:
+        """Flask-Babel's ``percentformat``, remembered per value, format and locale (a page of message
+        figures formats hundreds of rates, babel parses the pattern each time)."""
+        locale = get_locale()
+        key = (number, format, str(locale))
+        found = known.get(key)
+        if found is None:
+            found = numbers.format_percent(number, format=format, locale=locale)
+            if len(known) >= URLS_KEPT:
+                known.clear()
+            known[key] = found
+        return found
+
+    return percentformat
 
 
 def install(app: Flask) -> None:
@@ -88,3 +126,4 @@ def install(app: Flask) -> None:
     app.jinja_env.globals["_"] = _underscore
     app.jinja_env.globals["url_for"] = _url_maker(app)
     app.jinja_env.globals["fragment"] = fragment
+    app.jinja_env.filters["percentformat"] = _percent_maker()

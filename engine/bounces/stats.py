@@ -21,11 +21,14 @@ from engine.bounces.models import BounceEvent, MessageStats, tuples
 from engine.lists.models import OptOut
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
+from engine.prepared import Prepared, PreparedIn, slot
 
 BOUNCED_KINDS = (Kind.HARD, Kind.SOFT, Kind.POLICY)
 LEFT_BY_PEOPLE = ("footer", "one-click", "mailto", "espace")  # not staff, not bounces
 LIST_WINDOW = timedelta(days=30)  # the lists page sums the messages of the last 30 days
+COMPILED_SIZES = 100  # list_figures keeps its statement for pages of up to this many lists
 SETTLE_BATCH = 200
+_LIST_FIGURES: dict[int, Prepared[tuple[int, str, int]]] = {}
 DISTRIBUTED = Message.state.in_([MessageState.SENDING, MessageState.DONE]) & (Message.recipient_count > 0)
 
 
@@ -94,9 +97,7 @@ def _live_counts(messages: list[Message]) -> dict[int, Figures]:
     rest. Never a count of a 100,000-copy message's delivery rows."""
     if not messages:
         return {}
-    deferred = dict(tuples(Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
-                           .where(Delivery.message.in_([m.id for m in messages])
-                                  & (Delivery.state == DeliveryState.DEFERRED)).group_by(Delivery.message)))
+    deferred = {int(mid): int(n) for mid, n in _DEFERRED.rows([m.id for m in messages])}
     return {m.id: Figures(sent=m.sent_count, failed=m.failed_count, deferred=deferred.get(m.id, 0),
                           queued=max(m.recipient_count - m.sent_count - m.failed_count - deferred.get(m.id, 0), 0))
             for m in messages}
@@ -105,18 +106,18 @@ def _live_counts(messages: list[Message]) -> dict[int, Figures]:
 def _bounced(message_ids: list[int]) -> dict[int, int]:
     if not message_ids:
         return {}
-    query = (BounceEvent.select(BounceEvent.message, pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
-             .where(BounceEvent.message.in_(message_ids) & (BounceEvent.source == "dsn") & BounceEvent.final
-                    & BounceEvent.kind.in_(BOUNCED_KINDS))
-             .group_by(BounceEvent.message))
-    return {row[0]: row[1] for row in tuples(query)}
+    return {row[0]: row[1] for row in _BOUNCED.rows(message_ids)}
 
 
 def _unsubscribed(messages: list[Message]) -> dict[int, int]:
     """Opt-outs of each message's list between it and the list's next distributed message."""
     if not messages:
         return {}
-    list_ids = list({m.mailing_list_id for m in messages})
+    list_ids = sorted({m.mailing_list_id for m in messages})
+    return {row[0]: row[1] for row in _UNSUBSCRIBED.rows(list_ids, [m.id for m in messages])}
+
+
+def _unsubscribed_query(list_ids: list[pw.Value], message_ids: list[pw.Value]) -> pw.SelectBase:
     nxt = pw.fn.LEAD(Message.received_at).over(partition_by=[Message.mailing_list],
                                                order_by=[Message.received_at, Message.id])
     spans = (Message.select(Message.id.alias("mid"), Message.mailing_list.alias("lid"),
@@ -126,16 +127,27 @@ def _unsubscribed(messages: list[Message]) -> dict[int, int]:
     query = (OptOut.select(spans.c.mid, pw.fn.COUNT(OptOut.id)).from_(spans)
              .join(OptOut, on=((OptOut.mailing_list == spans.c.lid) & (OptOut.created_at >= spans.c.start)
                                & (spans.c.stop.is_null() | (OptOut.created_at < spans.c.stop))))
-             .where(spans.c.mid.in_([m.id for m in messages]) & OptOut.source.in_(LEFT_BY_PEOPLE))
+             .where(spans.c.mid.in_(message_ids) & OptOut.source.in_(LEFT_BY_PEOPLE))
              .group_by(spans.c.mid).with_cte(spans))
-    return {row[0]: row[1] for row in tuples(query)}
+    return query
+
+
+# A page's statements, compiled once per number of messages (or lists) on it (engine/prepared.py).
+_SETTLED = PreparedIn(lambda ids: MessageStats.select(MessageStats.message, MessageStats.sent, MessageStats.failed)
+                      .where(MessageStats.message.in_(ids)))
+_DEFERRED = PreparedIn(lambda ids: Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
+                       .where(Delivery.message.in_(ids) & (Delivery.state == DeliveryState.DEFERRED))
+                       .group_by(Delivery.message))
+_BOUNCED = PreparedIn(lambda ids: BounceEvent.select(BounceEvent.message, pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
+                      .where(BounceEvent.message.in_(ids) & (BounceEvent.source == "dsn") & BounceEvent.final
+                             & BounceEvent.kind.in_(BOUNCED_KINDS)).group_by(BounceEvent.message))
+_UNSUBSCRIBED = PreparedIn(_unsubscribed_query)
 
 
 def message_figures(messages: list[Message]) -> dict[int, Figures]:
     """Figures of each message (a page of them: a few grouped queries, whatever their size)."""
     ids = [m.id for m in messages]
-    settled = {row[0]: row[1:] for row in tuples(MessageStats.select(
-        MessageStats.message, MessageStats.sent, MessageStats.failed).where(MessageStats.message.in_(ids)))}
+    settled = {row[0]: row[1:] for row in _SETTLED.rows(ids)}
     live = _live_counts([m for m in messages if m.id not in settled])
     bounced, unsubscribed = _bounced(ids), _unsubscribed(messages)
     found: dict[int, Figures] = {}
@@ -153,11 +165,29 @@ def message_figures(messages: list[Message]) -> dict[int, Figures]:
 def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int, Figures]:
     """Figures of each list over its messages since ``since`` (``LIST_WINDOW`` ago): one aggregate query, a
     UNION ALL of grouped branches giving (list, figure, value) rows. Finished messages are read from their
-    settled counts; only messages still sending count their deliveries (by the (message, state) index)."""
+    settled counts; only messages still sending count their deliveries (by the (message, state) index).
+    The statement is compiled once per number of lists (a page holds at most fifty)."""
     found = {list_id: Figures() for list_id in list_ids}
     if not list_ids:
         return found
     since = since or clock.now() - LIST_WINDOW
+    compiled = _LIST_FIGURES.get(len(list_ids))
+    if compiled is None:
+        count = len(list_ids)
+        compiled = Prepared(lambda: _list_figures_query([slot(f"l{i}") for i in range(count)],
+                                                        slot("since", Message.received_at)))
+        if count <= COMPILED_SIZES:
+            _LIST_FIGURES[count] = compiled
+    values: dict[str, object] = {f"l{i}": list_id for i, list_id in enumerate(list_ids)}
+    for list_id, figure, value in compiled.rows(**values, since=since):
+        figures = found[list_id]
+        setattr(figures, figure, getattr(figures, figure) + int(value or 0))
+    for figures in found.values():  # "queued" above counted the deferred copies too
+        figures.queued = max(figures.queued - figures.deferred, 0)
+    return found
+
+
+def _list_figures_query(list_ids: list[pw.Value], since: pw.Value) -> pw.SelectBase:
     recent = (Message.mailing_list.in_(list_ids) & (Message.received_at >= since) & DISTRIBUTED)
     lid = Message.mailing_list.alias("lid")
     unsettled = ~pw.fn.EXISTS(MessageStats.select(pw.SQL("1")).where(MessageStats.message == Message.id))
@@ -191,9 +221,4 @@ def list_figures(list_ids: list[int], since: datetime | None = None) -> dict[int
     query = branches[0]
     for branch in branches[1:]:
         query = query + branch  # UNION ALL (a CompoundSelectQuery): one round trip
-    for list_id, figure, value in tuples(query):
-        figures = found[list_id]
-        setattr(figures, figure, getattr(figures, figure) + int(value or 0))
-    for figures in found.values():  # "queued" above counted the deferred copies too
-        figures.queued = max(figures.queued - figures.deferred, 0)
-    return found
+    return query

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import peewee as pw
 
@@ -25,8 +27,18 @@ class NotAllowed(Exception):
     """The staff member may not act on this object (the portal answers 403)."""
 
 
+_SCOPES: Prepared[Structure] = Prepared(lambda: (
+    Structure.select().join(StaffScope).where(StaffScope.member == slot("member")).order_by(Structure.path)))
+
+
 def scopes(member: Member) -> list[Structure]:
-    return list(Structure.select().join(StaffScope).where(StaffScope.member == member).order_by(Structure.path))
+    """The structures ``member`` is staff of, read once per member object: a page asks several times (the
+    list's scope, the structures it shows) and a request loads its member anew, so a grant or a withdrawal
+    is seen at the next request."""
+    known: list[Structure] | None = member.__dict__.get("_staff_scopes")
+    if known is None:
+        known = member.__dict__["_staff_scopes"] = _SCOPES.all(member=member.id)
+    return known
 
 
 _ANY_SCOPE: Prepared[tuple[int]] = Prepared(lambda: (
@@ -44,8 +56,7 @@ def is_staff(member: Member) -> bool:
 
 def is_federation_admin(member: Member) -> bool:
     """Staff on a root structure (the national federation) sees everything."""
-    return StaffScope.select().join(Structure).where(
-        (StaffScope.member == member) & Structure.parent.is_null()).exists()
+    return any(scope.parent_id is None for scope in scopes(member))
 
 
 def within_scopes(member: Member, path: pw.Field) -> pw.ColumnBase:
@@ -236,11 +247,39 @@ def audit_page(member: Member, filters: AuditFilter | None = None, *, before: tu
     """``size`` events older than ``before`` (an event's (at, id); the newest without it), and the position to
     pass for the next page (None at the end). Keyset paging on the (at, id) index: the thousandth page of a
     journal of a million events costs what the first does, where an OFFSET would read every row before it."""
-    query = audit_events(member, filters)
-    if before is not None:
-        at, event_id = before
-        query = query.where((AuditEvent.at <= at) & ((AuditEvent.at < at) | (AuditEvent.id < event_id)))
-    events = list(query.limit(size + 1))
+    filters = filters or AuditFilter()
+    if filters == AuditFilter():  # the usual journal, unfiltered: compiled once per scopes and direction
+        events = _unfiltered(member, before, size).all(
+            at=before[0] if before else None, id=before[1] if before else None, limit=size + 1)
+    else:
+        query = audit_events(member, filters)
+        if before is not None:
+            query = _older_than(query, *before)
+        events = list(query.limit(size + 1))
     more = len(events) > size
     events = events[:size]
     return events, ((events[-1].at, events[-1].id) if more and events else None)
+
+
+def _older_than(query: pw.ModelSelect[AuditEvent], at: Any, event_id: Any) -> pw.ModelSelect[AuditEvent]:
+    return query.where((AuditEvent.at <= at) & ((AuditEvent.at < at) | (AuditEvent.id < event_id)))
+
+
+_JOURNALS: OrderedDict[tuple[Any, ...], Prepared[AuditEvent]] = OrderedDict()
+
+
+def _unfiltered(member: Member, before: tuple[datetime, int] | None, size: int) -> Prepared[AuditEvent]:
+    """The unfiltered journal's page statement for ``member``'s scopes, kept per scopes and direction (peewee
+    wrote its SQL, with the scope tests of ``_visible_to``, in more time than the database runs it)."""
+    shape = (tuple(scope.subtree_bounds() for scope in scopes(member)), before is not None)
+    found = _JOURNALS.get(shape)
+    if found is None:
+        query = audit_events(member)
+        if before is not None:
+            query = _older_than(query, slot("at", AuditEvent.at), slot("id"))
+        found = _JOURNALS[shape] = Prepared(lambda: query.limit(slot("limit")))
+        while len(_JOURNALS) > 256:
+            _JOURNALS.popitem(last=False)
+    else:
+        _JOURNALS.move_to_end(shape)
+    return found

@@ -20,7 +20,7 @@ from engine import audit, clock
 from engine.config import Settings
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure
-from engine.lists import administrators, counts, subscribers
+from engine.lists import administrators, counts, listing, subscribers
 from engine.lists.models import (
     DMARC_AUTHOR_IN,
     DMARC_MODES,
@@ -83,8 +83,9 @@ def visible_lists(member: Member | None) -> pw.ModelSelect[MailingList]:
 
 def get_list(member: Member | None, list_id: int) -> MailingList:
     """A live list the member manages; ``DoesNotExist`` when absent or deleted, ``NotAllowed`` outside scope."""
-    ml = (MailingList.select(MailingList, Domain).join(Domain)
-          .where((MailingList.id == list_id) & MailingList.deleted_at.is_null()).get())
+    ml = listing.live_list(list_id)  # with its domain and structure: one statement compiled once
+    if ml is None:
+        raise MailingList.DoesNotExist(f"no live list {list_id}")
     staff.require_manage(member, ml.structure)
     return ml
 
@@ -106,13 +107,18 @@ class ListRow:
 def lists_page(member: Member | None, *, search: str = "", sort: str = "address", descending: bool = False,
                page: int = 1, per_page: int = 50) -> tuple[list[ListRow], int]:
     """One page of the lists page (search in address and name) with each list's stored recipient count."""
+    fields = SORTS.get(sort, SORTS["address"])
+    if not search.strip():  # the usual page: statements compiled once per scopes and sort
+        lists, total = listing.page_of_lists(member, fields, descending, page, per_page)
+        found = counts.counts_of(lists)
+        return [ListRow(ml, found[ml.id].recipients, found[ml.id].counted_at, found[ml.id].stale)
+                for ml in lists], total
     query = visible_lists(member)
     if search.strip():
         needle = search.strip().lower()
         query = query.where(pw.fn.LOWER(MailingList.local_part).contains(needle) |
                             pw.fn.LOWER(MailingList.name).contains(needle) | Domain.name.contains(needle))
     total = query.count()
-    fields = SORTS.get(sort, SORTS["address"])
     query = query.order_by(*[f.desc() if descending else f.asc() for f in fields])
     lists = list(query.paginate(max(page, 1), per_page))
     found = counts.counts_of(lists)  # stored counts: never one resolve per row

@@ -27,6 +27,7 @@ from engine import clock
 from engine.db import BaseModel
 from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients
+from engine.prepared import Prepared, slot
 
 MAX_AGE = timedelta(hours=1)  # the oldest a count gets before the engine takes it again
 CLAIM = timedelta(minutes=10)  # an engine recounting a list holds it this long (several engines share the work)
@@ -75,6 +76,20 @@ def mark_changed(list_id: int, at: datetime | None = None) -> None:
      .on_conflict(conflict_target=[ListCount.mailing_list], update={ListCount.changed_at: at}).execute())
 
 
+_STORED: dict[int, Prepared[ListCount]] = {}
+
+
+def _stored(count: int) -> Prepared[ListCount]:
+    """The stored counts of ``count`` lists (slots ``l0``…): compiled once per number of lists on a page."""
+    found = _STORED.get(count)
+    if found is None:
+        found = Prepared(lambda: ListCount.select().where(ListCount.mailing_list.in_(
+            [slot(f"l{i}") for i in range(count)])))
+        if count <= 100:
+            _STORED[count] = found
+    return found
+
+
 def _is_stale(row: ListCount, now: datetime) -> bool:
     if row.counted_at is None:
         return True
@@ -84,8 +99,8 @@ def _is_stale(row: ListCount, now: datetime) -> bool:
 def counts_of(lists: list[MailingList], *, budget: float = PAGE_BUDGET) -> dict[int, Count]:
     """The stored count of each list (one query); lists never counted are counted here within ``budget``."""
     now = clock.now()
-    stored = {row.mailing_list_id: row for row in ListCount.select().where(
-        ListCount.mailing_list.in_([ml.id for ml in lists])).iterator()} if lists else {}
+    stored = {row.mailing_list_id: row for row in _stored(len(lists)).execute(
+        **{f"l{i}": ml.id for i, ml in enumerate(lists)})} if lists else {}
     found: dict[int, Count] = {}
     started = time.process_time()
     for ml in lists:

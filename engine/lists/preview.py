@@ -1,15 +1,15 @@
 """Criteria of role-based lists: editing them, and previewing who a list reaches before saving.
 
 The preview never re-implements membership: it writes the proposed criteria inside a savepoint, asks the list's
-own query (its first addresses by key with ``page_of``, its distinct address keys with ``recipient_keys``) and
-rolls the savepoint back. The difference from the list "as it was at its last message" compares those keys
-with the delivery rows of the list's latest expanded message (one set of that message's keys in memory, the
-current ones streamed), and the same pass counts them: one pass over the list, not three.
+own query (its first addresses by key with ``page_of``; its count and its difference from the list's latest
+expanded message counted by the database, ``reach.exact``) and rolls the savepoint back. The cheap preview
+(``exact=False``) gives the sample and what is known at once of the count (``reach.estimate``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Hashable
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import peewee as pw
@@ -17,11 +17,12 @@ import peewee as pw
 from engine import audit
 from engine.db import database
 from engine.directory import staff
-from engine.directory.models import Member, Role, Structure, StructureKind, email_key
-from engine.lists import counts
+from engine.directory.models import Member, Role, Structure, StructureKind
+from engine.lists import counts, reach
 from engine.lists.admin import AdminError
 from engine.lists.models import CriterionRole, ListCriterion, MailingList
-from engine.lists.resolve import Recipient, count_recipients, page_of, recipient_keys
+from engine.lists.reach import Diff
+from engine.lists.resolve import Recipient, _today, page_of
 from engine.outbound.models import Delivery
 from engine.posting.models import Message
 
@@ -96,71 +97,64 @@ def _canonical(specs: list[CriterionSpec]) -> list[tuple[int, tuple[int, ...], b
 
 
 @dataclass(frozen=True)
-class Diff:
-    since: datetime  # when the list's last expanded message arrived
-    added: int
-    removed: int
-    added_sample: list[str] = field(default_factory=list)
-    removed_sample: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class Preview:
-    count: int
+    count: int | None  # None: not known yet (``exact`` false: the exact figure is asked for next)
     sample: list[Recipient]
     names: dict[int, str]  # member id → full name, for the sample
-    diff: Diff | None
+    diff: Diff | None  # None: no message expanded yet (or not known yet: ``diff_known``)
+    exact: bool = True  # counted now; otherwise an estimate (an exact count taken at ``counted_at``)
+    counted_at: datetime | None = None
+    diff_known: bool = True
 
 
 def last_expanded_message(ml: MailingList) -> Message | None:
     """The list's latest message that was expanded into delivery rows."""
     has_rows = pw.fn.EXISTS(Delivery.select(Delivery.id).where(Delivery.message == Message.id))
-    found: Message | None = (Message.select().where((Message.mailing_list == ml) & has_rows)
+    found: Message | None = (Message.select(Message.id, Message.received_at)
+                             .where((Message.mailing_list == ml) & has_rows)
                              .order_by(Message.received_at.desc(), Message.id.desc()).first())
     return found
 
 
-def diff_since_last_message(ml: MailingList, day: date | None = None, sample: int = 10) -> tuple[int, Diff | None]:
-    """(how many the list reaches now, the difference from its last expanded message if any), in one pass over
-    the current address keys: that message's keys are held in one set, the current ones streamed."""
-    message = last_expanded_message(ml)
-    if message is None:
-        return count_recipients(ml, day=day), None
-    before = {email_key(a) for (a,) in Delivery.select(Delivery.address).where(Delivery.message == message)
-              .tuples().iterator()}
-    now = added = 0
-    added_sample: list[str] = []
-    for key in recipient_keys(ml, day):
-        now += 1
-        if key in before:
-            before.discard(key)
-        else:
-            added += 1
-            if len(added_sample) < sample:
-                added_sample.append(key)
-    removed = sorted(k for k in before if k)
-    return now, Diff(message.received_at, added, len(removed), sorted(added_sample), removed[:sample])
-
-
-def _compute(ml: MailingList, day: date | None, sample_size: int) -> Preview:
-    sample, _more = page_of(ml, size=sample_size, day=day)  # the first addresses, from the address-key index
+def _sample(ml: MailingList, day: date | None, sample_size: int,
+            saved: bool) -> tuple[list[Recipient], dict[int, str]]:
+    # the first addresses, from the address-key index (criteria being edited: their statements are not kept)
+    sample, _more = page_of(ml, size=sample_size, day=day, keep=saved)
     ids = {i for r in sample for i in r.member_ids}
     names = {m.id: m.full_name for m in Member.select(Member.id, Member.first_name, Member.last_name)
              .where(Member.id.in_(list(ids)))} if ids else {}
-    count, diff = diff_since_last_message(ml, day)
-    return Preview(count, sample, names, diff)
+    return sample, names
+
+
+def _compute(ml: MailingList, day: date | None, sample_size: int, key: Hashable, exact: bool,
+             saved: bool) -> Preview:
+    sample, names = _sample(ml, day, sample_size, saved)
+    if exact:
+        message = last_expanded_message(ml)
+        figures = reach.exact(ml, day, (message.id, message.received_at) if message else None)
+        reach.remember(key, figures)
+    else:
+        figures = reach.estimate(key, ml, saved)
+    return Preview(figures.count, sample, names, figures.diff, figures.exact, figures.counted_at,
+                   figures.diff_known)
 
 
 def preview(actor: Member | None, ml: MailingList, specs: list[CriterionSpec] | None = None, *,
-            day: date | None = None, sample_size: int = 20) -> Preview:
-    """Who the list reaches now, with ``specs`` in place of its criteria when given (nothing is saved)."""
+            day: date | None = None, sample_size: int = 20, exact: bool = True) -> Preview:
+    """Who the list reaches now, with ``specs`` in place of its criteria when given (nothing is saved).
+
+    ``exact`` false: the sample and an estimate of the count (``reach.estimate``), at the cost of one page of
+    recipients whatever the list's size; the exact figures are then asked for with ``exact`` true."""
     staff.require_manage(actor, ml.structure)
-    if specs is None:
-        return _compute(ml, day, sample_size)
-    check_specs(actor, specs)
+    current = current_specs(ml)
+    key = (database.obj.database, ml.id, ml.created_at, _today(day),
+           tuple(_canonical(current if specs is None else specs)))
+    saved = specs is None or _canonical(specs) == _canonical(current)
+    if saved:
+        return _compute(ml, day, sample_size, key, exact, saved)
+    check_specs(actor, specs or [])
     with database.atomic() as transaction:
-        _write(ml, specs)
-        result = _compute(ml, day, sample_size)
+        _write(ml, specs or [])
+        result = _compute(ml, day, sample_size, key, exact, saved)
         transaction.rollback()
     return result
-

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import peewee as pw
@@ -70,8 +70,9 @@ def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) 
         in_scope = (Structure.path >= low) & (Structure.path < high)
     else:
         in_scope = Structure.id == scope.id
-    if criterion.structure_kind:
-        in_scope &= Structure.kind == criterion.structure_kind
+    if criterion.structure_kind:  # not by the kind's index: "every club" is most structures, and that plan
+        # (each club's members, then sorted) costs a page of recipients what the whole list costs
+        in_scope &= pw.fn.COALESCE(Structure.kind, "") == criterion.structure_kind
     where = in_scope & Member.email_key.is_null(False)
     if criterion.require_valid_licence:
         where &= Member.licence_valid_until >= day
@@ -273,27 +274,11 @@ def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
 
 
 def page_of(mailing_list: MailingList, *, after: str | None = None, before: str | None = None, size: int = 100,
-            day: date | None = None) -> tuple[list[Recipient], bool]:
-    """The ``size`` recipients just after the address key ``after`` (or just before ``before``), and whether
-    more follow in that direction. Keyset paging: each branch yields its next ``size + 1`` distinct keys from
-    the address-key index, so a page costs the same at the start or the end of a 100,000-address list."""
-    branches = _branches(mailing_list, _today(day))  # the list's criteria read once for both statements
-    found: set[str] = set()
-    for branch, column in branches:
-        bound = column < before if before is not None else column > (after or "")
-        order = column.desc() if before is not None else column.asc()
-        first_keys = cast(pw.ModelSelect, branch).where(bound).select(column).distinct().order_by(order)
-        found.update(key for (key,) in first_keys.limit(size + 1).tuples().iterator())
-    keys = sorted(found, reverse=before is not None)[:size + 1]
-    more, keys = len(keys) > size, sorted(keys[:size])
-    if not keys:
-        return [], False
-    # the page's keys are contiguous in address order: a range, not a list of a hundred values
-    ranges = [branch.where((column >= keys[0]) & (column <= keys[-1])) for branch, column in branches]
-    query = ranges[0]
-    for branch in ranges[1:]:
-        query = query + branch  # UNION ALL
-    return [r for batch in _grouped(_stream(query), size, with_reasons=True) for r in batch], more
+            day: date | None = None, keep: bool = True) -> tuple[list[Recipient], bool]:
+    """A page of recipients by address key (keyset paging, statements compiled once: ``paging.page_of``)."""
+    from engine.lists import paging  # paging builds on this module's branches
+
+    return paging.page_of(mailing_list, after=after, before=before, size=size, day=day, keep=keep)
 
 
 def recipient_keys(mailing_list: MailingList, day: date | None = None) -> Iterator[str]:

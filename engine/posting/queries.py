@@ -17,6 +17,7 @@ from engine.lists.models import Domain, MailingList
 from engine.outbound import mail
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
+from engine.prepared import Prepared, slot
 
 CAPTURE_BATCH = 200  # captured files read (headers only) per query of their deliveries
 IN_PROGRESS = (MessageState.ACCEPTED, MessageState.EXPANDING, MessageState.SENDING)
@@ -60,7 +61,9 @@ def held_messages(staff: Member) -> list[Message]:
 
 
 def may_see(staff: Member, message: Message) -> bool:
-    return visible_messages(staff).where(Message.id == message.id).exists()
+    from engine.posting import listing  # compiled on top of visible_messages
+
+    return listing.may_see(staff, message)
 
 
 def progress(message: Message) -> Progress:
@@ -92,9 +95,13 @@ def progress_of_many(messages: list[Message]) -> dict[int, dict[str, int]]:
 
 def problems(message: Message, offset: int = 0, limit: int = 50) -> list[Delivery]:
     """Failed and deferred copies with the SMTP reply that decided them."""
-    return list(Delivery.select().where((Delivery.message == message)
-                                        & Delivery.state.in_([DeliveryState.FAILED, DeliveryState.DEFERRED]))
-                .order_by(Delivery.state, Delivery.address).offset(offset).limit(limit))
+    return _PROBLEMS.all(message=message.id, offset=offset, limit=limit)
+
+
+_PROBLEMS: Prepared[Delivery] = Prepared(lambda: (
+    Delivery.select().where((Delivery.message == slot("message"))
+                            & Delivery.state.in_([DeliveryState.FAILED, DeliveryState.DEFERRED]))
+    .order_by(Delivery.state, Delivery.address).offset(slot("offset")).limit(slot("limit"))))
 
 
 def manageable_list_addresses(staff: Member) -> set[str]:

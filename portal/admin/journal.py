@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import g
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from engine.audit import AuditEvent
 from engine.directory.models import Role
 from engine.posting.reasons import reason_words
 from portal.formatting import format_datetime
+from portal.rendering import gettext as _
+from portal.rendering import text
 
 ACTIONS: dict[str, Any] = {
     "account.activated": _l("Compte activé"),
@@ -123,22 +124,22 @@ VALUES: dict[str, dict[Any, Any]] = {  # coded values, by detail key
 
 
 def action_label(action: str) -> str:
-    return str(ACTIONS.get(action, action))
+    return text(ACTIONS.get(action, action))
 
 
 def source_label(source: str) -> str:
-    return str(SOURCES.get(source, source))
+    return text(SOURCES.get(source, source))
 
 
 def actor_label(event: AuditEvent) -> str:
     if event.actor_id and event.actor is not None:
         return f"{event.actor.full_name} ({event.actor.licence_number})"
     label = event.actor_label or "system"
-    return str(ACTORS.get(label, label))
+    return text(ACTORS.get(label, label))
 
 
 def object_label(event: AuditEvent) -> str:
-    kind = str(OBJECTS.get(event.object_type, event.object_type)) if event.object_type else ""
+    kind = text(OBJECTS.get(event.object_type, event.object_type)) if event.object_type else ""
     if event.object_id is None:
         return kind or "—"
     return _("%(kind)s n° %(number)s", kind=kind, number=event.object_id) if kind else f"n° {event.object_id}"
@@ -155,11 +156,21 @@ def details(event: AuditEvent, language: str) -> list[str]:
 
 
 def _pair(label: Any, value: str) -> str:
-    return str(_("%(label)s : %(value)s", label=label, value=value))
+    return _("%(label)s : %(value)s", label=text(label), value=value)
 
 
-def action_choices() -> list[tuple[str, str]]:
-    """The journal's action filter: every action, and each family (a prefix) first."""
+_CHOICES: dict[str, list[tuple[str, str]]] = {}
+
+
+def action_choices(language: str) -> list[tuple[str, str]]:
+    """The journal's action filter: every action, and each family (a prefix) first (built once per language)."""
+    found = _CHOICES.get(language)
+    if found is None:
+        found = _CHOICES[language] = _action_choices()
+    return found
+
+
+def _action_choices() -> list[tuple[str, str]]:
     families = {"list.": _l("Listes (toutes les actions)"), "domain.": _l("Domaines (toutes les actions)"),
                 "email_change.": _l("Changements d’adresse (toutes les actions)"),
                 "login.": _l("Connexions (toutes les actions)"), "message.": _l("Messages (toutes les actions)")}
@@ -174,9 +185,9 @@ def _value(key: str, value: Any, language: str) -> str:
     coded = VALUES.get(key)
     if coded is not None:
         if isinstance(value, list):
-            return ", ".join(str(coded.get(item, item)) for item in value)
+            return ", ".join(text(coded.get(item, item)) for item in value)
         if isinstance(value, bool | str) and value in coded:
-            return str(coded[value])
+            return text(coded[value])
     return _plain(value)
 
 

@@ -164,16 +164,31 @@ def list_criteria(list_id: int):  # type: ignore[no-untyped-def]
             if preview.replace_criteria(current_user, ml, specs, ip=client_ip()):
                 flash(_("Critères enregistrés."), "ok")
             return redirect(url_for("admin.list_criteria", list_id=ml.id))
-    if shown is None and request.method == "GET":
-        shown = preview.preview(current_user, ml)
+    if shown is None and request.method == "GET":  # the sample and the stored count; the page's script asks
+        shown = preview.preview(current_user, ml, exact=False)  # for the exact figures (criteria_exact)
     return render_template("admin/list_criteria.html", ml=ml, form=form, shown=shown, tab="criteria",
-                           structures=picker.options(), role_groups=role_groups(roles))
+                           structures=picker.choices(), role_groups=role_groups(roles))
 
 
 @bp.post("/lists/<int:list_id>/criteria/preview")
 @staff_required
 def criteria_preview(list_id: int):  # type: ignore[no-untyped-def]
     """The preview fragment the page's script asks for as the criteria change (same form, same CSRF token)."""
+    ml = current_list(list_id)
+    form = _criteria_form(ml, _roles())
+    if not form.validate_on_submit():
+        abort(400)
+    specs = _specs(form)
+    if specs is None:
+        return render_template("admin/_criteria_errors.html", form=form), 422
+    return render_template("admin/_preview.html", ml=ml, shown=preview.preview(current_user, ml, specs, exact=False))
+
+
+@bp.post("/lists/<int:list_id>/criteria/exact")
+@staff_required
+def criteria_exact(list_id: int):  # type: ignore[no-untyped-def]
+    """The preview with its exact count and difference (the database counts), asked for by the page's script
+    once the cheap preview is shown: the same form, the same CSRF token."""
     ml = current_list(list_id)
     form = _criteria_form(ml, _roles())
     if not form.validate_on_submit():
@@ -203,7 +218,7 @@ def list_posting(list_id: int):  # type: ignore[no-untyped-def]
         structure = picker.structure_from(form.role_structure) if typed else ml.structure
         if structure is not None and _save_posting(ml, form, structure):
             return redirect(url_for("admin.list_posting", list_id=ml.id))
-    return render_template("admin/list_posting.html", ml=ml, form=form, tab="posting", structures=picker.options(),
+    return render_template("admin/list_posting.html", ml=ml, form=form, tab="posting", structures=picker.choices(),
                            role_groups=role_groups(roles))
 
 

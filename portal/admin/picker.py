@@ -8,13 +8,15 @@ such a structure too, with ``NotAllowed``, for a forged form).
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import peewee as pw
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from engine.directory import staff
+from engine.directory import labels, staff
 from engine.directory.models import Structure
 
 SEPARATOR = " — "
@@ -25,10 +27,20 @@ def value_of(structure: Structure | None) -> str:
     return f"{structure.code}{SEPARATOR}{structure.name}" if structure is not None else ""
 
 
-def options() -> list[str]:
-    """The picker's choices: every structure the logged-in staff member manages, in tree order."""
-    query = staff.manageable_structures(current_user).order_by(Structure.path)
-    return [value_of(structure) for structure in query if isinstance(structure, Structure)]
+def choices() -> tuple[tuple[tuple[str, str], ...], int]:
+    """What the picker's choices depend on: the staff member's scopes (their path bounds) and the version of the
+    structures' names (``labels``: a new, deleted or renamed structure changes it). The datalist is rendered
+    once per value (``rendering.fragment``): a region's 1,600 options are not read and written on every page."""
+    return tuple(scope.subtree_bounds() for scope in staff.scopes(current_user)), labels.current_version()
+
+
+def options_within(bounds: tuple[tuple[str, str], ...]) -> list[str]:
+    """Every structure whose path lies within one of ``bounds``, as the picker shows it, in tree order."""
+    if not bounds:
+        return []
+    inside = functools.reduce(operator.or_, [(Structure.path >= low) & (Structure.path < high) for low, high in bounds])
+    query = Structure.select(Structure.code, Structure.name).where(inside).order_by(Structure.path).tuples()
+    return [f"{code}{SEPARATOR}{name}" for code, name in query.iterator()]
 
 
 def find(text: str) -> Structure | None:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from typing import NamedTuple
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.exceptions import Forbidden
 from wtforms import SelectChoice
 
-from engine.bounces.stats import list_figures
-from engine.directory import importer, staff
+from engine.bounces.stats import Figures, list_figures
+from engine.directory import importer, labels, staff
 from engine.directory.models import Member
 from engine.lists import admin, administrators
 from engine.lists import authority as list_authority
@@ -30,6 +32,13 @@ from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, Impo
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PER_PAGE = 50
 MAX_UPLOAD = 20 * 1024 * 1024  # bytes; the national file belongs to the command line
+
+
+@bp.record_once
+def _journal_in_templates(state) -> None:  # type: ignore[no-untyped-def]
+    # templates kept as fragments (rendering.fragment) call these: the journal's rows, the structure picker
+    state.app.jinja_env.globals["journal"] = journal
+    state.app.jinja_env.globals["structure_options"] = picker.options_within
 
 
 @bp.errorhandler(staff.NotAllowed)
@@ -62,8 +71,34 @@ def index():  # type: ignore[no-untyped-def]
     rows, total = admin.lists_page(current_user, search=search, sort=sort, descending=descending,
                                    page=page_number(), per_page=PER_PAGE)
     figures = list_figures([row.mailing_list.id for row in rows])  # one aggregate query for the page
-    return render_template("admin/lists.html", rows=rows, total=total, sort=sort, descending=descending,
-                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm(), figures=figures)
+    lines = [ListLine.of(row, figures[row.mailing_list.id]) for row in rows]
+    return render_template("admin/lists.html", lines=lines, total=total, sort=sort, descending=descending,
+                           search=search, page=page_number(), per_page=PER_PAGE, form=ButtonForm())
+
+
+class ListLine(NamedTuple):
+    """What a row of the lists page shows, and nothing else: the row's HTML is kept per value (``fragment``)."""
+
+    id: int
+    address: str
+    name: str
+    kind: str
+    enabled: bool
+    recipients: int | None
+    stale: bool
+    counted_at: datetime | None
+    sent: int
+    sent_rate: float | None
+    bounced: int
+    bounced_rate: float | None
+    unsubscribed: int
+    unsubscribed_rate: float | None
+
+    @classmethod
+    def of(cls, row: admin.ListRow, f: Figures) -> ListLine:
+        ml = row.mailing_list
+        return cls(ml.id, ml.address, ml.name, ml.kind, ml.domain.lists_enabled, row.recipients, row.stale,
+                   row.counted_at, f.sent, f.sent_rate, f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 
 
 @bp.route("/lists/new", methods=["GET", "POST"])
@@ -82,7 +117,7 @@ def create_list():  # type: ignore[no-untyped-def]
         created = _create(form)
         if created is not None:
             return _after_creation(created)
-    return render_template("admin/list_new.html", form=form, structures=picker.options())
+    return render_template("admin/list_new.html", form=form, structures=picker.choices())
 
 
 def _create(form: CreateListForm) -> admin.Created | None:
@@ -229,7 +264,7 @@ def import_members():  # type: ignore[no-untyped-def]
 @staff_required
 def audit_log():  # type: ignore[no-untyped-def]
     form = AuditFilterForm(request.args)
-    form.action.choices = journal.action_choices()
+    form.action.choices = journal.action_choices(_language())
     filters = staff.AuditFilter()
     if form.validate():
         object_id = form.object_id.data or ""
@@ -240,8 +275,25 @@ def audit_log():  # type: ignore[no-untyped-def]
     before = _audit_position(request.args.get("before", ""))
     events, following = staff.audit_page(current_user, filters, before=before, size=PER_PAGE)
     older = f"{following[0].isoformat()}~{following[1]}" if following else None
-    return render_template("admin/audit.html", form=form, events=events, older=older, first=before is not None,
-                           journal=journal, language=_language())
+    return render_template("admin/audit.html", filters=_filters_html(form), events=events, older=older,
+                           first=before is not None, language=_language(), names=labels.current_version())
+
+
+FILTERS_KEPT = 256
+_filters: dict[tuple[object, ...], str] = {}
+
+
+def _filters_html(form: AuditFilterForm) -> Markup:
+    """The journal's filter form: its HTML depends only on the query string (values typed, their errors) and
+    the language, so it is rendered once per pair and kept."""
+    key = (tuple(sorted(request.args.items(multi=True))), _language(), request.script_root)
+    found = _filters.get(key)
+    if found is None:
+        found = render_template("admin/_audit_filters.html", form=form)
+        if len(_filters) >= FILTERS_KEPT:
+            _filters.clear()
+        _filters[key] = found
+    return Markup(found)
 
 
 def _audit_position(text: str) -> tuple[datetime, int] | None:

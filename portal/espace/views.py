@@ -7,6 +7,8 @@ public confirmation and cancel pages act for the member their signed token names
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from typing import NamedTuple
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -17,7 +19,7 @@ from flask_login import current_user, login_required
 
 from engine.directory import email_change
 from engine.directory.models import EmailChange
-from engine.directory.profile import profile
+from engine.directory.profile import Profile, profile
 from engine.lists import optouts
 from engine.lists.member_lists import lists_of_member
 from portal.espace.forms import ButtonForm, EmailForm
@@ -51,8 +53,29 @@ def _me():  # type: ignore[no-untyped-def]
 def index():  # type: ignore[no-untyped-def]
     me = current_user._get_current_object()  # the member itself: each access through the proxy costs a look-up
     done = session.pop(DONE) if DONE in session else None  # pop() alone would rewrite the cookie every time
-    return render_template("espace/index.html", profile=profile(g.settings, me), lists=lists_of_member(me),
+    shown = profile(g.settings, me)
+    return render_template("espace/index.html", profile=shown, card=Card.of(shown), lists=tuple(lists_of_member(me)),
                            done=done, language=str(get_locale()))
+
+
+class Card(NamedTuple):
+    """What the profile card shows, and nothing else: its HTML is kept per value (``rendering.fragment``)."""
+
+    first_name: str
+    last_name: str
+    licence_number: str
+    club: str | None
+    structures: tuple[str, ...]
+    licence_valid: bool
+    season: str
+    licence_valid_until: date | None
+
+    @classmethod
+    def of(cls, shown: Profile) -> Card:
+        m = shown.member
+        return cls(m.first_name, m.last_name, m.licence_number, shown.club.name if shown.club else None,
+                   tuple(s.name for s in shown.structures), shown.licence_valid, shown.season.label,
+                   m.licence_valid_until)
 
 
 @bp.route("/adresse", methods=["GET", "POST"])

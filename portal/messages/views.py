@@ -7,8 +7,14 @@ the signed token is the authority, and a GET only shows the post (mail scanners 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from datetime import datetime
+from email.message import EmailMessage
+from typing import NamedTuple
+
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from flask_babel import get_locale
+from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -16,7 +22,7 @@ from flask_login import current_user
 from engine import tokens
 from engine.bounces import stats
 from engine.outbound import mail
-from engine.posting import moderation, queries
+from engine.posting import listing, moderation, queries
 from engine.posting.models import Message, MessageState
 from engine.posting.reasons import reason_words
 from engine.posting.render import parse, part_text
@@ -60,7 +66,7 @@ def _page() -> int:
 
 
 def _visible(message_id: int) -> Message:
-    message = Message.get_or_none(Message.id == message_id)
+    message = listing.message_with_list(message_id)
     if message is None or not queries.may_see(current_user, message):
         abort(404)  # another structure's message does not exist for this staff member
     return message
@@ -70,11 +76,39 @@ def _visible(message_id: int) -> Message:
 @staff_required
 def index():  # type: ignore[no-untyped-def]
     page = _page()
-    query = queries.visible_messages(current_user)
-    total = query.count()
-    messages = list(query.paginate(page, PER_PAGE))
-    return render_template("messages/index.html", messages=messages, held=queries.held_messages(current_user),
-                           figures=stats.message_figures(messages), page=page, total=total, per_page=PER_PAGE)
+    messages, total, held = listing.page_of_messages(current_user, page, PER_PAGE)  # compiled per scopes
+    figures = stats.message_figures(messages)
+    lines = [MessageLine.of(message, figures[message.id]) for message in messages]
+    return render_template("messages/index.html", lines=lines, held=held, page=page, total=total, per_page=PER_PAGE)
+
+
+class MessageLine(NamedTuple):
+    """What a row of the messages page shows: the row's HTML is kept per value (``rendering.fragment``)."""
+
+    id: int
+    received_at: datetime
+    subject: str
+    author: str
+    list_id: int
+    address: str
+    state: str
+    recipient_count: int
+    sent: int
+    sent_rate: float | None
+    deferred: int
+    deferred_rate: float | None
+    failed: int
+    failed_rate: float | None
+    bounced: int
+    bounced_rate: float | None
+    unsubscribed: int
+    unsubscribed_rate: float | None
+
+    @classmethod
+    def of(cls, m: Message, f: stats.Figures) -> MessageLine:
+        return cls(m.id, m.received_at, m.subject, m.author, m.mailing_list_id, m.mailing_list.address, m.state,
+                   m.recipient_count, f.sent, f.sent_rate, f.deferred, f.deferred_rate, f.failed, f.failed_rate,
+                   f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 
 
 @bp.get("/<int:message_id>")
@@ -154,9 +188,25 @@ def captured_message(key: str):  # type: ignore[no-untyped-def]
     return render_template("messages/captured_message.html", key=key, message=message, preview=_preview(message))
 
 
+PREVIEWS_KEPT = 64  # previews of stored messages kept (parsing a mail again on every view of its page)
+_previews: OrderedDict[tuple[bytes, str, str], dict[str, object]] = OrderedDict()
+
+
 def _preview(source) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """What a reader sees: the main headers, the text (or HTML) body, the attachments."""
-    message = parse(source) if isinstance(source, bytes) else source
+    """What a reader sees: the main headers, the text (or HTML) body, the attachments. A stored message's
+    preview is kept per content (its digest), language and time zone."""
+    if not isinstance(source, bytes):
+        return _read(source)
+    key = (hashlib.sha256(source).digest(), str(get_locale()), str(get_timezone()))
+    found = _previews.get(key)
+    if found is None:
+        found = _previews[key] = _read(parse(source))
+        while len(_previews) > PREVIEWS_KEPT:
+            _previews.popitem(last=False)
+    return found
+
+
+def _read(message: EmailMessage) -> dict[str, object]:
     body = message.get_body(("plain", "html"))
     text, html = "", ""
     if body is not None:

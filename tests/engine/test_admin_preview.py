@@ -85,3 +85,42 @@ def test_difference_since_the_last_message(fed):
     assert diff is not None and diff.since == sent
     assert (diff.added, diff.removed) == (1, 1)
     assert diff.added_sample == ["pb@example.org"] and diff.removed_sample == ["gone@example.org"]
+
+
+def test_difference_counted_by_the_database_matches_the_keys_compared_here(fed):
+    """More than a sample's worth in and out, repeated and differently cased delivery addresses: the one
+    statement's figures equal the sets compared in Python."""
+    ml = fed["ml"]
+    for n in range(12):
+        f.mandate(f.member(email=f"New{n:02d}@Example.org", club=fed["club_b"]), fed["president"], fed["club_b"])
+    pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (fed["president"].id,), True)])
+    sent = datetime(2026, 11, 12, 9)
+    message = Message.create(mailing_list=ml, content=b"x", size=1, received_at=sent, state="done")
+    before = ["PA@example.org", "pa@example.org ", *(f"old{n:02d}@example.org" for n in range(13))]
+    for address in before:
+        Delivery.create(message=message, address=address, next_attempt_at=sent, updated_at=sent)
+    now = {r.address.strip().lower() for batch in resolve(ml, day=DAY) for r in batch}
+    then = {a.strip().lower() for a in before}
+    shown = pv.preview(None, ml, day=DAY)
+    assert shown.exact and shown.count == len(now) == 14
+    assert shown.diff is not None and (shown.diff.added, shown.diff.removed) == (len(now - then), len(then - now))
+    assert shown.diff.added_sample == sorted(now - then)[:10]
+    assert shown.diff.removed_sample == sorted(then - now)[:10]
+
+
+def test_the_cheap_preview_estimates_only_from_what_was_counted(fed):
+    """Without ``exact``: the saved criteria's stored count (no difference yet), criteria never counted
+    unknown, criteria counted before remembered with their difference; never labelled exact."""
+    ml = fed["ml"]
+    pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (fed["president"].id,), True)])
+    saved = pv.preview(None, ml, day=DAY, exact=False)
+    assert (saved.count, saved.exact, saved.diff_known) == (2, False, False)
+    other = [CriterionSpec(fed["club_a"].id, ())]
+    unknown = pv.preview(None, ml, other, day=DAY, exact=False)
+    assert unknown.count is None and not unknown.exact and [r.address for r in unknown.sample] == [
+        "pa@example.org", "sa@example.org", "staff@example.org"]
+    counted = pv.preview(None, ml, other, day=DAY)
+    assert counted.exact and counted.count == 3
+    again = pv.preview(None, ml, other, day=DAY, exact=False)
+    assert (again.count, again.exact, again.counted_at) == (3, False, counted.counted_at)
+    assert ListCriterion.select().count() == 1  # nothing saved by any preview

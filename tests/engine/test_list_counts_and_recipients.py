@@ -144,3 +144,22 @@ def test_the_csv_export_has_every_recipient_with_members_and_reasons(fed):
     assert family[1].count("A-13-") == 2 and family[2] == "P03 Nom03, Léa =Martin"  # both members of the address
     assert next(line for line in lines if line[0] == "p00@example.org")[2] == "'=1+2 Nom00"  # not a formula
     assert family[3] == "licencié(e) — Club A ; Membre du comité directeur — Provence"
+
+
+def test_a_page_kept_compiled_reads_now_and_its_bound_anew(fed):
+    """The page's statements are compiled once per shape: an address disabled by bounces until a moment is
+    left out before it and back after it, with the same statements; another bound gives another page."""
+    from engine.bounces.models import Bounce
+
+    ml = licensees(fed)
+    first, _ = page_of(ml, size=3, day=DAY)
+    hidden = first[0].email_key
+    start = clock.now()
+    Bounce.create(email_key=hidden, disabled_until=start + timedelta(hours=1))
+    with clock.frozen(start) as advance:
+        rows, _ = page_of(ml, size=3, day=DAY)
+        assert hidden not in [r.email_key for r in rows] and rows[:2] == first[1:]
+        advance(timedelta(hours=2))
+        assert page_of(ml, size=3, day=DAY)[0] == first
+    later, _ = page_of(ml, after=first[-1].email_key, size=3, day=DAY)
+    assert later and later[0].email_key > first[-1].email_key

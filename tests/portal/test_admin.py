@@ -202,8 +202,13 @@ def test_criteria_preview_fragment_matches_resolve_and_save(regional):
     form = {"csrf_token": token_of(regional, path), "criteria-0-structure": "CD-13", "criteria-0-roles": president.id,
             "criteria-0-include_subtree": "y", "criteria-0-structure_kind": "club",
             "criteria-0-require_valid_licence": "y"}
-    fragment = regional.post(path + "/preview", data=form).get_data(as_text=True)
+    cheap = regional.post(path + "/preview", data=form).get_data(as_text=True)
+    assert 'data-testid="recipient-count"' not in cheap and "/criteria/exact" in cheap  # estimate, then exact
+    fragment = regional.post(path + "/exact", data=form).get_data(as_text=True)
+    assert "/criteria/exact" not in fragment
     shown = int(re.search(r'data-testid="recipient-count">(\d+)<', fragment).group(1))
+    again = regional.post(path + "/preview", data=form).get_data(as_text=True)  # the same criteria again: at once
+    assert f'environ <strong data-testid="recipient-estimate">{shown}</strong>' in again
     assert ListCriterion.select().where(ListCriterion.mailing_list == ml).count() == 1  # unchanged
     no_js = regional.post(path, data={**form, "action": "preview"}).get_data(as_text=True)
     assert f'data-testid="recipient-count">{shown}<' in no_js

@@ -220,6 +220,7 @@ def _posted_pages(staff: Any, world: lived.World) -> list[tuple[str, str]]:
         f"/admin/domains/{domain.id}": {"enabled": "0"},
         "/admin/lists/delete": {"list_ids": str(world.static_list.id)},
         f"/admin/lists/{ml}/criteria/preview": {"criteria-0-structure": "CR-PROV", "criteria-0-include_subtree": "y"},
+        f"/admin/lists/{ml}/criteria/exact": {"criteria-0-structure": "CR-PROV", "criteria-0-include_subtree": "y"},
         f"/admin/lists/{ml}/criteria": {"criteria-0-structure": "NULLE-PART", "action": "save"},
         f"/admin/lists/{world.static_list.id}/subscribers": {"subscribers": "a@@b\nok@example.org"},
         "/admin/lists/new": {"local_part": "a+b", "structure": "CR-PROV", "domain": str(domain.id),

@@ -72,6 +72,7 @@ OUTSIDE = {
     "admin.list_settings": Outside({"list_id": "national_list"}, {"name": "Pris", "reply_to": "author"}),
     "admin.list_criteria": Outside({"list_id": "national_list"}),
     "admin.criteria_preview": Outside({"list_id": "national_list"}),
+    "admin.criteria_exact": Outside({"list_id": "national_list"}),
     "admin.list_optouts": Outside({"list_id": "national_list"}),
     "admin.list_optouts_csv": Outside({"list_id": "national_list"}),
     "admin.list_posting": Outside({"list_id": "national_list"}, {"policy": "anyone", "hold": "hold"}),

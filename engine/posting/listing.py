@@ -1,0 +1,66 @@
+"""The staff's messages pages as statements compiled once per staff scopes (``engine/prepared.py``).
+
+A page of the messages the staff member may see, their number and the held ones: their SQL depends only on the
+member's scopes (their structures' path bounds), kept per scopes; the page's limit and offset are slots. Whether
+the member may see one message is their scopes against its list's structure (one compiled read).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import peewee as pw
+
+from engine.directory import staff
+from engine.directory.models import Member, Structure
+from engine.lists.models import Domain, MailingList
+from engine.posting.models import Message, MessageState
+from engine.prepared import Prepared, slot
+
+KEPT = 256  # scopes kept, least recently used dropped
+
+_PLACE: Prepared[Structure] = Prepared(lambda: (
+    Structure.select().join(MailingList, on=(MailingList.structure == Structure.id))
+    .where(MailingList.id == slot("list"))))
+_kept: OrderedDict[tuple[Any, ...], tuple[Prepared[Message], Prepared[tuple[int]], Prepared[Message]]] = OrderedDict()
+
+
+_MESSAGE: Prepared[Message] = Prepared(lambda: (
+    Message.select(Message, MailingList, Domain).join(MailingList).join(Domain).where(Message.id == slot("id"))))
+
+
+def message_with_list(message_id: int) -> Message | None:
+    """The message with its list and the list's domain (one compiled statement), or None."""
+    return _MESSAGE.first(id=message_id)
+
+
+def may_see(member: Member, message: Message) -> bool:
+    """Whether the message's list belongs to a structure within the member's scopes."""
+    place = _PLACE.first(list=message.mailing_list_id)
+    return place is not None and staff.can_manage(member, place)
+
+
+def _compiled(member: Member) -> tuple[Prepared[Message], Prepared[tuple[int]], Prepared[Message]]:
+    from engine.posting.queries import visible_messages  # the query itself, written once there
+
+    shape = tuple(scope.subtree_bounds() for scope in staff.scopes(member))
+    found = _kept.get(shape)
+    if found is not None:
+        _kept.move_to_end(shape)
+        return found
+    page: Prepared[Message] = Prepared(lambda: visible_messages(member).limit(slot("limit")).offset(slot("offset")))
+    total: Prepared[tuple[int]] = Prepared(lambda: (
+        Message.select(pw.fn.COUNT(Message.id)).join(MailingList).join(Domain)
+        .where(MailingList.structure.in_(staff.manageable_structures(member).select(Structure.id))).tuples()))
+    held: Prepared[Message] = Prepared(lambda: visible_messages(member).where(Message.state == MessageState.HELD))
+    found = _kept[shape] = (page, total, held)
+    while len(_kept) > KEPT:
+        _kept.popitem(last=False)
+    return found
+
+
+def page_of_messages(member: Member, page: int, per_page: int) -> tuple[list[Message], int, list[Message]]:
+    """A page of the messages ``member`` may see (newest first), how many there are, and the held ones."""
+    rows, total, held = _compiled(member)
+    return (rows.all(limit=per_page, offset=(max(page, 1) - 1) * per_page), int(total.rows()[0][0]), held.all())
