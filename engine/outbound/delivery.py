@@ -34,6 +34,7 @@ from engine.posting.render import ListInfo, Personal, Prepared, prepare
 RunInDb = Callable[..., Awaitable[Any]]
 log = logging.getLogger("palanquee.delivery")
 DEFAULT_REASON = "abonné(e) à la liste"
+MAX_TOGETHER = 16  # copies built at once (signed back to back): at most one per lane
 
 
 def load_message(message_id: int) -> tuple[Message, ListInfo]:
@@ -74,6 +75,19 @@ class PreparedMessage:
 
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
         """The copy's return path and its finished bytes: the one place where a copy is made."""
+        sender, personal = self._personal(item, verp_key)
+        return sender, self.signer.copy(personal, stuffed=stuffed)
+
+    def envelopes_and_copies(self, items: list[Claimed], verp_key: bytes, *,
+                             stuffed: bool = False) -> list[tuple[str, bytes]]:
+        """``envelope_and_copy`` of several copies at once, their signatures made back to back
+        (``CopySigner.copies``); raises when any of them cannot be built (the caller then builds each alone)."""
+        made = [self._personal(item, verp_key) for item in items]
+        copies = self.signer.copies([personal for _, personal in made], stuffed=stuffed)
+        return [(sender, copy) for (sender, _), copy in zip(made, copies, strict=True)]
+
+    def _personal(self, item: Claimed, verp_key: bytes) -> tuple[str, Personal]:
+        """The copy's return path (VERP) and its personal pieces."""
         info = self.info
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
         # the members sharing the address, or the address itself when they are many or none (tokens.py)
@@ -81,8 +95,7 @@ class PreparedMessage:
                                               email_key=item.address.strip().lower())
         personal = Personal(self.url_prefix + token, self.mailto_prefix + token, item.reason or DEFAULT_REASON,
                             len(member_ids) or 1)
-        sender = verp.return_path(info.local_part, info.domain, verp.make_token(verp_key, item.id))
-        return sender, self.signer.copy(personal, stuffed=stuffed)
+        return verp.return_path(info.local_part, info.domain, verp.make_token(verp_key, item.id)), personal
 
     def sign(self, message: Message) -> None:
         """DKIM and ARC, the copy's last step: the list domain's keys and the list's ARC setting (database
@@ -204,11 +217,11 @@ class Worker:
         for group, members in groups.items():
             self.recorder.grouped([item.id for item in members], group.rule)
         in_flight: set[int] = set()
+        stuffed = self.transport.dot_stuffed
 
         def build(item: Claimed) -> Item | None:
             try:
-                sender, data = prepared[item.message_id].envelope_and_copy(
-                    item, self.verp_key, stuffed=self.transport.dot_stuffed)
+                sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key, stuffed=stuffed)
             except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
                 log.exception("cannot build the copy of delivery %s", item.id,
                               extra={"delivery_id": item.id, "message_id": item.message_id})
@@ -217,12 +230,25 @@ class Worker:
             in_flight.add(item.id)
             return item.id, sender, item.address, data
 
+        def build_many(items: list[Claimed]) -> list[Item | None]:
+            """Copies of one message together (their signatures back to back); each alone if that fails."""
+            message = prepared[items[0].message_id]
+            if len(items) < 2 or not message.signer.signs or any(i.message_id != items[0].message_id for i in items):
+                return [build(item) for item in items]
+            try:
+                made = message.envelopes_and_copies(items, self.verp_key, stuffed=stuffed)
+            except Exception:  # one of them cannot be built: each alone, so that only that one is deferred
+                return [build(item) for item in items]
+            in_flight.update(item.id for item in items)
+            return [(item.id, sender, item.address, data) for item, (sender, data) in zip(items, made, strict=True)]
+
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
             add(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
-        dispatch = Dispatch(build, lambda: self.stopping, self.settings.delivery_processes)
+        dispatch = Dispatch(build, lambda: self.stopping, self.settings.delivery_processes, build_many=build_many,
+                            together=min(self.transport.lanes, MAX_TOGETHER))
         for group, members in groups.items():
             dispatch.add(group, members)
         lanes = await asyncio.gather(*(self.transport.run_lane(n, dispatch, done) for n in range(self.transport.lanes)),
