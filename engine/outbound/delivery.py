@@ -21,6 +21,7 @@ from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import MailingList, PostPolicy
 from engine.outbound import failures, mime
+from engine.outbound.builder import Builder, internal, together
 from engine.outbound.dispatch import Dispatch
 from engine.outbound.outbox import Claimed, Result, claim_due
 from engine.outbound.pacer import Pacer
@@ -34,7 +35,6 @@ from engine.posting.render import ListInfo, Personal, Prepared, prepare
 RunInDb = Callable[..., Awaitable[Any]]
 log = logging.getLogger("palanquee.delivery")
 DEFAULT_REASON = "abonné(e) à la liste"
-MAX_TOGETHER = 16  # copies built at once (signed back to back): at most one per lane
 
 
 def load_message(message_id: int) -> tuple[Message, ListInfo]:
@@ -67,6 +67,7 @@ class PreparedMessage:
         if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
             raw = mime.reencode(raw)
         self.prepared: Prepared = prepare(raw, self.info)
+        self.size = sum(len(segment) for segment in self.prepared.segments)  # a copy's bytes, about
         self.signer = signing.CopySigner(self.prepared, [])  # unsigned until ``sign`` (database thread)
         self.received_at: datetime = message.received_at
         self.settings = settings
@@ -194,7 +195,7 @@ class Worker:
                     continue
                 log.exception("cannot prepare message %s", mid)  # signing keys…: retried, failed after the lifetime
                 for delivery_id in ids:
-                    self.recorder.add(Result(delivery_id, 0, _internal("preparing the message", exc), local=True))
+                    self.recorder.add(Result(delivery_id, 0, internal("preparing the message", exc), local=True))
         return prepared
 
     async def send(self, claimed: list[Claimed]) -> int:
@@ -217,38 +218,15 @@ class Worker:
         for group, members in groups.items():
             self.recorder.grouped([item.id for item in members], group.rule)
         in_flight: set[int] = set()
-        stuffed = self.transport.dot_stuffed
-
-        def build(item: Claimed) -> Item | None:
-            try:
-                sender, data = prepared[item.message_id].envelope_and_copy(item, self.verp_key, stuffed=stuffed)
-            except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
-                log.exception("cannot build the copy of delivery %s", item.id,
-                              extra={"delivery_id": item.id, "message_id": item.message_id})
-                add(Result(item.id, 0, _internal("building the copy", exc), local=True))
-                return None
-            in_flight.add(item.id)
-            return item.id, sender, item.address, data
-
-        def build_many(items: list[Claimed]) -> list[Item | None]:
-            """Copies of one message together (their signatures back to back); each alone if that fails."""
-            message = prepared[items[0].message_id]
-            if len(items) < 2 or not message.signer.signs or any(i.message_id != items[0].message_id for i in items):
-                return [build(item) for item in items]
-            try:
-                made = message.envelopes_and_copies(items, self.verp_key, stuffed=stuffed)
-            except Exception:  # one of them cannot be built: each alone, so that only that one is deferred
-                return [build(item) for item in items]
-            in_flight.update(item.id for item in items)
-            return [(item.id, sender, item.address, data) for item, (sender, data) in zip(items, made, strict=True)]
+        builder = Builder(prepared, self.verp_key, self.transport.dot_stuffed, add, in_flight)
 
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
             add(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
-        dispatch = Dispatch(build, lambda: self.stopping, self.settings.delivery_processes, build_many=build_many,
-                            together=min(self.transport.lanes, MAX_TOGETHER))
+        dispatch = Dispatch(builder.build, lambda: self.stopping, self.settings.delivery_processes,
+                            build_many=builder.build_many, together=together(message.size for message in prepared.values()))
         for group, members in groups.items():
             dispatch.add(group, members)
         lanes = await asyncio.gather(*(self.transport.run_lane(n, dispatch, done) for n in range(self.transport.lanes)),
@@ -285,8 +263,3 @@ def _database_error(error: BaseException) -> bool:
     import psycopg
 
     return isinstance(error, (peewee.PeeweeException, sqlite3.Error, psycopg.Error))
-
-
-def _internal(doing: str, error: BaseException) -> str:
-    """A temporary failure of the engine itself (RFC 3463 X.3.0: other or undefined mail system status)."""
-    return f"451 4.3.0 Internal error {doing}: {type(error).__name__}: {' '.join(str(error).split())}"[:500]
