@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -47,11 +46,10 @@ import psutil  # type: ignore[import-untyped]
 
 from bench import postgres, signing
 from bench.setup import migrated_database
-from engine import clock
 from engine import db as engine_db
 from engine.config import load_settings
-from engine.directory.models import Mandate, Member, Role, Structure, StructureKind
-from engine.lists.models import CriterionRole, Domain, ListCriterion, MailingList
+from engine.lists.models import MailingList
+from tests.support import crowd
 
 LIST = "comite_directeur.comite@listes.example.fr"
 ONE_ENGINE: dict[int, float] = {}  # copies/s of one engine per size, in this run (PostgreSQL)
@@ -64,29 +62,9 @@ def free_port() -> int:
 
 
 def seed(url: str, n: int) -> None:
+    """The federation of the chaos and production tests (tests/support/crowd.py), its list named ``LIST``."""
     database = migrated_database(url)
-    now = clock.now()
-    national = Structure.create_node(code="FED", name="Fédération", kind=StructureKind.FEDERATION)
-    region = Structure.create_node(code="CR13", name="Comité régional Provence", kind=StructureKind.REGIONAL,
-                                   parent=national)
-    club = Structure.create_node(code="C1301", name="Club de Cassis", kind=StructureKind.CLUB, parent=region)
-    role = Role.create(code="board", name_fr="membre du comité directeur", name_en="board member", category="board")
-    with database.atomic():
-        for start in range(0, n, 5000):
-            rows = [{"licence_number": f"A-13-{i:07d}", "first_name": "Camille", "last_name": f"Martin{i}",
-                     "email": f"camille.martin{i}@example.net", "email_key": f"camille.martin{i}@example.net",
-                     "club": club.id, "licence_season": 2026, "licence_valid_until": date(2027, 9, 14),
-                     "created_at": now} for i in range(start, min(n, start + 5000))]
-            Member.insert_many(rows).execute()
-        Mandate.insert_from(
-            Member.select(Member.id, pw_value(role.id), pw_value(region.id), pw_value(date(2024, 1, 1)),
-                          pw_value("import")),
-            [Mandate.member, Mandate.role, Mandate.structure, Mandate.starts_on, Mandate.source]).execute()
-    domain = Domain.create(name="listes.example.fr", structure=national, created_at=now)
-    board = MailingList.create(domain=domain, local_part="comite_directeur.comite", name="Comité directeur",
-                               structure=region, created_at=now, post_policy="anyone")
-    criterion = ListCriterion.create(mailing_list=board, structure=region, require_valid_licence=False)
-    CriterionRole.create(criterion=criterion, role=role)
+    crowd.seed(n, local_part=LIST.split("@")[0])
     database.close()
 
 

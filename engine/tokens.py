@@ -85,6 +85,29 @@ def loads(settings: Settings, purpose: str, token: str, max_age: timedelta | Non
         raise BadToken(str(exc)) from exc
 
 
+class LinkError(Exception):
+    """A link mailed to someone that cannot act; ``reason`` says why, for the page shown (invalid, expired…)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def load_link(settings: Settings, purpose: str, token: str, max_age: timedelta, error: type[LinkError],
+              ints: tuple[str, ...]) -> dict[str, Any]:
+    """The payload of a mailed link's token: a dict whose ``ints`` keys hold integers. Raises
+    ``error("expired")`` for a genuine token past ``max_age``, ``error("invalid")`` for anything else."""
+    try:
+        payload = loads(settings, purpose, token, max_age)
+    except ExpiredToken as exc:
+        raise error("expired") from exc
+    except BadToken as exc:
+        raise error("invalid") from exc
+    if not isinstance(payload, dict) or not all(type(payload.get(key)) is int for key in ints):
+        raise error("invalid")
+    return payload
+
+
 class _CachedKeySigner(Signer):
     """Derives its key once instead of at every signature (two hashes saved per list copy)."""
 

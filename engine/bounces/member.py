@@ -35,12 +35,8 @@ class AddressStatus:
         return self.probe_sent_at is None or self.probe_sent_at + PROBE_INTERVAL <= now
 
 
-class ProbeLinkError(Exception):
+class ProbeLinkError(tokens.LinkError):
     """A probe link that cannot act: ``reason`` is invalid, expired or changed (the address changed since)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 _DISABLED: Prepared[Bounce] = Prepared(lambda: Bounce.select().where(
@@ -81,14 +77,8 @@ def send_probe(settings: Settings, member: Member) -> bool:
 
 def confirm_probe(settings: Settings, token: str) -> Member:
     """The member whose address the link names works again: its bounce record is cleared."""
-    try:
-        payload = tokens.loads(settings, tokens.Purpose.BOUNCE_PROBE, token, PROBE_MAX_AGE)
-    except tokens.ExpiredToken as exc:
-        raise ProbeLinkError("expired") from exc
-    except tokens.BadToken as exc:
-        raise ProbeLinkError("invalid") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("m"), int):
-        raise ProbeLinkError("invalid")
+    payload = tokens.load_link(settings, tokens.Purpose.BOUNCE_PROBE, token, PROBE_MAX_AGE, ProbeLinkError,
+                               ints=("m",))
     member = Member.get_or_none(Member.id == payload["m"])
     if member is None:
         raise ProbeLinkError("invalid")

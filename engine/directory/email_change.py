@@ -33,14 +33,13 @@ class TooManyRequests(Exception):
     """A limit on confirmation mails is reached (per member, per new address, per client address, per day)."""
 
 
-class ChangeLinkError(Exception):
+class ChangeLinkError(tokens.LinkError):
     """A confirmation or cancel link that cannot act; ``reason`` says why for the page shown."""
 
     REASONS = ("invalid", "expired", "used", "cancelled", "applied", "other_member")
 
     def __init__(self, reason: str, change: EmailChange | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
         self.change = change
 
 
@@ -121,14 +120,7 @@ def request_change(settings: Settings, member: Member, raw_address: str, *, ip: 
 
 
 def _load(settings: Settings, purpose: str, token: str, max_age: timedelta) -> EmailChange:
-    try:
-        payload = tokens.loads(settings, purpose, token, max_age)
-    except tokens.ExpiredToken as exc:
-        raise ChangeLinkError("expired") from exc
-    except tokens.BadToken as exc:
-        raise ChangeLinkError("invalid") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("c"), int):
-        raise ChangeLinkError("invalid")
+    payload = tokens.load_link(settings, purpose, token, max_age, ChangeLinkError, ints=("c", "m"))
     change = EmailChange.get_or_none((EmailChange.id == payload["c"]) & (EmailChange.member == payload.get("m")))
     if change is None:
         raise ChangeLinkError("invalid")

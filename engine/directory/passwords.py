@@ -53,12 +53,8 @@ def needs_rehash(password_hash: str) -> bool:
 
 # --- reset and activation links ---
 
-class ResetLinkError(Exception):
+class ResetLinkError(tokens.LinkError):
     """The link is invalid (``reason``: invalid, expired, used)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class WeakPassword(ValueError):
@@ -78,14 +74,8 @@ def reset_url(settings: Settings, member: Member) -> str:
 def member_for_reset(settings: Settings, token: str) -> Member:
     """The member a reset link was made for; ``ResetLinkError`` when forged, expired or already used."""
     max_age = settings.password_reset_max_age
-    try:
-        payload = tokens.loads(settings, tokens.Purpose.PASSWORD_RESET, token, max_age)
-    except tokens.ExpiredToken as exc:
-        raise ResetLinkError("expired") from exc
-    except tokens.BadToken as exc:
-        raise ResetLinkError("invalid") from exc
-    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), int) for k in ("m", "v", "t")):
-        raise ResetLinkError("invalid")
+    payload = tokens.load_link(settings, tokens.Purpose.PASSWORD_RESET, token, max_age, ResetLinkError,
+                               ints=("m", "v", "t"))
     # Expiry by the product's clock too (itsdangerous reads the system clock).
     if clock.now() - datetime.fromtimestamp(payload["t"], UTC).replace(tzinfo=None) > max_age:
         raise ResetLinkError("expired")

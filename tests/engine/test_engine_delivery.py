@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-from pathlib import Path
+import dataclasses
 
 from peewee import fn
 
@@ -17,6 +12,7 @@ from engine.posting.models import Message, MessageState
 from tests import factories
 from tests.engine.conftest import Federation, wait_until
 from tests.engine.test_engine_e2e import post, send
+from tests.support import engines
 from tests.support.sink import Sink, SinkHandler, reserve
 
 
@@ -41,8 +37,6 @@ def test_451_then_250_is_retried_and_550_is_failed(start_engine, federation: Fed
 
 def test_connection_refused_defers_and_nothing_is_lost(start_engine, federation: Federation,
                                                        engine_settings: Settings) -> None:
-    import dataclasses
-
     down = reserve()  # bound, not listening: the smarthost refuses connections, and nobody can take its port
     settings = dataclasses.replace(engine_settings, smarthost=f"smtp://127.0.0.1:{down.getsockname()[1]}")
     engine = start_engine(settings)
@@ -58,51 +52,31 @@ def test_connection_refused_defers_and_nothing_is_lost(start_engine, federation:
         sink.stop()
 
 
-def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation, db_url: str,
+def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
                                                          engine_settings: Settings) -> None:
-    members = 60
-    role = factories.role("membre_cd")
-    for n in range(members):
-        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
-        factories.mandate(person, role, federation.region)
-    expected = members + 2
+    expected = _board(federation, 60)
     sink = Sink(SinkHandler(delay=0.03))
     sink.start()
-    env = {**os.environ, "PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": engine_settings.secret_key,
-           "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
-           "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "2s", "PALANQUEE_DELIVERY_BATCH": "500",
-           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_DELIVERY_PROCESSES": "1",
-           "PALANQUEE_BASE_URL": engine_settings.base_url, "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
+    env = engines.environment(dataclasses.replace(engine_settings, smarthost=sink.url), DELIVERY_LEASE="2s",
+                              DELIVERY_BATCH="500", DELIVERY_CONNECTIONS="2", DELIVERY_PROCESSES="1")
+    folder = engine_settings.instance.parent
 
-    def start(number: int) -> tuple[subprocess.Popen[bytes], int]:
-        """The engine on a port it binds itself (port 0); its log names the port."""
-        path = engine_settings.instance.parent / f"engine-{number}.log"
-        log = open(path, "ab")  # noqa: SIM115 (closed with the process)
-        process = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_until(lambda: _bound_port(path) or process.poll() is not None, what="engine listening")
-        return process, _bound_port(path) or 0
-
-    first, smtp_port = start(1)
+    first = engines.start(env, folder / "engine-1.log")
     try:
-        send(_Bound(smtp_port), post())
+        send(first, post())
         wait_until(lambda: len(sink.handler.received) >= 15, what="a few copies")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        first.kill()
         before = len(sink.handler.received)
         assert before < expected
-        second, _port = start(2)
+        second = engines.start(env, folder / "engine-2.log")
         try:
             wait_until(lambda: len(set(sink.handler.by_recipient())) == expected, timeout=60,
                        what="every recipient after restart")
             wait_until(lambda: Message.get().state == MessageState.DONE, timeout=30, what="message done")
         finally:
-            second.terminate()
-            second.wait(10)
+            second.terminate(10)
     finally:
-        if first.poll() is None:
-            first.kill()
+        first.kill()
         sink.stop()
     duplicates = len(sink.handler.received) - expected
     # Results are recorded as replies arrive: only copies on the wire at the kill can go twice (two
@@ -113,14 +87,14 @@ def test_killed_engine_resumes_without_losing_a_delivery(federation: Federation,
     assert counted >= expected + duplicates  # every copy sent twice shows two attempts
 
 
-class _Bound:
-    def __init__(self, port: int) -> None:
-        self.bound = {"smtp": ("127.0.0.1", port)}
 
-
-def _bound_port(log: Path) -> int | None:
-    found = re.search(r"listening on smtp 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
-    return int(found.group(1)) if found else None
+def _board(federation: Federation, members: int) -> int:
+    """``members`` more board members of the region, ``m<n>@example.net``; the list's recipients then."""
+    role = factories.role("membre_cd")
+    for n in range(members):
+        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
+        factories.mandate(person, role, federation.region)
+    return members + 2
 
 
 def test_a_post_accepted_before_a_crash_is_expanded_after_restart(start_engine, federation: Federation,
@@ -139,40 +113,23 @@ def test_a_post_accepted_before_a_crash_is_expanded_after_restart(start_engine, 
 
 
 def test_issue_16_sigterm_mid_send_records_and_gives_back_then_a_restart_finishes_once(
-        federation: Federation, db_url: str, engine_settings: Settings) -> None:
+        federation: Federation, engine_settings: Settings) -> None:
     """A deploy: SIGTERM stops claiming, lets the copies on the wire get their replies, records them and
     gives the untried claims back at once (the 5-minute lease would outlast this test)."""
     from engine import clock
 
-    members = 80
-    role = factories.role("membre_cd")
-    for n in range(members):
-        person = factories.member("Membre", f"N{n}", email=f"m{n}@example.net", club=federation.club)
-        factories.mandate(person, role, federation.region)
-    expected = members + 2
+    expected = _board(federation, 80)
     sink = Sink(SinkHandler(delay=0.02))
     sink.start()
-    env = {**os.environ, "PALANQUEE_DATABASE_URL": db_url, "PALANQUEE_SECRET_KEY": engine_settings.secret_key,
-           "PALANQUEE_INSTANCE": str(engine_settings.instance), "PALANQUEE_SMTP_LISTEN": "127.0.0.1:0",
-           "PALANQUEE_SMARTHOST": sink.url, "PALANQUEE_DELIVERY_LEASE": "5m", "PALANQUEE_DELIVERY_BATCH": "10",
-           "PALANQUEE_DELIVERY_CONNECTIONS": "2", "PALANQUEE_DELIVERY_PROCESSES": "2",
-           "PALANQUEE_BASE_URL": engine_settings.base_url, "PALANQUEE_INBOUND_AUTHENTICATION": "off"}
+    env = engines.environment(dataclasses.replace(engine_settings, smarthost=sink.url), DELIVERY_LEASE="5m",
+                              DELIVERY_BATCH="10", DELIVERY_CONNECTIONS="2", DELIVERY_PROCESSES="2")
+    folder = engine_settings.instance.parent
 
-    def start(number: int) -> tuple[subprocess.Popen[bytes], int]:
-        path = engine_settings.instance.parent / f"engine-{number}.log"
-        log = open(path, "ab")  # noqa: SIM115 (closed with the process)
-        process = subprocess.Popen([sys.executable, "-m", "portal.cli", "engine"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_until(lambda: _bound_port(path) or process.poll() is not None, what="engine listening")
-        return process, _bound_port(path) or 0
-
-    first, smtp_port = start(1)
+    first = engines.start(env, folder / "engine-1.log")
     try:
-        send(_Bound(smtp_port), post())
+        send(first, post())
         wait_until(lambda: len(sink.handler.received) >= 15, what="a few copies")
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(30) == 0
+        assert first.terminate(30) == 0
         received = sink.handler.by_recipient()
         assert 15 <= len(received) < expected
         rows = list(Delivery.select())
@@ -180,15 +137,13 @@ def test_issue_16_sigterm_mid_send_records_and_gives_back_then_a_restart_finishe
         assert all(d.next_attempt_at <= clock.now() for d in rows if d.state != DeliveryState.SENT)
         assert {d.address for d in rows if d.state == DeliveryState.SENT} == set(received)  # every reply recorded
         assert {(d.state, d.attempts) for d in rows} <= {(DeliveryState.SENT, 1), (DeliveryState.QUEUED, 0)}
-        second, _port = start(2)
+        second = engines.start(env, folder / "engine-2.log")
         try:
             wait_until(lambda: Message.get().state == MessageState.DONE, timeout=60, what="message done")
         finally:
-            second.terminate()
-            second.wait(30)
+            second.terminate(30)
     finally:
-        if first.poll() is None:
-            first.kill()
+        first.kill()
         sink.stop()
     assert len(sink.handler.received) == expected  # no duplicate
     assert len(sink.handler.by_recipient()) == expected

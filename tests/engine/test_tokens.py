@@ -56,3 +56,30 @@ def test_fast_unsubscribe_tokens_are_plain_itsdangerous_tokens(settings):
     assert standard.loads(fast) == [12, [3, 5]]
     assert tokens.load_unsubscribe_token(settings, standard.dumps([12, "a@example.org"])).email_key == "a@example.org"
     assert fast == tokens.make_unsubscribe_token(settings, 12, [3, 5])  # deterministic: same copy, same link
+
+
+class _Refused(tokens.LinkError):
+    pass
+
+
+@pytest.mark.parametrize("payload", [[1, 2], {"m": "1", "v": 1}, {"m": 1}, {"m": True, "v": 1}, "m", None])
+def test_a_mailed_link_with_a_genuine_signature_over_a_malformed_payload_is_invalid(settings, payload):
+    token = tokens.dumps(settings, tokens.Purpose.PASSWORD_RESET, payload)
+    with pytest.raises(_Refused) as refused:
+        tokens.load_link(settings, tokens.Purpose.PASSWORD_RESET, token, timedelta(hours=2), _Refused, ints=("m", "v"))
+    assert refused.value.reason == "invalid"
+
+
+def test_a_mailed_link_says_expired_tampered_or_foreign(settings):
+    from engine import clock
+
+    token = tokens.dumps(settings, tokens.Purpose.BOUNCE_PROBE, {"m": 4})
+    assert tokens.load_link(settings, tokens.Purpose.BOUNCE_PROBE, token, timedelta(days=1), _Refused,
+                            ints=("m",)) == {"m": 4}
+    with clock.frozen(clock.now() + timedelta(days=1, seconds=1)), pytest.raises(_Refused) as late:
+        tokens.load_link(settings, tokens.Purpose.BOUNCE_PROBE, token, timedelta(days=1), _Refused, ints=("m",))
+    assert late.value.reason == "expired"
+    for bad, purpose in ((token[:-3] + "xyz", tokens.Purpose.BOUNCE_PROBE), (token, tokens.Purpose.EMAIL_CONFIRM)):
+        with pytest.raises(_Refused) as refused:
+            tokens.load_link(settings, purpose, bad, timedelta(days=1), _Refused, ints=("m",))
+        assert refused.value.reason == "invalid"
