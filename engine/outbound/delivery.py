@@ -75,7 +75,7 @@ class PreparedMessage:
         self.mailto_prefix = f"mailto:{info.local_part}-unsubscribe@{info.domain}?subject="
 
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
-        """The copy's return path and its finished bytes: the one place where a copy is made."""
+        """One copy's return path and finished bytes (``envelopes_and_copies`` makes several at once)."""
         sender, personal = self._personal(item, verp_key)
         return sender, self.signer.copy(personal, stuffed=stuffed)
 
