@@ -242,6 +242,7 @@ def main() -> None:
     try:
         if args.dkim:
             print(signing.per_copy_breakdown(ten_kb_post()))
+            print(signing.after_rsa(ten_kb_post()))
         with postgres.server(args.database_url, args.postgresql) as server:
             for n in [int(size) for size in args.sizes.split(",")]:
                 for engines in [int(count) for count in args.engines.split(",")]:

@@ -144,3 +144,40 @@ def per_copy_breakdown(post: EmailMessage) -> str:
     whole = timed(lambda p: hashlib.sha256(canonical_lines(prepared.join(prepared.pieces(p)))).digest())
     return (f"per copy, one process: join {join:.0f} µs; signed copy {signed:.0f} µs, of which RSA {rsa_only:.0f} µs "
             f"and body hash {body:.0f} µs (canonicalising the whole copy instead: {whole:.0f} µs)")
+
+
+def after_rsa(post: EmailMessage, copies: int = 1024) -> str:
+    """µs of thread CPU of a copy's Python work (tokens, VERP address, join) alone, right after an RSA
+    operation, and after 8 or 32 operations in a row: what the RSA operation's cache eviction costs the
+    work that follows it (the reason delivery builds and signs copies together: engine/outbound/builder.py)."""
+    from engine import tokens
+    from engine.bounces import verp
+    from engine.config import load_settings
+    from engine.posting.dkim import sign_bytes
+    from engine.posting.render import ListInfo, Personal, prepare
+
+    settings = load_settings(environ={}, overrides={"secret_key": "bench-secret-key-0123456789"})
+    prepared = prepare(post.as_bytes(policy=email_policy.SMTP),
+                       ListInfo(list_id=1, name="Comité directeur", local_part="cd", domain="listes.example.fr"))
+    key, verp_key = rsa.generate_private_key(public_exponent=65537, key_size=2048), verp.signing_key(settings)
+
+    def work(n: int) -> None:
+        token = tokens.make_unsubscribe_token(settings, 1, [n], email_key="a@example.net")
+        verp.return_path("cd", "listes.example.fr", verp.make_token(verp_key, n))
+        prepared.copy(Personal(f"https://listes.example.fr/u/{token}", f"mailto:x?subject={token}", "membre"),
+                      stuffed=True)
+
+    def timed(signed_before: int) -> float:
+        spent = 0.0
+        for start in range(0, copies, max(1, signed_before)):
+            for _ in range(signed_before):
+                sign_bytes(key, b"x" * 1500)
+            started = time.thread_time()
+            for n in range(start, start + max(1, signed_before)):
+                work(n)
+            spent += time.thread_time() - started
+        return spent / copies * 1e6
+
+    alone, each, eight, many = timed(0), timed(1), timed(8), timed(32)
+    return (f"a copy's Python work (tokens, VERP, join), thread CPU: {alone:.0f} µs alone, {each:.0f} µs right after an "
+            f"RSA operation, {eight:.0f} µs after 8 operations in a row, {many:.0f} µs after 32")

@@ -21,6 +21,7 @@ from engine.bounces import verp
 from engine.config import Settings
 from engine.lists.models import Domain, MailingList, PostPolicy
 from engine.outbound import failures, mime
+from engine.outbound.builder import Builder, internal, together
 from engine.outbound.dispatch import Dispatch
 from engine.outbound.outbox import Claimed, Result, claim_due
 from engine.outbound.pacer import Pacer
@@ -73,6 +74,7 @@ class PreparedMessage:
         if mime.may_need_reencoding(raw):  # binary parts: re-encoded once, for any relay (no BINARYMIME)
             raw = mime.reencode(raw)
         self.prepared: Prepared = prepare(raw, self.info)
+        self.size = sum(len(segment) for segment in self.prepared.segments)  # a copy's bytes, about
         self.signer = signing.CopySigner(self.prepared, [])  # unsigned until ``sign`` (database thread)
         self.received_at: datetime = message.received_at
         self.settings = settings
@@ -80,7 +82,20 @@ class PreparedMessage:
         self.mailto_prefix = f"mailto:{info.local_part}-unsubscribe@{info.domain}?subject="
 
     def envelope_and_copy(self, item: Claimed, verp_key: bytes, *, stuffed: bool = False) -> tuple[str, bytes]:
-        """The copy's return path and its finished bytes: the one place where a copy is made."""
+        """One copy's return path and finished bytes (``envelopes_and_copies`` makes several at once)."""
+        sender, personal = self._personal(item, verp_key)
+        return sender, self.signer.copy(personal, stuffed=stuffed)
+
+    def envelopes_and_copies(self, items: list[Claimed], verp_key: bytes, *,
+                             stuffed: bool = False) -> list[tuple[str, bytes]]:
+        """``envelope_and_copy`` of several copies at once, their signatures made back to back
+        (``CopySigner.copies``); raises when any of them cannot be built (the caller then builds each alone)."""
+        made = [self._personal(item, verp_key) for item in items]
+        copies = self.signer.copies([personal for _, personal in made], stuffed=stuffed)
+        return [(sender, copy) for (sender, _), copy in zip(made, copies, strict=True)]
+
+    def _personal(self, item: Claimed, verp_key: bytes) -> tuple[str, Personal]:
+        """The copy's return path (VERP) and its personal pieces."""
         info = self.info
         member_ids = [int(i) for i in item.member_ids.split()] if item.member_ids else []
         # the members sharing the address, or the address itself when they are many or none (tokens.py)
@@ -88,8 +103,7 @@ class PreparedMessage:
                                               email_key=item.address.strip().lower())
         personal = Personal(self.url_prefix + token, self.mailto_prefix + token, item.reason or DEFAULT_REASON,
                             len(member_ids) or 1)
-        sender = verp.return_path(info.local_part, info.domain, verp.make_token(verp_key, item.id))
-        return sender, self.signer.copy(personal, stuffed=stuffed)
+        return verp.return_path(info.local_part, info.domain, verp.make_token(verp_key, item.id)), personal
 
     def sign(self, message: Message) -> None:
         """DKIM and ARC, the copy's last step: the list domain's keys and the list's ARC setting (database
@@ -188,7 +202,7 @@ class Worker:
                     continue
                 log.exception("cannot prepare message %s", mid)  # signing keys…: retried, failed after the lifetime
                 for delivery_id in ids:
-                    self.recorder.add(Result(delivery_id, 0, _internal("preparing the message", exc), local=True))
+                    self.recorder.add(Result(delivery_id, 0, internal("preparing the message", exc), local=True))
         return prepared
 
     async def send(self, claimed: list[Claimed]) -> int:
@@ -211,25 +225,15 @@ class Worker:
         for group, members in groups.items():
             self.recorder.grouped([item.id for item in members], group.rule)
         in_flight: set[int] = set()
-
-        def build(item: Claimed) -> Item | None:
-            try:
-                sender, data = prepared[item.message_id].envelope_and_copy(
-                    item, self.verp_key, stuffed=self.transport.dot_stuffed)
-            except Exception as exc:  # this copy only; deferred, failed when its lifetime ends
-                log.exception("cannot build the copy of delivery %s", item.id,
-                              extra={"delivery_id": item.id, "message_id": item.message_id})
-                add(Result(item.id, 0, _internal("building the copy", exc), local=True))
-                return None
-            in_flight.add(item.id)
-            return item.id, sender, item.address, data
+        builder = Builder(prepared, self.verp_key, self.transport.dot_stuffed, add, in_flight)
 
         def done(item: Item, reply: Reply) -> None:
             in_flight.discard(item[0])
             text = reply.text.replace("\n", " ")
             add(Result(item[0], reply.code, f"{reply.code} {text}", local=reply.local))
 
-        dispatch = Dispatch(build, lambda: self.stopping, self.settings.delivery_processes)
+        dispatch = Dispatch(builder.build, lambda: self.stopping, self.settings.delivery_processes,
+                            build_many=builder.build_many, together=together(message.size for message in prepared.values()))
         for group, members in groups.items():
             dispatch.add(group, members)
         lanes = await asyncio.gather(*(self.transport.run_lane(n, dispatch, done) for n in range(self.transport.lanes)),
@@ -266,8 +270,3 @@ def _database_error(error: BaseException) -> bool:
     import psycopg
 
     return isinstance(error, (peewee.PeeweeException, sqlite3.Error, psycopg.Error))
-
-
-def _internal(doing: str, error: BaseException) -> str:
-    """A temporary failure of the engine itself (RFC 3463 X.3.0: other or undefined mail system status)."""
-    return f"451 4.3.0 Internal error {doing}: {type(error).__name__}: {' '.join(str(error).split())}"[:500]

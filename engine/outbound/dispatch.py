@@ -49,6 +49,9 @@ class Dispatch:
     build: Callable[[Claimed], Item | None]  # None when the copy could not be built (already answered)
     stopping: Callable[[], bool]
     processes: int = 1
+    # copies built ``together`` at a time (their signatures back to back), waiting in ``ready`` for a session
+    build_many: Callable[[list[Claimed]], list[Item | None]] | None = None
+    together: int = 1
     queues: dict[Group | None, deque[Entry]] = field(default_factory=dict)  # by session kind
     ready: dict[Group | None, deque[tuple[Group, Item]]] = field(default_factory=dict)  # put back
     group_of: dict[Any, Group] = field(default_factory=dict)  # a built copy's group, by its key
@@ -110,12 +113,17 @@ class Dispatch:
 
     def _next(self, kind: Group | None) -> Item | None:
         ready, queue = self.ready.get(kind), self.queues.get(kind)
-        while ready:
-            group, item = ready.popleft()
-            if group not in self.slowed:
-                return item
-            self.held.setdefault(group, []).append((group, _claim_of(item)))
-        while queue:
+        while True:
+            while ready:
+                group, item = ready.popleft()
+                if group not in self.slowed:
+                    return item
+                self.held.setdefault(group, []).append((group, _claim_of(item)))
+            if not queue:
+                return None
+            if self.build_many is not None and self.together > 1 and len(queue) > 1:
+                self._build_together(queue, ready)
+                continue
             group, claim = queue.popleft()
             if group in self.slowed:
                 self.held.setdefault(group, []).append((group, claim))
@@ -124,7 +132,22 @@ class Dispatch:
             if built is not None:
                 self.group_of[built[0]] = group
                 return built
-        return None
+
+    def _build_together(self, queue: deque[Entry], ready: deque[tuple[Group, Item]] | None) -> None:
+        """The next ``together`` copies of ``queue`` built at once, put in ``ready`` (the session's kind)."""
+        assert self.build_many is not None and ready is not None
+        entries: list[Entry] = []
+        while queue and len(entries) < self.together:
+            group, claim = queue.popleft()
+            if group in self.slowed:
+                self.held.setdefault(group, []).append((group, claim))
+            else:
+                entries.append((group, claim))
+        if entries:
+            for (group, _), built in zip(entries, self.build_many([claim for _, claim in entries]), strict=True):
+                if built is not None:
+                    self.group_of[built[0]] = group
+                    ready.append((group, built))
 
     def take_any(self) -> Item | None:
         """The next copy whatever its group (a transport without connections: the capture)."""
