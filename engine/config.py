@@ -228,6 +228,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("delivery_batch", parse_positive_int, "500", "deliveries a worker claims at a time"),
     Spec("delivery_processes", parse_positive_int, "2",
          "processes `palanquee engine` delivers with (itself and helpers that share the claims)"),
+    Spec("intake_processes", parse_positive_int, "1",
+         "processes `palanquee engine` serves its SMTP/LMTP intake with (itself and intake workers accepting on "
+         "the same listening sockets, each with its own database connection)"),
     Spec("delivery_lease", parse_duration, "5m",
          "how long a claim lasts; claims of a worker that died are taken back after it"),
     Spec("delivery_idle_check", parse_duration, "30s",
@@ -308,6 +311,7 @@ class Settings:
     delivery_connections: int
     delivery_batch: int
     delivery_processes: int
+    intake_processes: int
     delivery_lease: timedelta
     delivery_idle_check: timedelta
     throttle_mx_lookup: bool

@@ -34,6 +34,7 @@ from engine.outbound.outbox import next_due_at
 from engine.outbound.transport import Transport, make_transport
 
 log = logging.getLogger("palanquee.engine")
+Listen = tuple[str, int] | socket.socket  # an address to bind, or a listening socket bound once (engine/prefork.py)
 IDLE_PROBE = 1.0  # seconds: a database connection idle longer is checked before use
 
 
@@ -70,18 +71,19 @@ class Engine:
     """Build with settings, ``await run()`` until ``stop()``; ``ready`` is set once listening."""
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
-                 smtp: tuple[str, int] | None | bool = True, lmtp: tuple[str, int] | None | bool = True,
+                 smtp: Listen | None | bool = True, lmtp: Listen | None | bool = True,
                  socketmap: tuple[str, int] | None | bool = True, metrics: tuple[str, int] | None | bool = True,
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
-                 stop_grace: float = 30.0) -> None:
+                 stop_grace: float = 30.0, intake_only: bool = False) -> None:
         self.settings = settings
         resolver.configure(settings.dns_resolver)
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
+        self.intake_only = intake_only  # an intake worker (engine/prefork.py): no expansion, delivery or jobs
         if delivery_only:
             smtp = lmtp = False
-        self.smtp_address = settings.smtp_listen if smtp is True else (smtp or None)
-        self.lmtp_address = settings.lmtp_listen if lmtp is True else (lmtp or None)
-        self.socketmap_address = None if delivery_only else (
+        self.smtp_address: Listen | None = settings.smtp_listen if smtp is True else (smtp or None)
+        self.lmtp_address: Listen | None = settings.lmtp_listen if lmtp is True else (lmtp or None)
+        self.socketmap_address = None if delivery_only or intake_only else (
             settings.socketmap_listen if socketmap is True else (socketmap or None))
         self.metrics_address = settings.metrics_listen if metrics is True else (metrics or None)
         self.transport = transport or make_transport(settings)
@@ -170,10 +172,10 @@ class Engine:
         if exporter is not None:
             self.bound["metrics"] = exporter.server_address[:2]
         delivery = asyncio.create_task(self._delivery_loop())
-        loops = [] if self.delivery_only else [self._expand_loop(), self._jobs_loop()]
-        loops.append(heartbeat.keep_beating(self.run_in_db, self.name, "delivery" if self.delivery_only else "engine",
-                                            self.settings.heartbeat_max_age))
-        if isinstance(self.database, peewee.PostgresqlDatabase):
+        loops = [] if self.delivery_only or self.intake_only else [self._expand_loop(), self._jobs_loop()]
+        role = "delivery" if self.delivery_only else "intake" if self.intake_only else "engine"
+        loops.append(heartbeat.keep_beating(self.run_in_db, self.name, role, self.settings.heartbeat_max_age))
+        if isinstance(self.database, peewee.PostgresqlDatabase) and not self.intake_only:
             loops.append(wakeup.listen(self.database, self._work_queued))
         others = [asyncio.create_task(coroutine) for coroutine in loops]
         self.ready.set()
@@ -209,6 +211,10 @@ class Engine:
         await self.run_in_db(engine_db.disconnect, self.database)
         self.db_thread.shutdown()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping is not None and self._stopping.is_set()
+
     def stop(self) -> None:
         """Ask the engine to stop (from any thread)."""
         if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
@@ -236,6 +242,8 @@ class Engine:
     async def _delivery_loop(self) -> None:
         assert self._wake_delivery is not None
         worker, outage = self.worker, Outage("delivery")
+        if self.intake_only:  # the engine that started this worker delivers
+            return
         while not worker.stopping:
             try:
                 if await worker.run_until_idle():
@@ -314,46 +322,81 @@ def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
     return environment
 
 
-def serve(settings: Settings, *, delivery_only: bool = False,
+def serve(settings: Settings, *, delivery_only: bool = False, intake_only: bool = False,
+          sockets: dict[str, socket.socket] | None = None,
           on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
     """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
 
     With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
     processes that only deliver (claims are shared through the database), and stops them with it.
+    With ``PALANQUEE_INTAKE_PROCESSES`` above 1, it binds its SMTP/LMTP sockets once and starts that many
+    minus one intake workers accepting on them (``engine/prefork.py``); it exits with status 1 if they
+    keep dying. ``sockets``: an intake worker's listeners, already bound by its engine.
     ``on_ready(bound)`` is called once it listens (``palanquee demo`` runs it as a child process).
     """
     import signal
     import subprocess
     import sys
 
-    engine = Engine(settings, delivery_only=delivery_only)
+    from engine import prefork
+
+    workers = None
+    if not (delivery_only or intake_only) and settings.intake_processes > 1:
+        sockets = prefork.bind_listeners(settings)
+        workers = prefork.IntakeWorkers(sockets, settings.intake_processes - 1, lambda number: _helper_environment(
+            settings, settings.delivery_processes - 1 + number), die_with_parent)
+    listeners: dict[str, Any] = {} if sockets is None else {
+        "smtp": sockets.get("smtp", False), "lmtp": sockets.get("lmtp", False)}
+    engine = Engine(settings, delivery_only=delivery_only, intake_only=intake_only, **listeners)
     logs.configure(settings.log_format, engine.name)
     helpers: list[subprocess.Popen[bytes]] = []
-    if not delivery_only:
+    if not (delivery_only or intake_only):
         helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
                                     env=_helper_environment(settings, number), preexec_fn=die_with_parent)
                    for number in range(1, settings.delivery_processes)]
 
+    def stop() -> None:
+        engine.stop()
+        if workers is not None:
+            workers.terminate()
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, engine.stop)
+            loop.add_signal_handler(signum, stop)
         runner = asyncio.create_task(engine.run())
         while not engine.ready.is_set() and not runner.done():
             await asyncio.sleep(0.05)
+        supervisor = None
         if engine.ready.is_set():
-            where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
-            target = settings.smarthost or f"capture in {settings.capture_dir}"
-            log.info("engine %s%s %s; delivering to %s", engine.name, " (delivery only)" if delivery_only else "",
-                     f"listening on {where}" if where else "listening on nothing", target)
+            if workers is not None:
+                workers.start()
+                supervisor = asyncio.create_task(workers.supervise(stop))
+            _log_ready(engine, settings, delivery_only, intake_only)
             if on_ready is not None:
                 on_ready(dict(engine.bound))
-        await runner
+        try:
+            await runner
+        finally:
+            if supervisor is not None:
+                supervisor.cancel()
 
     try:
         asyncio.run(main())
     finally:
+        if workers is not None:
+            workers.wait(30)
         for helper in helpers:
             helper.terminate()
         for helper in helpers:
             helper.wait(30)
+    if workers is not None and workers.failed:
+        raise SystemExit(1)
+
+
+def _log_ready(engine: Engine, settings: Settings, delivery_only: bool, intake_only: bool) -> None:
+    where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
+    target = settings.smarthost or f"capture in {settings.capture_dir}"
+    role = " (delivery only)" if delivery_only else " (intake only)" if intake_only else ""
+    log.info("engine %s%s %s; delivering to %s", engine.name, role,
+             f"listening on {where}" if where else "listening on nothing", target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -228,10 +229,11 @@ def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable
 
 async def start_listeners(settings: Settings, run_in_db: RunInDb, verp_key: bytes,
                           on_accepted: Callable[[], None],
-                          smtp: tuple[str, int] | None, lmtp: tuple[str, int] | None,
+                          smtp: tuple[str, int] | socket.socket | None, lmtp: tuple[str, int] | socket.socket | None,
                           counted: Counted | None = None, store_post: RunInDb | None = None) -> list[asyncio.Server]:
     """Open the SMTP and LMTP listeners (either may be None) on the running loop; ``counted`` is told
-    of every RCPT and DATA reply (metrics); ``store_post`` stores posts with group commit."""
+    of every RCPT and DATA reply (metrics); ``store_post`` stores posts with group commit. A listener given as a
+    socket is already bound (shared by the engine's intake processes, ``engine/prefork.py``)."""
     loop = asyncio.get_running_loop()
     servers = []
     for address, is_lmtp in ((smtp, False), (lmtp, True)):
@@ -239,6 +241,9 @@ async def start_listeners(settings: Settings, run_in_db: RunInDb, verp_key: byte
             continue
         handler = IntakeHandler(settings, run_in_db, verp_key, on_accepted, lmtp=is_lmtp, counted=counted,
                                 store_post=store_post)
-        server = await loop.create_server(_factory(handler, settings, is_lmtp), address[0], address[1])
+        if isinstance(address, socket.socket):
+            server = await loop.create_server(_factory(handler, settings, is_lmtp), sock=address)
+        else:
+            server = await loop.create_server(_factory(handler, settings, is_lmtp), address[0], address[1])
         servers.append(server)
     return servers
