@@ -76,6 +76,15 @@ def drained(url: str, messages: int, timeout: float = 600.0) -> bool:
     return False
 
 
+def workers_up(url: str, workers: int, timeout: float = 120.0) -> None:
+    """Wait until the engine's intake workers beat (each has its loop and its connection)."""
+    deadline = time.monotonic() + timeout
+    while postgres.count(url, "SELECT COUNT(*) FROM engine_heartbeat WHERE role = 'intake'") < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{workers} intake workers did not start within {timeout} s")
+        time.sleep(0.1)
+
+
 class Run:
     """What one engine run measured."""
 
@@ -86,14 +95,16 @@ class Run:
 
 
 def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
-                server_pids: list[int]) -> Run:
-    """The intake's rate and CPU on ``url``, then the time until every post was delivered."""
+                server_pids: list[int], processes: int = 1) -> Run:
+    """The intake's rate and CPU on ``url`` (served by ``processes`` processes: CPU of all of them), then the time
+    until every post was delivered."""
     seed(url, 1)
     sink, sink_port = start_sink(folder)
     smtp_port = free_port()
     env = {**os.environ, "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": "bench-secret-key-0123456789",
            "PALANQUEE_INSTANCE": str(folder), "PALANQUEE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
            "PALANQUEE_SMARTHOST": f"smtp://127.0.0.1:{sink_port}", "PALANQUEE_DELIVERY_PROCESSES": "1",
+           "PALANQUEE_INTAKE_PROCESSES": str(processes),
            "PALANQUEE_BASE_URL": "https://listes.example.fr", "PALANQUEE_INBOUND_AUTHENTICATION": "off",
            "PALANQUEE_DNS_RESOLVER": "none", "PALANQUEE_MAX_RECIPIENTS": "100"}
     log_path = folder / f"engine-{smtp_port}.log"  # read when the engine does not stop
@@ -105,6 +116,7 @@ def engine_rate(url: str, folder: Path, messages: int, sessions: int, size: int,
                                   stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         wait_port(smtp_port, timeout=120)
+        workers_up(url, processes - 1)
         cpu_before, server_before = postgres.tree_cpu([engine.pid]), postgres.tree_cpu(server_pids)
         threads_before = threads_cpu(engine.pid)
         started = time.perf_counter()
@@ -147,6 +159,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048, help="bytes of body of each post")
     parser.add_argument("--database-url", default="", help="a PostgreSQL server to run on too")
     parser.add_argument("--postgresql", action="store_true", help="also run on a private PostgreSQL cluster")
+    parser.add_argument("--intake-processes", default="1", help="PALANQUEE_INTAKE_PROCESSES values to compare, "
+                        "each run in turn on each database (e.g. 1,2)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; smtp-source -s {args.sessions} "
           f"-m {args.messages} -l {args.size}; one-member list, copies to smtp-sink")
@@ -156,21 +170,24 @@ def main() -> None:
         with postgres.server(args.database_url, args.postgresql) as server:
             runs: list[tuple[str, str, list[int]]] = [("SQLite", f"sqlite:///{folder / 'intake.sqlite3'}", [])]
             for name, url, pids in runs + ([("PostgreSQL", "", server.pids)] if server else []):
-                sink_rate = baseline(folder, args.messages, args.sessions, args.size)
-                if name == "PostgreSQL":
-                    assert server is not None
-                    with server.fresh_database("palanquee_intake") as fresh:
-                        run = engine_rate(fresh, folder, args.messages, args.sessions, args.size, pids)
-                else:
-                    run = engine_rate(url, folder, args.messages, args.sessions, args.size, pids)
-                report(name, run, sink_rate, args.messages, bool(pids))
+                for processes in [int(n) for n in args.intake_processes.split(",")]:
+                    sink_rate = baseline(folder, args.messages, args.sessions, args.size)
+                    label = f"{name} ×{processes}"
+                    if name == "PostgreSQL":
+                        assert server is not None
+                        with server.fresh_database("palanquee_intake") as fresh:
+                            run = engine_rate(fresh, folder, args.messages, args.sessions, args.size, pids, processes)
+                    else:
+                        sqlite = f"{url}.{processes}"  # a fresh file for each run
+                        run = engine_rate(sqlite, folder, args.messages, args.sessions, args.size, pids, processes)
+                    report(label, run, sink_rate, args.messages, bool(pids))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def report(name: str, run: Run, sink_rate: float, messages: int, server: bool) -> None:
     server_part = f", database server {run.db_cpu:5.0f} µs/message" if server else ""
-    print(f"{name:>10}: {run.rate:6.0f} messages/s ({run.rate / sink_rate:.2f} of smtp-sink's {sink_rate:.0f}/s "
+    print(f"{name:>13}: {run.rate:6.0f} messages/s ({run.rate / sink_rate:.2f} of smtp-sink's {sink_rate:.0f}/s "
           f"in the same run), engine CPU {run.cpu:5.0f} µs/message{server_part}; load average "
           f"{os.getloadavg()[0]:.2f}; target >= 300/s: {'met' if run.rate >= 300 else 'NOT met'}")
     threads = ", ".join(f"{thread} {cpu:.0f}" for thread, cpu in sorted(run.threads.items(), key=lambda t: -t[1])

@@ -24,7 +24,7 @@ FORGOTTEN_AFTER = timedelta(days=1)  # rows of processes that died without a wor
 
 class EngineHeartbeat(BaseModel):
     name = pw.CharField(max_length=100, unique=True)  # host:pid, as in delivery.claimed_by
-    role = pw.CharField(max_length=16)  # "engine" (intake, expansion, jobs, delivery) or "delivery" (a helper)
+    role = pw.CharField(max_length=16)  # "engine" (intake, expansion, jobs, delivery), "delivery" or "intake" (helpers)
     started_at = pw.DateTimeField()
     seen_at = pw.DateTimeField(index=True)
 

@@ -37,14 +37,6 @@ def weight_of(found: Classification) -> float:
     return WEIGHTS.get(found.kind, 0.0) if found.final else 0.0
 
 
-def write_transaction() -> pw._atomic:
-    """A transaction that holds the write lock from its start (SQLite: BEGIN IMMEDIATE), so that two
-    engines counting bounces of one address never lose an update."""
-    if isinstance(database.obj, pw.SqliteDatabase):
-        return database.obj.atomic("IMMEDIATE")
-    return database.atomic()
-
-
 def _locked_row(key: str) -> Bounce:
     def read() -> Bounce | None:
         query = Bounce.select().where(Bounce.email_key == key)
@@ -65,7 +57,7 @@ def is_disabled(row: Bounce, now: datetime) -> bool:
 
 
 def count(settings: Settings, key: str, found: Classification, threshold: float, now: datetime) -> Counted:
-    """Count one failure of address ``key`` (call inside ``write_transaction``)."""
+    """Count one failure of address ``key`` (call inside ``engine.db.write_transaction()``)."""
     row = _locked_row(key)
     weight = weight_of(found)
     if weight <= 0:

@@ -21,6 +21,7 @@ from engine.bounces import scoring
 from engine.bounces.classify import Classification, Kind, classify, classify_reply
 from engine.bounces.models import BounceEvent, tuples
 from engine.config import Settings
+from engine.db import write_transaction
 from engine.directory.models import Member
 from engine.lists.models import MailingList
 from engine.outbound import mail
@@ -53,7 +54,7 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
     address, message_id, _, list_threshold = target
     key = address.lower()
     now = clock.now()
-    with scoring.write_transaction():
+    with write_transaction():
         counted = scoring.count(settings, key, found, scoring.threshold_of(settings, list_threshold), now)
         event = BounceEvent.create(
             at=now, email_key=key, mailing_list=list_id, message=message_id, delivery_id=delivery_id, source="dsn",
@@ -84,7 +85,7 @@ def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, s
     targets = {row[0]: row[1:] for row in tuples(query)}
     now = clock.now()
     disabled: list[tuple[str, Classification]] = []
-    with scoring.write_transaction():
+    with write_transaction():
         for delivery_id, found in scored:
             if delivery_id not in targets:
                 continue

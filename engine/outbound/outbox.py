@@ -11,7 +11,6 @@ delivery's result is written.
 from __future__ import annotations
 
 import random
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +19,7 @@ import peewee as pw
 from engine import clock
 from engine.bounces.service import record_delivery_failures
 from engine.config import Settings
-from engine.db import database, sql_datetime
+from engine.db import database, sql_datetime, write_transaction
 from engine.outbound.models import Delivery, DeliveryState
 from engine.posting.models import Message, MessageState
 
@@ -58,12 +57,6 @@ def is_postgres() -> bool:
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
-def transaction() -> AbstractContextManager[object]:
-    if isinstance(database.obj, pw.SqliteDatabase):
-        return database.obj.atomic("IMMEDIATE")
-    return database.atomic()
-
-
 def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = None) -> list[Claimed]:
     """Take up to ``limit`` due deliveries for ``worker`` until ``now + lease``, in one statement.
 
@@ -82,7 +75,7 @@ def claim_due(worker: str, limit: int, lease: timedelta, now: datetime | None = 
            f"ORDER BY next_attempt_at, id LIMIT {param}{lock}) "
            "RETURNING id, message_id, address, member_ids, reason, attempts")
     params = (until, until, worker, now, *DUE_STATES, now, limit)
-    with transaction():
+    with write_transaction():
         rows = database.obj.execute_sql(sql, params).fetchall()
     rows.sort()
     return [Claimed(*row) for row in rows]

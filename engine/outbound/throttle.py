@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from engine.db import write_transaction
 from engine.outbound import outbox
 from engine.outbound.models import ThrottleRule, ThrottleState
 
@@ -212,7 +213,7 @@ def admit(demand: dict[str, tuple[Group, int]], now: datetime) -> dict[str, tupl
     if not demand:
         return {}
     answer: dict[str, tuple[int, list[datetime]]] = {}
-    with outbox.transaction():
+    with write_transaction():
         states = _locked_states(sorted(demand), now)
         for key, (group, wanted) in demand.items():
             state = states.get(key) or _fresh(key, now)
@@ -223,7 +224,7 @@ def admit(demand: dict[str, tuple[Group, int]], now: datetime) -> dict[str, tupl
 
 def slow_down(key: str, group: Group, leftover: int, now: datetime) -> list[datetime]:
     """Record a slow-down reply for ``group``; the times its ``leftover`` copies may go (database thread)."""
-    with outbox.transaction():
+    with write_transaction():
         state = _locked_states([key], now)[key]
         times = slow_one(state, group, leftover, now)
         state.save()

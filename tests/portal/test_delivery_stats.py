@@ -12,6 +12,7 @@ from engine import clock
 from engine.bounces import scoring
 from engine.bounces.classify import Classification, Kind
 from engine.bounces.models import Bounce, BounceEvent
+from engine.db import write_transaction
 from engine.lists.models import MailingList
 from engine.lists.optouts import leave
 from engine.outbound.models import Delivery
@@ -37,7 +38,7 @@ def bounced(world, settings):  # type: ignore[no-untyped-def]
     copy = Delivery.get(Delivery.address == "a@example.org")
     start = clock.now()
     for day in range(5):
-        with clock.frozen(start + timedelta(days=day)), scoring.write_transaction():
+        with clock.frozen(start + timedelta(days=day)), write_transaction():
             scoring.count(settings, "a@example.org", HARD, 5.0, clock.now())
             BounceEvent.create(at=clock.now(), email_key="a@example.org", mailing_list=message.mailing_list_id,
                                message=message, delivery_id=copy.id, source="dsn", kind="hard", status="5.1.1",

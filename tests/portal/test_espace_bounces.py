@@ -14,6 +14,7 @@ from engine.bounces import member as bounce_member
 from engine.bounces import scoring
 from engine.bounces.classify import Classification, Kind
 from engine.bounces.models import Bounce
+from engine.db import write_transaction
 from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
@@ -37,7 +38,7 @@ def disable(settings, address: str = "elodie@example.org") -> None:  # type: ign
     """Five days of hard bounces, as engine/bounces/service.py counts them."""
     with clock.frozen(T0) as advance:
         for _ in range(5):
-            with scoring.write_transaction():
+            with write_transaction():
                 counted = scoring.count(settings, address, HARD, 5.0, clock.now())
             advance(timedelta(days=1))
     assert counted.disabled_now
@@ -51,7 +52,7 @@ def test_no_warning_while_the_address_works(settings, elodie) -> None:  # type: 
     member, _ml = elodie
     client = make_client(settings)
     log_in(client, member)
-    with scoring.write_transaction():
+    with write_transaction():
         scoring.count(settings, "elodie@example.org", HARD, 5.0, clock.now())  # one bounce: a score, no more
     assert WARNING not in page(client)
 
