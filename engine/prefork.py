@@ -80,6 +80,8 @@ class IntakeWorkers:
         return [sys.executable, "-m", "portal.cli", "engine", "--intake-only", *fds]
 
     def start(self) -> None:
+        if self.stopping:  # SIGTERM came while the engine started
+            return
         for number in range(1, self.count + 1):
             self._spawn(number)
 
