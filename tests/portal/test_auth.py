@@ -14,12 +14,6 @@ from portal.auth.views import is_local
 from tests import factories as f
 from tests.support.portal import csrf, submit_login
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 PASSWORD = "bonne-plongee-2026"
 
 
