@@ -41,6 +41,13 @@ def may_see(member: Member, message: Message) -> bool:
     return place is not None and staff.can_manage(member, place)
 
 
+# What the messages page shows of a message and computes its figures from: peewee's rows of the whole message,
+# its list and its domain (some forty columns) cost more to build than the page's statements cost to run.
+_SHOWN = (Message.id, Message.mailing_list, Message.author, Message.subject, Message.state, Message.received_at,
+          Message.recipient_count, Message.sent_count, Message.failed_count,
+          MailingList.id, MailingList.local_part, MailingList.domain, Domain.id, Domain.name)
+
+
 def _compiled(member: Member) -> tuple[Prepared[Message], Prepared[tuple[int]], Prepared[Message]]:
     from engine.posting.queries import visible_messages  # the query itself, written once there
 
@@ -49,11 +56,13 @@ def _compiled(member: Member) -> tuple[Prepared[Message], Prepared[tuple[int]], 
     if found is not None:
         _kept.move_to_end(shape)
         return found
-    page: Prepared[Message] = Prepared(lambda: visible_messages(member).limit(slot("limit")).offset(slot("offset")))
+    page: Prepared[Message] = Prepared(lambda: visible_messages(member).select(*_SHOWN)
+                                       .limit(slot("limit")).offset(slot("offset")))
     total: Prepared[tuple[int]] = Prepared(lambda: (
         Message.select(pw.fn.COUNT(Message.id)).join(MailingList).join(Domain)
         .where(MailingList.structure.in_(staff.manageable_structures(member).select(Structure.id))).tuples()))
-    held: Prepared[Message] = Prepared(lambda: visible_messages(member).where(Message.state == MessageState.HELD))
+    held: Prepared[Message] = Prepared(lambda: visible_messages(member).select(*_SHOWN)
+                                       .where(Message.state == MessageState.HELD))
     found = _kept[shape] = (page, total, held)
     while len(_kept) > KEPT:
         _kept.popitem(last=False)
@@ -61,6 +70,7 @@ def _compiled(member: Member) -> tuple[Prepared[Message], Prepared[tuple[int]], 
 
 
 def page_of_messages(member: Member, page: int, per_page: int) -> tuple[list[Message], int, list[Message]]:
-    """A page of the messages ``member`` may see (newest first), how many there are, and the held ones."""
+    """A page of the messages ``member`` may see (newest first), how many there are, and the held ones; each
+    with what the page shows (``_SHOWN``: not the mail itself, not its settings)."""
     rows, total, held = _compiled(member)
     return (rows.all(limit=per_page, offset=(max(page, 1) - 1) * per_page), int(total.rows()[0][0]), held.all())

@@ -26,6 +26,7 @@ from engine.posting import listing, moderation, queries
 from engine.posting.models import Message, MessageState
 from engine.posting.reasons import reason_words
 from engine.posting.render import parse, part_text
+from portal import rendering
 from portal.access import staff_required
 from portal.formatting import format_mail_date
 
@@ -48,7 +49,8 @@ STATE_LABELS = {
 
 @bp.app_template_global()
 def state_label_text(state: str) -> str:
-    return str(STATE_LABELS.get(state, state))
+    """The word for a state in the request's language (through its translations looked up once)."""
+    return rendering.text(STATE_LABELS.get(state, state))
 PER_PAGE = 50
 
 
