@@ -107,8 +107,8 @@ class MessageLine(NamedTuple):
     unsubscribed_rate: float | None
 
     @classmethod
-    def of(cls, m: Message, f: stats.Figures) -> MessageLine:
-        return cls(m.id, m.received_at, m.subject, m.author, m.mailing_list_id, m.mailing_list.address, m.state,
+    def of(cls, m: listing.MessageRow, f: stats.Figures) -> MessageLine:
+        return cls(m.id, m.received_at, m.subject, m.author, m.mailing_list_id, m.address, m.state,
                    m.recipient_count, f.sent, f.sent_rate, f.deferred, f.deferred_rate, f.failed, f.failed_rate,
                    f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 
