@@ -21,6 +21,7 @@ from engine.posting.models import Message
 from engine.runtime import Engine
 from tests.engine.conftest import Federation, wait_until
 from tests.engine.test_engine_e2e import post
+from tests.support import aio
 
 LIST = "comite_directeur.comite@listes.example.fr"
 POSTS = 5
@@ -153,7 +154,7 @@ def test_intake_calls_run_first_but_background_work_still_progresses() -> None:
         release.set()
         await asyncio.gather(first, *background, *intake)
 
-    asyncio.run(main())
+    aio.run(main())
     thread.shutdown()
     # Intake first, one background call after every four intake calls while background work waits.
     assert order == ["intake 0", "intake 1", "intake 2", "intake 3", "fan-out 0",

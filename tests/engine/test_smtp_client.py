@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from engine.outbound.outbox import Claimed
 from engine.outbound.smtp import Connection, Reply, dot_stuff
 from engine.outbound.throttle import UNLIMITED
 from engine.outbound.transport import SmtpTransport
+from tests.support import aio
 from tests.support.sink import BoundController, SinkHandler
 
 COPY = dot_stuff(b"From: a@example.fr\r\nSubject: essai\r\n\r\nBonjour\r\n.ligne avec un point\r\n")
@@ -31,14 +31,6 @@ class _Server(BoundController):
 def _authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"relay", b"s3cret")
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
-
-
-def _run(coroutine):  # type: ignore[no-untyped-def]
-    """asyncio.run in a thread of its own: the browser tests' Playwright keeps a loop running in this one."""
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _deliver(transport: SmtpTransport, items: list[tuple[int, str, str, bytes]]) -> list[tuple[int, Reply]]:
@@ -66,17 +58,17 @@ def test_starttls_and_auth_plain_through_a_private_ca(tmp_path: Path) -> None:
     server.start()
     try:
         url = f"smtp://relay:s3cret@127.0.0.1:{server.port}?starttls=1&cafile={ca_file}"
-        results = _run(_deliver(SmtpTransport(url, 1), [
+        results = aio.run(_deliver(SmtpTransport(url, 1), [
             (1, "l-bounces+1.aa@listes.example.fr", "one@example.org", COPY),
             (2, "l-bounces+2.bb@listes.example.fr", "two@example.org", COPY)]))
         assert [(key, reply.code) for key, reply in results] == [(1, 250), (2, 250)]
         assert sorted(r.rcpt_tos[0] for r in handler.received) == ["one@example.org", "two@example.org"]
         assert handler.received[0].data.endswith(b"\r\n.ligne avec un point\r\n")  # un-stuffed by the server
         wrong = f"smtp://relay:wrong@127.0.0.1:{server.port}?starttls=1&cafile={ca_file}"
-        results = _run(_deliver(SmtpTransport(wrong, 1), [(3, "a@b.c", "three@example.org", COPY)]))
+        results = aio.run(_deliver(SmtpTransport(wrong, 1), [(3, "a@b.c", "three@example.org", COPY)]))
         assert results == []  # no session: the copy stays without reply, the worker defers it
         untrusted = f"smtp://relay:s3cret@127.0.0.1:{server.port}?starttls=1"
-        assert _run(_deliver(SmtpTransport(untrusted, 1), [(4, "a@b.c", "x@example.org", COPY)])) == []
+        assert aio.run(_deliver(SmtpTransport(untrusted, 1), [(4, "a@b.c", "x@example.org", COPY)])) == []
     finally:
         server.stop()
 
@@ -106,7 +98,7 @@ def test_a_server_without_pipelining_gets_one_command_at_a_time_and_refusals_per
         return connection.pipelining, got
 
     try:
-        pipelining, got = _run(run())
+        pipelining, got = aio.run(run())
     finally:
         server.stop()
     assert not pipelining
@@ -133,7 +125,7 @@ def test_pipelined_stream_keeps_going_after_a_refused_recipient(smtputf8: bool) 
         return got
 
     try:
-        got = _run(run())
+        got = aio.run(run())
     finally:
         server.stop()
     assert sorted(got) == [(n, 550 if n % 3 == 0 else 250) for n in range(1, 10)] + [(10, 250)]
