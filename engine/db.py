@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -60,13 +61,47 @@ class SchemaBehindError(Exception):
     """The database lacks migrations; the message names the command that fixes it."""
 
 
+class HeldConnections(PooledDatabase):  # type: ignore[misc]  # playhouse has no stubs
+    """A pool that remembers which thread checked out each connection: ``release`` must not close one under
+    a live thread (sqlite3 and libpq objects are not safe to close while another thread uses them: SQLite
+    crashes the process)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._holders: dict[int, threading.Thread] = {}
+        super().__init__(*args, **kwargs)
+
+    def _connect(self) -> Any:
+        with self._pool_lock:  # checked out and its holder recorded at once: ``release`` sees both or neither
+            conn = super()._connect()
+            self._holders[self.conn_key(conn)] = threading.current_thread()
+        return conn
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        super()._close(conn, close_conn)
+        with self._pool_lock:
+            if self.conn_key(conn) not in self._in_use:
+                self._holders.pop(self.conn_key(conn), None)
+
+
+class HeldSqliteDatabase(HeldConnections, PooledSqliteDatabase):  # type: ignore[misc]
+    pass
+
+
+class HeldPostgresqlDatabase(HeldConnections, PooledPostgresqlDatabase):  # type: ignore[misc]
+    pass
+
+
+class ConnectionStillInUse(RuntimeError):
+    """``release`` waited in vain for live threads to give their connections back (a stop order bug)."""
+
+
 # The classes per backend: plain for one-shot commands and migrations, pooled for the portal and the engine.
 # (A reconnecting mixin for PostgreSQL restarts goes in front of these classes.)
 DATABASE_CLASSES: dict[tuple[str, bool], type[peewee.Database]] = {
     ("sqlite", False): peewee.SqliteDatabase,
-    ("sqlite", True): PooledSqliteDatabase,
+    ("sqlite", True): HeldSqliteDatabase,
     ("postgresql", False): peewee.PostgresqlDatabase,
-    ("postgresql", True): PooledPostgresqlDatabase,
+    ("postgresql", True): HeldPostgresqlDatabase,
 }
 # A sync portal worker holds one connection, the engine one per process; the demo's threaded server more.
 # Connections idle longer than the stale timeout are closed on check-out (servers and firewalls drop them).
@@ -124,6 +159,8 @@ def _forget_inherited_connections() -> None:
         if state is not None:
             _inherited.append(state)
         pool._connections, pool._in_use = [], {}
+        if isinstance(pool, HeldConnections):
+            pool._holders = {}
         pool._pool_lock = threading.RLock()
         pool._pool_available = threading.Condition(pool._pool_lock)
         pool._lock = threading.RLock()
@@ -148,14 +185,45 @@ def disconnect(db: peewee.Database) -> None:
         db.close()
 
 
-def release(db: peewee.Database) -> None:
-    """Close every connection ``db`` holds, idle or checked out by any thread (end of a process or test)."""
-    if isinstance(db, PooledDatabase):
-        with db._lock:
-            db._state.reset()  # this thread's connection is closed below with the others
-        db.close_all()
-    elif not db.is_closed():
-        db.close()
+def release(db: peewee.Database, timeout: float = 30.0) -> None:
+    """Close every connection ``db`` holds: idle ones, this thread's, and those checked out by threads that
+    have ended (end of a process or test). A connection a live thread holds is waited for (its thread gives
+    it back or ends) up to ``timeout`` seconds, never closed under it: ``ConnectionStillInUse`` then names
+    the threads (whatever runs them must be stopped first)."""
+    if not isinstance(db, PooledDatabase):
+        if not db.is_closed():
+            db.close()
+        return
+    with db._lock:
+        db._state.reset()  # this thread's connection is closed below with the others
+    deadline = time.monotonic() + timeout
+    with db._pool_lock:
+        while True:
+            db.close_idle()
+            held = _close_unheld(db)
+            if not held:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectionStillInUse("connections still in use by live threads: "
+                                           + ", ".join(sorted(thread.name for thread in held)))
+            db._pool_available.wait(min(remaining, 0.05))  # a check-in notifies; a thread's end does not
+        db._pool_available.notify_all()
+
+
+def _close_unheld(db: PooledDatabase) -> list[threading.Thread]:
+    """Close the checked-out connections no other live thread holds (the pool lock held); the others' threads."""
+    holders: dict[int, threading.Thread] = getattr(db, "_holders", {})
+    me, held = threading.current_thread(), []
+    for key, pool_conn in list(db._in_use.items()):
+        holder = holders.get(key)
+        if holder is not None and holder is not me and holder.is_alive():
+            held.append(holder)
+            continue
+        del db._in_use[key]
+        holders.pop(key, None)
+        db._close_raw(pool_conn.connection)
+    return held
 
 
 def bind(db: peewee.Database) -> peewee.Database:
@@ -205,6 +273,7 @@ def discard_connection(db: peewee.Database) -> None:
         if isinstance(db, PooledDatabase):
             with db._pool_lock:
                 db._in_use.pop(db.conn_key(conn), None)
+                getattr(db, "_holders", {}).pop(db.conn_key(conn), None)
                 db._pool_available.notify()
         with contextlib.suppress(Exception):
             conn.close()

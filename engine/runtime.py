@@ -156,7 +156,11 @@ class Engine:
         self._loop.set_default_executor(ThreadPoolExecutor(  # asyncio's own, its threads named for the system
             thread_name_prefix="palanquee-work", initializer=name_os_thread, initargs=("palanquee-work",)))
         self._stopping, self._wake_expand, self._wake_delivery = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        await self.run_in_db(engine_db.check_schema, self.database)
+        try:
+            await self.run_in_db(engine_db.check_schema, self.database)
+        except BaseException:  # a schema behind: nothing started but the database thread and its connection
+            await self._close_database()
+            raise
         servers = await start_listeners(self.settings, self.run_intake, verp.signing_key(self.settings),
                                         self._accepted, self.smtp_address, self.lmtp_address,
                                         self.metrics.intake_reply, store_post=self.store_post)
@@ -208,8 +212,14 @@ class Engine:
         await self.transport.close()
         with contextlib.suppress(Exception):  # this process no longer handles mail (/healthz)
             await self.run_in_db(heartbeat.forget, self.name)
-        await self.run_in_db(engine_db.disconnect, self.database)
-        self.db_thread.shutdown()
+        await self._close_database()
+
+    async def _close_database(self) -> None:
+        """Close the database thread's connection, then end the thread (its pool may then be released)."""
+        try:
+            await self.run_in_db(engine_db.disconnect, self.database)
+        finally:
+            self.db_thread.shutdown()
 
     @property
     def stopping(self) -> bool:
@@ -290,7 +300,7 @@ class EngineThread:
             self.error = exc
             self.engine.ready.set()
 
-    def start(self, timeout: float = 20.0) -> Engine:
+    def start(self, timeout: float = 60.0) -> Engine:
         self.thread.start()
         if not self.engine.ready.wait(timeout):
             raise RuntimeError("the engine did not start in time")
@@ -298,9 +308,12 @@ class EngineThread:
             raise self.error
         return self.engine
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop the engine and wait for its thread (its database thread is joined before it ends)."""
         self.engine.stop()
         self.thread.join(timeout)
+        if self.thread.is_alive():  # whoever closes its database next would close it under the engine
+            raise RuntimeError(f"the engine did not stop within {timeout} s")
 
 
 def die_with_parent() -> None:

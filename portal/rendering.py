@@ -4,6 +4,8 @@ Flask-Babel looks the request's translations up again for every string, and Jinj
 more calls; ``url_for`` asks werkzeug's router to build the same few addresses on every page. Both answers are
 fixed for a request (the translations) or for the application (an address from an endpoint and its values),
 so they are kept: on the request's ``g`` like Flask-Babel keeps the locale, and in a bounded dictionary.
+Flask-WTF parses WTForms' own catalogue (its built-in error messages) again for every request that shows a
+form; the parsed catalogue is kept per language (``_WTFormsTranslations``).
 ``fragment`` renders a small template whose output depends only on one hashable item and the language (a row
 of Mes listes: thousands of members share it) once, and keeps the HTML.
 """
@@ -14,12 +16,14 @@ from collections.abc import Hashable
 from functools import lru_cache
 from typing import Any
 
-from babel import numbers
+from babel import numbers, support
 from flask import Flask, g, has_app_context, render_template, request, url_for
 from flask_babel import LazyString, get_locale, get_timezone, get_translations
+from flask_wtf import form as flask_wtf_form
 from jinja2.nodes import EvalContext
 from jinja2.utils import pass_eval_context
 from markupsafe import Markup
+from wtforms.i18n import messages_path
 
 URLS_KEPT = 4096
 FRAGMENTS_KEPT = 16384
@@ -118,6 +122,22 @@ def _percent_maker() -> Any:
     return percentformat
 
 
+@lru_cache(maxsize=16)
+def _wtforms_catalogue(locale: str) -> Any:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class _WTFormsTranslations:
+    """What Flask-WTF hands WTForms for its built-in messages: its own object parses WTForms' catalogue again in
+    every request that builds a form (``flask_wtf.i18n``); this one reads it parsed once per language."""
+
+    def gettext(self, string: str) -> str:
+        return str(_wtforms_catalogue(str(get_locale())).ugettext(string))
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return str(_wtforms_catalogue(str(get_locale())).ungettext(singular, plural, n))
+
+
 def install(app: Flask) -> None:
     """Put the cheap ``_``, ``gettext``, ``ngettext`` and ``url_for`` in the application's Jinja environment."""
     # install_gettext_callables is added to the environment by Jinja's i18n extension (Flask-Babel loads it)
@@ -132,3 +152,5 @@ def install(app: Flask) -> None:
     app.jinja_env.globals["url_for"] = _url_maker(app)
     app.jinja_env.globals["fragment"] = fragment
     app.jinja_env.filters["percentformat"] = _percent_maker()
+    # FlaskForm.Meta.get_translations returns flask_wtf.form's module-level ``translations`` (read at each call)
+    flask_wtf_form.translations = _WTFormsTranslations()

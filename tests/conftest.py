@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playhouse.pool import PooledDatabase
 
 from engine import db as engine_db
 from engine import resolver
@@ -141,15 +140,16 @@ def db(db_url: str) -> Iterator[object]:
 
 @pytest.fixture(autouse=True)
 def _close_the_bound_connection() -> Iterator[None]:
-    """After every test, close this thread's connection of whatever database the models are bound to.
+    """After every test, release every connection of whatever database the models are bound to (the one
+    place that does it: ``factories.close_bound_connection``).
 
     ``create_app``, the CLI and the engine may bind the models to a database object of their own; a
-    connection this thread opened on it and nobody closed would be collected later, in another test,
-    where psycopg's ResourceWarning becomes an error (a net under ``factories.close_bound_connection``).
+    connection left open on it would be collected later, in another test, where psycopg's ResourceWarning
+    becomes an error. Autouse and function-scoped, this fixture is set up before every fixture a test
+    requests, so its teardown runs after theirs: engines stopped and their threads joined, live servers shut
+    down. ``release`` closes no connection a live thread still holds (it waits, then fails naming the thread).
     """
     yield
-    bound = engine_db.database.obj
-    if bound is not None and not bound.is_closed():
-        bound.close()
-    if isinstance(bound, PooledDatabase):
-        bound.close_idle()  # checked back in above: closed too (connections other threads hold stay theirs)
+    from tests import factories
+
+    factories.close_bound_connection()

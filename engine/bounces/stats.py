@@ -10,6 +10,7 @@ number of deliveries of finished messages: their counts are settled once into ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
@@ -20,6 +21,7 @@ from engine.bounces.classify import Kind
 from engine.bounces.models import BounceEvent, MessageStats, tuples
 from engine.lists.models import OptOut
 from engine.outbound.models import Delivery, DeliveryState
+from engine.posting.listing import MessageRow
 from engine.posting.models import Message, MessageState
 from engine.prepared import Prepared, PreparedIn, slot
 
@@ -91,7 +93,7 @@ def _count_state(state: str) -> pw.Function:
     return pw.fn.COALESCE(pw.fn.SUM(pw.Case(None, [(Delivery.state == state, 1)], 0)), 0)
 
 
-def _live_counts(messages: list[Message]) -> dict[int, Figures]:
+def _live_counts(messages: Sequence[Message | MessageRow]) -> dict[int, Figures]:
     """Messages not settled yet: sent and failed from their running counters (``outbox.record`` adds each batch
     of results), deferred through the (message, state) index (copies waiting for a retry: few), queued the
     rest. Never a count of a 100,000-copy message's delivery rows."""
@@ -109,7 +111,7 @@ def _bounced(message_ids: list[int]) -> dict[int, int]:
     return {row[0]: row[1] for row in _BOUNCED.rows(message_ids)}
 
 
-def _unsubscribed(messages: list[Message]) -> dict[int, int]:
+def _unsubscribed(messages: Sequence[Message | MessageRow]) -> dict[int, int]:
     """Opt-outs of each message's list between it and the list's next distributed message."""
     if not messages:
         return {}
@@ -144,7 +146,7 @@ _BOUNCED = PreparedIn(lambda ids: BounceEvent.select(BounceEvent.message, pw.fn.
 _UNSUBSCRIBED = PreparedIn(_unsubscribed_query)
 
 
-def message_figures(messages: list[Message]) -> dict[int, Figures]:
+def message_figures(messages: Sequence[Message | MessageRow]) -> dict[int, Figures]:
     """Figures of each message (a page of them: a few grouped queries, whatever their size)."""
     ids = [m.id for m in messages]
     settled = {row[0]: row[1:] for row in _SETTLED.rows(ids)}

@@ -20,6 +20,7 @@ from engine.bounces.models import Bounce
 from engine.db import database
 from engine.directory.models import Structure
 from engine.lists.models import CriterionRole, ListCriterion, MailingList
+from engine.prepared import Prepared, slot
 
 Shape = tuple[Any, ...]
 Loaded = tuple[list[ListCriterion], dict[int, list[int]]]
@@ -30,13 +31,21 @@ _PROBE = datetime(1970, 1, 1, 0, 0, 0, 7)  # a "now" no run uses: finds where "n
 _cache: OrderedDict[Shape, tuple[str, tuple[Any, ...], tuple[int, ...]]] = OrderedDict()
 
 
+_CRITERIA: Prepared[ListCriterion] = Prepared(lambda: (
+    ListCriterion.select(ListCriterion, Structure).join(Structure)
+    .where(ListCriterion.mailing_list == slot("list")).order_by(ListCriterion.id)))
+_ROLES: Prepared[tuple[int, int]] = Prepared(lambda: (
+    CriterionRole.select(CriterionRole.criterion, CriterionRole.role).join(ListCriterion)
+    .where(ListCriterion.mailing_list == slot("list")).order_by(CriterionRole.criterion, CriterionRole.role)
+    .tuples()))
+
+
 def load(mailing_list: MailingList) -> Loaded:
-    """The list's criteria (each with its structure) and their role ids: two queries."""
-    criteria = list(ListCriterion.select(ListCriterion, Structure).join(Structure)
-                    .where(ListCriterion.mailing_list == mailing_list).order_by(ListCriterion.id))
+    """The list's criteria (each with its structure) and their role ids (ascending): two compiled statements."""
+    criteria = _CRITERIA.all(list=mailing_list.id)
     roles: dict[int, list[int]] = {}
-    for link in CriterionRole.select().where(CriterionRole.criterion.in_([c.id for c in criteria])):
-        roles.setdefault(link.criterion_id, []).append(link.role_id)
+    for criterion_id, role_id in _ROLES.rows(list=mailing_list.id):
+        roles.setdefault(criterion_id, []).append(role_id)
     return criteria, roles
 
 

@@ -18,7 +18,7 @@ from engine import audit
 from engine.db import database
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure, StructureKind
-from engine.lists import counts, reach
+from engine.lists import compiled, counts, reach
 from engine.lists.admin import AdminError
 from engine.lists.models import CriterionRole, ListCriterion, MailingList
 from engine.lists.reach import Diff
@@ -39,10 +39,12 @@ class CriterionSpec:
 
 
 def current_specs(ml: MailingList) -> list[CriterionSpec]:
-    criteria = list(ListCriterion.select().where(ListCriterion.mailing_list == ml).order_by(ListCriterion.id))
-    roles: dict[int, list[int]] = {}
-    for link in CriterionRole.select().where(CriterionRole.criterion.in_([c.id for c in criteria])):
-        roles.setdefault(link.criterion_id, []).append(link.role_id)
+    """The list's criteria as specs (``compiled.load``: two compiled statements)."""
+    return specs_of(compiled.load(ml))
+
+
+def specs_of(loaded: compiled.Loaded) -> list[CriterionSpec]:
+    criteria, roles = loaded
     return [CriterionSpec(c.structure_id, tuple(sorted(roles.get(c.id, []))), c.include_subtree,
                           c.structure_kind, c.require_valid_licence) for c in criteria]
 

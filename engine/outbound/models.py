@@ -21,7 +21,7 @@ class DeliveryState:
 
 
 class Delivery(BaseModel):
-    # No index of their own: (message, state) below covers the message; member deletion may scan.
+    # No index of their own: (message, state, address) below covers the message; member deletion may scan.
     message = pw.ForeignKeyField(Message, backref="deliveries", on_delete="CASCADE", index=False)
     address = pw.CharField(max_length=254)
     member = pw.ForeignKeyField(Member, null=True, on_delete="SET NULL", index=False)
@@ -43,7 +43,8 @@ class Delivery(BaseModel):
         indexes = (
             # claiming due rows: state, then due time
             (("state", "next_attempt_at"), False),
-            (("message", "state"), False),
+            # a message's copies by state, and its problem copies in address order (0130)
+            (("message", "state", "address"), False),
         )
 
 

@@ -12,9 +12,10 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from engine.directory.models import Role, Structure
-from engine.lists import admin, preview, recipients, subscribers
+from engine.lists import admin, compiled, preview, recipients, subscribers
 from engine.lists.admin import AdminError
 from engine.lists.models import MailingList
+from engine.prepared import Prepared
 from portal.access import client_ip, current_list, staff_required
 from portal.admin import journal, picker, texts
 from portal.admin.forms import BulkSubscribersForm, CriteriaForm, PostingForm, SettingsForm, SubscribersForm
@@ -91,8 +92,11 @@ def _subscribers_page(ml: MailingList, form: SubscribersForm | BulkSubscribersFo
                            per_page=PAGE, search=search, tab="subscribers", limit=subscribers.TEXTAREA_LIMIT)
 
 
+_ROLES: Prepared[Role] = Prepared(lambda: Role.select().order_by(Role.rank, Role.code))
+
+
 def _roles() -> list[Role]:
-    return list(Role.select().order_by(Role.rank, Role.code))
+    return _ROLES.all()
 
 
 def _role_choices(roles: list[Role]) -> list[SelectChoice]:
@@ -100,15 +104,16 @@ def _role_choices(roles: list[Role]) -> list[SelectChoice]:
     return [SelectChoice(r.id, r.name(language)) for r in roles]
 
 
-def role_groups(roles: list[Role]) -> list[tuple[str, list[tuple[int, str]]]]:
-    """The role picker's checkboxes, grouped by kind of role (board, commissions, instructors, others)."""
+def role_groups(roles: list[Role]) -> tuple[tuple[str, tuple[tuple[int, str], ...]], ...]:
+    """The role picker's checkboxes, grouped by kind of role (board, commissions, instructors, others): titles
+    and names as shown, a value the picker's kept fragment is keyed on (``role_checks``)."""
     language = _language()
     groups: dict[str, list[tuple[int, str]]] = {}
     for role in roles:
         groups.setdefault(role.category if role.category in texts.ROLE_GROUPS else "", []).append(
             (role.id, role.name(language)))
     order = [*texts.ROLE_GROUPS, ""]
-    return [(texts.role_group(kind), groups[kind]) for kind in order if kind in groups]
+    return tuple((texts.role_group(kind), tuple(groups[kind])) for kind in order if kind in groups)
 
 
 def _language() -> str:
@@ -120,13 +125,12 @@ def _language() -> str:
 def _criteria_form(ml: MailingList, roles: list[Role]) -> CriteriaForm:
     form = CriteriaForm()
     if request.method == "GET":
-        specs = preview.current_specs(ml)
-        names = {s.id: s for s in Structure.select().where(Structure.id.in_([s.structure_id for s in specs]))}
+        criteria, roles_of = compiled.load(ml)  # each criterion with its structure: two compiled statements
         form = CriteriaForm(data={"criteria": [
-            dict(structure=picker.value_of(names.get(s.structure_id)), roles=list(s.role_ids),
-                 include_subtree=s.include_subtree, structure_kind=s.structure_kind or "",
-                 require_valid_licence=s.require_valid_licence)
-            for s in specs] + [dict(require_valid_licence=True)]})
+            dict(structure=picker.value_of(c.structure), roles=sorted(roles_of.get(c.id, [])),
+                 include_subtree=c.include_subtree, structure_kind=c.structure_kind or "",
+                 require_valid_licence=c.require_valid_licence)
+            for c in criteria] + [dict(require_valid_licence=True)]})
     choices = _role_choices(roles)
     for entry in form.criteria:
         entry.form.roles.choices = choices

@@ -72,3 +72,9 @@ def structure_from(field: Any) -> Structure | None:
 
 def _add_error(field: Any, message: str) -> None:
     field.errors = [*field.errors, message]  # a tuple until the form has been validated
+
+
+def role_checks(field: Any, groups: Any) -> tuple[Any, ...]:
+    """What the role picker's checkboxes show (admin/_role_checks.html, kept per value by ``fragment``): the
+    field's name and id, the roles checked, the groups of roles with their names (``role_groups``)."""
+    return (field.name, field.id, frozenset(field.data or ()), groups)

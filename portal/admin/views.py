@@ -39,6 +39,7 @@ def _journal_in_templates(state) -> None:  # type: ignore[no-untyped-def]
     # templates kept as fragments (rendering.fragment) call these: the journal's rows, the structure picker
     state.app.jinja_env.globals["journal"] = journal
     state.app.jinja_env.globals["structure_options"] = picker.options_within
+    state.app.jinja_env.globals["role_checks"] = picker.role_checks
 
 
 @bp.errorhandler(staff.NotAllowed)

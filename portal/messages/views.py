@@ -26,6 +26,7 @@ from engine.posting import listing, moderation, queries
 from engine.posting.models import Message, MessageState
 from engine.posting.reasons import reason_words
 from engine.posting.render import parse, part_text
+from portal import rendering
 from portal.access import staff_required
 from portal.formatting import format_mail_date
 
@@ -48,7 +49,8 @@ STATE_LABELS = {
 
 @bp.app_template_global()
 def state_label_text(state: str) -> str:
-    return str(STATE_LABELS.get(state, state))
+    """The word for a state in the request's language (through its translations looked up once)."""
+    return rendering.text(STATE_LABELS.get(state, state))
 PER_PAGE = 50
 
 
@@ -105,8 +107,8 @@ class MessageLine(NamedTuple):
     unsubscribed_rate: float | None
 
     @classmethod
-    def of(cls, m: Message, f: stats.Figures) -> MessageLine:
-        return cls(m.id, m.received_at, m.subject, m.author, m.mailing_list_id, m.mailing_list.address, m.state,
+    def of(cls, m: listing.MessageRow, f: stats.Figures) -> MessageLine:
+        return cls(m.id, m.received_at, m.subject, m.author, m.mailing_list_id, m.address, m.state,
                    m.recipient_count, f.sent, f.sent_rate, f.deferred, f.deferred_rate, f.failed, f.failed_rate,
                    f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 

@@ -23,7 +23,6 @@ from engine.outbound.models import Delivery
 from engine.posting import keys
 from engine.posting.models import Message, MessageState
 from portal import create_app
-from tests import factories
 from tests.deliverability.conftest import verifies
 from tests.deliverability.helpers import LIST, as_bytes, make_post, send_raw
 from tests.engine.conftest import Federation, wait_until
@@ -87,7 +86,6 @@ def test_3_4_one_click_post_unsubscribes_at_once_and_the_next_post_skips_the_mem
     assert OptOut.select().count() == 1
     later = fan_out(start_engine, sink, engine_settings, expected=1)
     assert [c.rcpt_tos for c in later] == [["Famille.Martin@example.fr"]]
-    factories.close_bound_connection()
 
 
 def test_5_list_id_is_the_address_based_label(start_engine, federation: Federation, sink: Sink,  # type: ignore[no-untyped-def]

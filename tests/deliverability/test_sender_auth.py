@@ -121,7 +121,6 @@ def test_confirm_mode_mails_the_author_a_link_that_releases_the_post(start_engin
     wait_until(lambda: len(copies(sink)) == 2, what="copies after confirmation")
     assert client.post(url).status_code == 302  # twice: nothing more happens
     assert len(copies(sink)) == 2
-    factories.close_bound_connection()
 
 
 def test_a_confirmation_link_names_one_message_and_one_address(verifying_settings: Settings, federation: Federation,  # type: ignore[no-untyped-def]

@@ -16,11 +16,6 @@ from tests.e2e.axe import assert_no_violations
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 
 @pytest.fixture
 def federation(settings, db):

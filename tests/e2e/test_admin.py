@@ -20,16 +20,6 @@ from tests.support.browser import log_in as log_in_with
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(autouse=True)
-def close_app_connection():
-    """The test reads through the live app's database object: close this thread's connection at the end."""
-    yield
-    from engine.db import database
-
-    if database.obj is not None and not database.obj.is_closed():
-        database.obj.close()
-
-
 @pytest.fixture
 def federation(settings, db):
     f.cheap_password_hashing()

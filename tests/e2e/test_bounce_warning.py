@@ -14,7 +14,6 @@ from engine import clock
 from engine.bounces import service
 from engine.outbound.models import Delivery
 from engine.posting.models import Message, MessageState
-from tests import factories as f
 from tests.e2e import test_espace
 from tests.e2e.test_espace import log_in, mailed_link
 
@@ -25,11 +24,6 @@ DSN = Path(__file__).resolve().parent.parent / "data" / "dsn"
 T0 = datetime(2026, 11, 23, 13, 0)
 WARNING = "Vos messages ne sont plus distribués : votre adresse renvoie des erreurs."
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():  # type: ignore[no-untyped-def]
-    yield
-    f.close_bound_connection()
 
 
 def bounce_five_days(settings, ml, address: str) -> None:  # type: ignore[no-untyped-def]

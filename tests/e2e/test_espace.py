@@ -17,12 +17,6 @@ from engine.outbound.mail import read_captured
 from tests import factories as f
 from tests.support.browser import log_in as log_in_with
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 pytestmark = pytest.mark.browser
 
 PASSWORD = "bonne-plongee-2026"

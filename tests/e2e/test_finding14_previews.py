@@ -20,11 +20,6 @@ from tests import factories as f
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(autouse=True)
-def close_app_connection():  # type: ignore[no-untyped-def]
-    yield
-    f.close_bound_connection()
-
 
 @pytest.fixture
 def pixel() -> Iterator[tuple[str, list[str]]]:

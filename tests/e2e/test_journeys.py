@@ -20,11 +20,6 @@ from tests import factories as f
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 
 @pytest.fixture
 def federation(settings, db):

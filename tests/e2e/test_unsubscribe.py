@@ -10,12 +10,6 @@ from engine.directory.models import StructureKind
 from engine.lists.models import OptOut
 from tests import factories as f
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 pytestmark = pytest.mark.browser
 
 

@@ -20,7 +20,7 @@ from tests import factories
 from tests.support.sink import Received, Sink, SinkHandler
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -88,12 +88,23 @@ def start_engine(engine_settings: Settings, db) -> Iterator[Callable[..., Engine
         return thread.start()
 
     yield start
-    for thread in threads:
-        thread.stop()
-        # The engine bound the models to its own database object; this thread may have used it too.
-        if not thread.engine.database.is_closed():
-            thread.engine.database.close()
+    stopped = [_stopped(thread) for thread in threads]  # every engine, even when one would not stop
     engine_db.bind(db)
+    for error in stopped:
+        if error is not None:
+            raise error
+
+
+def _stopped(thread: EngineThread) -> BaseException | None:
+    """Stop ``thread``'s engine and join it; what went wrong, if anything (its database is released only after)."""
+    try:
+        thread.stop()
+    except BaseException as error:
+        return error
+    # The engine bound the models to its own database object; this thread may have used it too.
+    if not thread.engine.database.is_closed():
+        thread.engine.database.close()
+    return None
 
 
 @dataclass

@@ -20,12 +20,6 @@ from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
 from tests import factories as f
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 T0 = datetime(2026, 11, 23, 13, 0)  # 14 h 00 in Paris
 
 

@@ -22,8 +22,7 @@ from tests import factories as f
 def app(settings, db):
     f.cheap_password_hashing()
     demo.build(settings, members=400)
-    yield create_app(settings, config={"TESTING": True})
-    f.close_bound_connection()
+    return create_app(settings, config={"TESTING": True})
 
 
 def logged_in(app, licence: str):

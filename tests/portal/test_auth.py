@@ -14,12 +14,6 @@ from portal.auth.views import is_local
 from tests import factories as f
 from tests.support.portal import csrf, submit_login
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 PASSWORD = "bonne-plongee-2026"
 
 
@@ -198,3 +192,15 @@ def test_first_activation_for_an_imported_member(client, settings):
 def test_the_login_page_speaks_english_on_request(client):
     page = client.get("/login", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "Log in" in page and "Forgotten password?" in page
+
+
+def test_wtforms_own_messages_follow_each_requests_language(client):
+    """WTForms' built-in messages (its catalogue, parsed once per language) in the language of each request,
+    French and English alternating on one client."""
+    for language, message, other in (("fr", "Ce champ est requis.", "This field is required."),
+                                     ("en", "This field is required.", "Ce champ est requis."),
+                                     ("fr", "Ce champ est requis.", "This field is required.")):
+        token = csrf(client, f"/login?lang={language}")
+        page = client.post("/login", data={"identifier": "", "password": "", "csrf_token": token})
+        text = page.get_data(as_text=True)
+        assert page.status_code == 200 and text.count(message) == 2 and other not in text, text[:400]

@@ -16,7 +16,6 @@ from engine.db import write_transaction
 from engine.lists.models import MailingList
 from engine.lists.optouts import leave
 from engine.outbound.models import Delivery
-from tests import factories as f
 from tests.portal import test_messages
 from tests.portal.test_messages import _client, _csrf
 
@@ -24,11 +23,6 @@ world = test_messages.world  # the fixture: two regions' lists and messages, a s
 
 HARD = Classification(Kind.HARD, "5.1.1", (), "550 5.1.1 No such user")
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():  # type: ignore[no-untyped-def]
-    yield
-    f.close_bound_connection()
 
 
 @pytest.fixture

@@ -20,11 +20,6 @@ ENGLISH = {400: "Bad request", 403: "Access refused", 404: "Page not found", 405
            500: "Portal error"}
 
 
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 
 @pytest.fixture
 def app(settings, db):

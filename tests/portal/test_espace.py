@@ -19,12 +19,6 @@ from portal import create_app
 from tests import factories as f
 from tests.support.portal import csrf, logged_in
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
 PASSWORD = "bonne-plongee-2026"
 T0 = datetime(2026, 11, 23, 13, 0)  # 14 h 00 in Paris
 

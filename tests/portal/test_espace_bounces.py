@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-import pytest
-
 from engine import clock
 from engine.bounces import member as bounce_member
 from engine.bounces import scoring
@@ -17,7 +15,6 @@ from engine.bounces.models import Bounce
 from engine.db import write_transaction
 from engine.lists.resolve import resolve
 from engine.outbound.mail import read_captured
-from tests import factories as f
 from tests.portal import test_espace
 from tests.portal.test_espace import csrf, link, log_in, make_client, post
 
@@ -27,11 +24,6 @@ WARNING = "Vos messages ne sont plus distribués : votre adresse renvoie des err
 T0 = datetime(2026, 11, 23, 13, 0)
 HARD = Classification(Kind.HARD, "5.1.1", ("elodie@example.org",), "550 5.1.1 <elodie@example.org>: User unknown")
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():  # type: ignore[no-untyped-def]
-    yield
-    f.close_bound_connection()
 
 
 def disable(settings, address: str = "elodie@example.org") -> None:  # type: ignore[no-untyped-def]

@@ -26,10 +26,8 @@ PASSWORD = "bonne-plongee-2026"
 
 
 @pytest.fixture(autouse=True)
-def _close_connections():
+def _fresh_labels() -> None:
     labels.forget()
-    yield
-    f.close_bound_connection()
 
 
 class Statements(logging.Handler):

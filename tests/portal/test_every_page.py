@@ -23,7 +23,6 @@ from engine.outbound.mail import read_captured
 from engine.outbound.models import ThrottleRule
 from engine.posting import reasons
 from portal import create_app
-from tests import factories as f
 from tests.portal.test_translations import PO, recorded_actions
 from tests.support import world as lived
 
@@ -176,11 +175,6 @@ def client_for(app: Any, licence: str | None) -> Any:
         assert answer.status_code == 302
     return client
 
-
-@pytest.fixture(autouse=True)
-def _close_connections():  # type: ignore[no-untyped-def]
-    yield
-    f.close_bound_connection()
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])

@@ -109,3 +109,33 @@ def test_the_structure_picker_follows_scopes_and_new_structures(app):
     parent = Structure.get(Structure.code == "CR-PROV")
     Structure.create_node(name="Club tout neuf", code="CLUB-NEUF", kind="club", parent=parent, depth=parent.depth + 1)
     assert "CLUB-NEUF — Club tout neuf" in choices(regional) and "CLUB-NEUF — Club tout neuf" in choices(federal)
+
+
+def test_the_role_picker_follows_checked_roles_renamed_roles_and_the_language(app):
+    """The criteria page's role checkboxes are kept per value: the roles checked in each criterion, each
+    role's name in the reader's language, a role renamed or added by staff."""
+    from engine.directory.models import Role, Structure
+    from engine.lists import preview
+
+    federal = client_of(app, demo.ADMIN_LICENCE)
+    ml = MailingList.select().where(MailingList.kind == "role").first()
+    president = Role.get(Role.code == "president")
+    club = Structure.get(Structure.kind == "club")
+    preview.replace_criteria(None, ml, [preview.CriterionSpec(club.id, (president.id,), False, None, True)])
+
+    def checked(language: str, entry: int) -> tuple[list[str], list[str]]:
+        page = federal.get(f"/admin/lists/{ml.id}/criteria?lang={language}").get_data(as_text=True)
+        boxes = re.findall(rf'<input type="checkbox" name="criteria-{entry}-roles" value="(\d+)" '
+                           rf'id="criteria-{entry}-roles-\d+"( checked)?> <label[^>]*>([^<]+)</label>', page)
+        return [value for value, mark, _ in boxes if mark], [label for _, _, label in boxes]
+
+    assert checked("fr", 0) == ([str(president.id)], checked("fr", 0)[1]) and checked("fr", 1)[0] == []
+    assert president.name_fr in checked("fr", 0)[1] and president.name_en in checked("en", 0)[1]
+    assert president.name_en not in checked("fr", 1)[1]
+    Role.update(name_fr="Présidence du club").where(Role.id == president.id).execute()
+    Role.create(code="mascotte", name_fr="Mascotte", name_en="Mascot", category="board", rank=999)
+    assert {"Présidence du club", "Mascotte"} <= set(checked("fr", 1)[1])
+    assert "Mascot" in checked("en", 0)[1]
+    treasurer = Role.get(Role.code == "treasurer")
+    preview.replace_criteria(None, ml, [preview.CriterionSpec(club.id, (treasurer.id,), False, None, True)])
+    assert checked("fr", 0)[0] == [str(treasurer.id)] and checked("en", 0)[0] == [str(treasurer.id)]

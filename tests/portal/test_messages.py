@@ -182,3 +182,28 @@ def test_held_reason_and_mail_headers_read_in_the_readers_language(world, settin
         key = re.search(r'/admin/messages/captured/([^"]+)"', listing).group(1)
         shown = client.get(f"/admin/messages/captured/{key}").get_data(as_text=True)
         assert all(label in shown for label in labels) and date in shown, shown[shown.find("<dl"):][:600]
+
+
+def test_undelivered_copies_are_listed_by_state_then_address_a_page_at_a_time(world) -> None:  # type: ignore[no-untyped-def]
+    """Deferred copies first, then failed ones, each in address order (read so from the index), 50 a page;
+    sent and queued copies are not listed; the states in the reader's language."""
+    now = clock.now()
+    message = world["sending"]
+    rows = [dict(message=message, address=f"{kind}{n:02d}@example.org", state=state, last_reply=f"{code} n{n}",
+                 attempts=n % 4, next_attempt_at=now, updated_at=now)
+            for n in reversed(range(30))
+            for kind, state, code in (("d", DeliveryState.DEFERRED, "451"), ("f", DeliveryState.FAILED, "550"),
+                                      ("s", DeliveryState.SENT, "250"), ("q", DeliveryState.QUEUED, ""))]
+    Delivery.insert_many(rows).execute()
+    client = _client(world, world["staff"])
+    first = client.get(f"/admin/messages/{message.id}").get_data(as_text=True)
+    second = client.get(f"/admin/messages/{message.id}?page=2").get_data(as_text=True)
+    shown = [re.findall(r'<tr><td class="address">([^<]+)</td>', page) for page in (first, second)]
+    expected = ([f"d{n:02d}@example.org" for n in range(30)] + ["b@example.org"]
+                + [f"f{n:02d}@example.org" for n in range(30)])
+    assert shown == [expected[:50], expected[50:]]
+    assert "page=2" in first and "page=1" in second  # the pager both ways
+    assert '<td class="number">3</td><td class="mono">451 n3</td>' in first  # attempts and the SMTP reply
+    assert first.count("badge state-deferred") == 30 and "différé" in first
+    english = client.get(f"/admin/messages/{message.id}?page=2&lang=en").get_data(as_text=True)
+    assert english.count("badge state-failed") == 11 and ">failed</span>" in english and "échec" not in english

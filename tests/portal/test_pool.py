@@ -10,13 +10,6 @@ import pytest
 
 from engine import db as engine_db
 from portal import create_app
-from tests import factories as f
-
-
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
 
 
 def backend_identity(database) -> object:  # type: ignore[no-untyped-def]

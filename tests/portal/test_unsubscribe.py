@@ -20,12 +20,6 @@ from portal import create_app
 from tests import factories as f
 
 
-@pytest.fixture(autouse=True)
-def _close_connections():
-    yield
-    f.close_bound_connection()
-
-
 @pytest.fixture
 def client(settings, db):
     return create_app(settings, config={"TESTING": True}).test_client()

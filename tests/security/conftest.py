@@ -16,12 +16,11 @@ from tests import factories as f
 
 
 @pytest.fixture
-def app(settings, db) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+def app(settings, db) -> Flask:  # type: ignore[no-untyped-def]
     f.cheap_password_hashing()
     demo.build(settings, members=10)
     app = create_app(settings, config={"TESTING": True})
-    yield app
-    f.close_bound_connection()
+    return app
 
 
 def token_of(client: FlaskClient, path: str) -> str:
@@ -89,7 +88,7 @@ def engine_smtp(app: Flask) -> Iterator[tuple[str, int]]:
     engine_db.bind(engine_db.shared(app.extensions["palanquee.settings"].database_url))
 
 
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
     """Poll ``condition`` until it holds or the deadline passes (never a fixed sleep)."""
     import time
 

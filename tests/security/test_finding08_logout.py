@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -19,10 +18,9 @@ T0 = datetime(2026, 11, 23, 13, 0)
 
 
 @pytest.fixture
-def app(settings, db) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+def app(settings, db) -> Flask:  # type: ignore[no-untyped-def]
     f.cheap_password_hashing()
-    yield create_app(settings, config={"TESTING": True})
-    f.close_bound_connection()
+    return create_app(settings, config={"TESTING": True})
 
 
 def cookie(client: FlaskClient, name: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,10 +21,9 @@ VICTIM = "victime@example.net"
 
 
 @pytest.fixture
-def app(settings, db) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+def app(settings, db) -> Flask:  # type: ignore[no-untyped-def]
     f.cheap_password_hashing()
-    yield create_app(settings, config={"TESTING": True})
-    f.close_bound_connection()
+    return create_app(settings, config={"TESTING": True})
 
 
 def member_client(app: Flask, ip: str = "127.0.0.1") -> FlaskClient:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 
 import pytest
 from argon2 import PasswordHasher, profiles
@@ -22,11 +21,10 @@ PASSWORD = "bonne-plongee-2026"
 
 
 @pytest.fixture
-def app(settings, db) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+def app(settings, db) -> Flask:  # type: ignore[no-untyped-def]
     """The portal on an empty directory (the members are made by each test)."""
     f.cheap_password_hashing()
-    yield create_app(settings, config={"TESTING": True})
-    f.close_bound_connection()
+    return create_app(settings, config={"TESTING": True})
 
 
 class HeldHasher(PasswordHasher):

@@ -80,7 +80,7 @@ class Postfix:
     def stop(self) -> None:
         self._postfix("stop", check=False)
         pid_file = self.folder / "queue" / "pid" / "master.pid"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while pid_file.exists() and _alive(pid_file) and time.monotonic() < deadline:
             time.sleep(0.05)
 
@@ -112,7 +112,7 @@ def _alive(pid_file: Path) -> bool:
     return True
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
     import socket
 
     deadline = time.monotonic() + timeout

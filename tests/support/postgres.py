@@ -105,7 +105,7 @@ def start_cluster() -> Cluster:
                   "-E", "UTF8", "--locale=C.UTF-8"])
     port = _start_on_a_free_port(bindir, folder)
     cluster = Cluster(folder, port, bindir)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded 2-core CI machine
     while True:
         try:
             cluster.psql("SELECT 1")
