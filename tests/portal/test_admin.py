@@ -15,23 +15,13 @@ from engine.lists import optouts, subscribers
 from engine.lists.models import Domain, ListCriterion, MailingList, Subscription
 from engine.lists.resolve import count_recipients
 from engine.outbound.mail import read_captured
-from portal import create_app
-from tests import factories as f
-from tests.support.portal import csrf
+from tests.support.portal import csrf, demo_app
 from tests.support.portal import logged_in as logged_in_client
 
 
 @pytest.fixture
 def app(settings, db):
-    f.cheap_password_hashing()
-    demo.build(settings, members=10)
-    app = create_app(settings, config={"TESTING": True})
-    yield app
-    # the test read the database outside requests through the app's connection: close it
-    from engine.db import database
-
-    if not database.obj.is_closed():
-        database.obj.close()
+    return demo_app(settings)
 
 
 token_of = csrf

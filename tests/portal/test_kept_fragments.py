@@ -11,21 +11,12 @@ from engine import audit, demo
 from engine.directory.models import Member
 from engine.lists import counts, subscribers
 from engine.lists.models import MailingList
-from portal import create_app
-from tests import factories as f
-from tests.support.portal import logged_in
+from tests.support.portal import demo_app, logged_in
 
 
 @pytest.fixture
 def app(settings, db):
-    f.cheap_password_hashing()
-    demo.build(settings, members=10)
-    app = create_app(settings, config={"TESTING": True})
-    yield app
-    from engine.db import database
-
-    if not database.obj.is_closed():
-        database.obj.close()
+    return demo_app(settings)
 
 
 def client_of(app, licence: str):

@@ -11,16 +11,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engine import demo
-from portal import create_app
-from tests import factories as f
+from tests.support.portal import demo_app
 
 
 @pytest.fixture
 def app(settings, db) -> Flask:  # type: ignore[no-untyped-def]
-    f.cheap_password_hashing()
-    demo.build(settings, members=10)
-    app = create_app(settings, config={"TESTING": True})
-    return app
+    return demo_app(settings)
 
 
 def token_of(client: FlaskClient, path: str) -> str:

@@ -7,11 +7,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 PASSWORD = "bonne-plongee-2026"  # factories.member_with_password's default
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def demo_app(settings: Any, members: int = 10) -> Flask:
+    """The portal (TESTING) over the demo federation of ``members`` members, passwords hashed cheaply.
+    The connections it opens are released by tests/conftest.py's teardown, after the test."""
+    from engine import demo
+    from portal import create_app
+    from tests import factories
+
+    factories.cheap_password_hashing()
+    demo.build(settings, members=members)
+    return create_app(settings, config={"TESTING": True})
 
 
 def csrf(client: FlaskClient, path: str) -> str:
