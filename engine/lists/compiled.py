@@ -49,11 +49,14 @@ def load(mailing_list: MailingList) -> Loaded:
     return criteria, roles
 
 
-def _shape(mailing_list: MailingList, day: date, loaded: Loaded) -> Shape:
+def _shape(mailing_list: MailingList, day: date, loaded: Loaded, ids: bool = True) -> Shape:
+    """What the list's statements depend on. ``ids`` false: not the criteria's ids, which a statement then
+    takes as slots (a preview's criteria get new ids at each savepoint on PostgreSQL: a sequence is not
+    rolled back), so that criteria previewed again find their statements compiled."""
     criteria, roles = loaded
     return (type(database.obj).__name__, mailing_list.id, day, tuple(
-        (c.id, c.structure.id, c.structure.path, c.include_subtree, c.structure_kind, c.require_valid_licence,
-         tuple(roles.get(c.id, []))) for c in criteria))
+        (c.id if ids else None, c.structure.id, c.structure.path, c.include_subtree, c.structure_kind,
+         c.require_valid_licence, tuple(roles.get(c.id, []))) for c in criteria))
 
 
 def rows_sql(mailing_list: MailingList, day: date, build: Build) -> tuple[str, list[Any]]:

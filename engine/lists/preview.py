@@ -118,10 +118,9 @@ def last_expanded_message(ml: MailingList) -> Message | None:
     return found
 
 
-def _sample(ml: MailingList, day: date | None, sample_size: int,
-            saved: bool) -> tuple[list[Recipient], dict[int, str]]:
-    # the first addresses, from the address-key index (criteria being edited: their statements are not kept)
-    sample, _more = page_of(ml, size=sample_size, day=day, keep=saved)
+def _sample(ml: MailingList, day: date | None, sample_size: int) -> tuple[list[Recipient], dict[int, str]]:
+    # the first addresses, from the address-key index (statements kept per criteria, whatever their ids)
+    sample, _more = page_of(ml, size=sample_size, day=day)
     ids = {i for r in sample for i in r.member_ids}
     names = {m.id: m.full_name for m in Member.select(Member.id, Member.first_name, Member.last_name)
              .where(Member.id.in_(list(ids)))} if ids else {}
@@ -130,7 +129,7 @@ def _sample(ml: MailingList, day: date | None, sample_size: int,
 
 def _compute(ml: MailingList, day: date | None, sample_size: int, key: Hashable, exact: bool,
              saved: bool) -> Preview:
-    sample, names = _sample(ml, day, sample_size, saved)
+    sample, names = _sample(ml, day, sample_size)
     if exact:
         message = last_expanded_message(ml)
         figures = reach.exact(ml, day, (message.id, message.received_at) if message else None)

@@ -62,8 +62,11 @@ def _today(day: date | None) -> date:
     return day if day is not None else clock.today(LOCAL_TIME)
 
 
-def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) -> pw.SelectQuery:
-    """Rows (email_key, email, member_id, criterion_id, role_id, structure_id) of one criterion."""
+def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date,
+                      ident: pw.Value | None = None) -> pw.SelectQuery:
+    """Rows (email_key, email, member_id, criterion_id, role_id, structure_id) of one criterion; ``ident`` is
+    what the criterion_id column holds (a slot of a compiled statement; by default the criterion's id)."""
+    ident = pw.Value(criterion.id) if ident is None else ident
     scope = criterion.structure
     if criterion.include_subtree:
         low, high = scope.subtree_bounds()
@@ -79,14 +82,14 @@ def _criterion_branch(criterion: ListCriterion, role_ids: list[int], day: date) 
     query: pw.ModelSelect[Any]
     if role_ids:
         query = (Mandate.select(Member.email_key, Member.email, Member.id.alias("member_id"),
-                                pw.Value(criterion.id).alias("criterion_id"),
+                                ident.alias("criterion_id"),
                                 Mandate.role.alias("role_id"), Mandate.structure.alias("structure_id"))
                  .join(Member, on=(Mandate.member == Member.id))
                  .switch(Mandate).join(Structure, on=(Mandate.structure == Structure.id))
                  .where(where & Mandate.role.in_(role_ids) & Mandate.current(day)))
     else:  # licensees of the clubs in scope
         query = (Member.select(Member.email_key, Member.email, Member.id.alias("member_id"),
-                               pw.Value(criterion.id).alias("criterion_id"),
+                               ident.alias("criterion_id"),
                                pw.Value(None).alias("role_id"), Member.club.alias("structure_id"))
                  .join(Structure, on=(Member.club == Structure.id))
                  .where(where))
@@ -114,13 +117,16 @@ def _exclusions(mailing_list: MailingList, key: pw.Field, member: pw.Field,
 
 def _branches(mailing_list: MailingList, day: date, member: Member | None = None, apply_exclusions: bool = True,
               keys: pw.Expression | None = None, now: datetime | None = None,
-              loaded: compiled.Loaded | None = None) -> list[tuple[pw.SelectQuery, pw.Field[Any]]]:
+              loaded: compiled.Loaded | None = None,
+              idents: list[pw.Value] | None = None) -> list[tuple[pw.SelectQuery, pw.Field[Any]]]:
     """One query per criterion and one for static subscribers, each with its address-key column. ``keys`` is a
-    condition on an address-key column (``Member.email_key``), applied to each branch's own column."""
+    condition on an address-key column (``Member.email_key``), applied to each branch's own column; ``idents``
+    what each criterion's criterion_id column holds (slots of a compiled statement; by default its id)."""
     criteria, roles = loaded or compiled.load(mailing_list)
     branches: list[tuple[pw.SelectQuery, pw.Field[Any]]] = []
-    for criterion in criteria:
-        branch = _criterion_branch(criterion, roles.get(criterion.id, []), day)
+    for number, criterion in enumerate(criteria):
+        branch = _criterion_branch(criterion, roles.get(criterion.id, []), day,
+                                   idents[number] if idents is not None else None)
         if apply_exclusions:
             branch = branch.where(_exclusions(mailing_list, Member.email_key, Member.id, now))
         if member is not None:
@@ -274,11 +280,11 @@ def _grouped(chunks: Iterator[list[tuple[Any, ...]]], batch_size: int,
 
 
 def page_of(mailing_list: MailingList, *, after: str | None = None, before: str | None = None, size: int = 100,
-            day: date | None = None, keep: bool = True) -> tuple[list[Recipient], bool]:
+            day: date | None = None) -> tuple[list[Recipient], bool]:
     """A page of recipients by address key (keyset paging, statements compiled once: ``paging.page_of``)."""
     from engine.lists import paging  # paging builds on this module's branches
 
-    return paging.page_of(mailing_list, after=after, before=before, size=size, day=day, keep=keep)
+    return paging.page_of(mailing_list, after=after, before=before, size=size, day=day)
 
 
 def recipient_keys(mailing_list: MailingList, day: date | None = None) -> Iterator[str]:

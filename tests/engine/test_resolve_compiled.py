@@ -8,9 +8,11 @@ import pytest
 
 from engine import clock
 from engine.bounces.models import Bounce
-from engine.lists import compiled
+from engine.lists import compiled, paging
+from engine.lists import preview as pv
 from engine.lists.models import CriterionRole, ListCriterion
-from engine.lists.resolve import resolve
+from engine.lists.preview import CriterionSpec
+from engine.lists.resolve import page_of, resolve
 from tests import factories as f
 
 DAY = date(2026, 11, 24)
@@ -23,6 +25,7 @@ def addresses(ml, day=DAY):
 @pytest.fixture
 def fed(db):
     compiled._cache.clear()
+    paging._kept.clear()
     return f.federation_tree()
 
 
@@ -65,3 +68,39 @@ def test_a_changed_criterion_role_structure_or_day_makes_another_statement(fed):
     assert addresses(ml) == ["lapsed@x.fr"]
     assert addresses(ml, DAY + timedelta(days=1)) == ["lapsed@x.fr"]
     assert len(compiled._cache) == 6
+
+
+def test_a_page_of_criteria_written_again_reuses_its_statements_with_the_new_ids(fed, monkeypatch):
+    """The criteria's ids are slots of the page's statements (a preview writes its criteria in a savepoint:
+    new ids each time on PostgreSQL): the same criteria written again find their statements compiled, and
+    each row's reason names the criterion as it is now."""
+    ml = f.mailing_list("cd-again", fed["dom"])
+    f.mandate(f.member(email="board@x.fr", club=fed["club_a"]), fed["board"], fed["provence"])
+    f.member(email="licensee@x.fr", club=fed["club_a"])
+    first = [f.criterion(ml, fed["provence"], [fed["board"]]), f.criterion(ml, fed["club_a"], [])]
+    page, _more = page_of(ml, day=DAY)
+    assert [(r.address, r.reasons[0].criterion_id) for r in page] == [
+        ("board@x.fr", first[0].id), ("licensee@x.fr", first[1].id)]
+    compiled_again = []
+    original = paging._statements
+    monkeypatch.setattr(paging, "_statements", lambda *a: compiled_again.append(a) or original(*a))
+    second = [f.criterion(ml, fed["provence"], [fed["board"]]), f.criterion(ml, fed["club_a"], [])]
+    ListCriterion.delete().where(ListCriterion.id.in_([c.id for c in first])).execute()  # new ids, same criteria
+    page, _more = page_of(ml, day=DAY)
+    assert [(r.address, r.reasons[0].criterion_id) for r in page] == [
+        ("board@x.fr", second[0].id), ("licensee@x.fr", second[1].id)]
+    assert compiled_again == []
+
+
+def test_a_preview_of_the_same_unsaved_criteria_compiles_its_page_once(fed, monkeypatch):
+    ml = f.mailing_list("preview-again", fed["dom"], fed["provence"], kind="role")
+    f.member(email="licensee@x.fr", club=fed["club_a"])
+    specs = [CriterionSpec(fed["club_a"].id, (), include_subtree=False)]
+    compiled_now = []
+    original = paging._statements
+    monkeypatch.setattr(paging, "_statements", lambda *a: compiled_now.append(a) or original(*a))
+    for _ in range(3):
+        shown = pv.preview(None, ml, specs, day=DAY, exact=False)
+        assert [r.address for r in shown.sample] == ["licensee@x.fr"]
+    assert len(compiled_now) == 1
+    assert ListCriterion.select().where(ListCriterion.mailing_list == ml).count() == 0  # nothing saved
