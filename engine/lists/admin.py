@@ -98,7 +98,7 @@ def usable_domains(member: Member | None) -> list[Domain]:
 
 @dataclass(frozen=True)
 class ListRow:
-    mailing_list: MailingList
+    mailing_list: listing.ListSummary  # what the page shows of the list (address, name, kind, domain's state)
     recipients: int | None  # the stored count (engine/lists/counts.py); None until first counted
     counted_at: datetime | None = None
     stale: bool = False  # a new count is on its way (the list changed, or the count is old)
@@ -120,7 +120,7 @@ def lists_page(member: Member | None, *, search: str = "", sort: str = "address"
                             pw.fn.LOWER(MailingList.name).contains(needle) | Domain.name.contains(needle))
     total = query.count()
     query = query.order_by(*[f.desc() if descending else f.asc() for f in fields])
-    lists = list(query.paginate(max(page, 1), per_page))
+    lists = [listing.ListSummary.of(ml) for ml in query.paginate(max(page, 1), per_page)]
     found = counts.counts_of(lists)  # stored counts: never one resolve per row
     return [ListRow(ml, found[ml.id].recipients, found[ml.id].counted_at, found[ml.id].stale) for ml in lists], total
 

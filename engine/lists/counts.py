@@ -17,14 +17,16 @@ within a small budget (new lists are counted when created).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import peewee as pw
 
 from engine import clock
 from engine.db import BaseModel
+from engine.lists.listing import ListSummary
 from engine.lists.models import MailingList
 from engine.lists.resolve import count_recipients
 from engine.prepared import Prepared, slot
@@ -76,39 +78,44 @@ def mark_changed(list_id: int, at: datetime | None = None) -> None:
      .on_conflict(conflict_target=[ListCount.mailing_list], update={ListCount.changed_at: at}).execute())
 
 
-_STORED: dict[int, Prepared[ListCount]] = {}
+_STORED: dict[int, Prepared[tuple[int, int | None, Any, Any]]] = {}
 
 
-def _stored(count: int) -> Prepared[ListCount]:
-    """The stored counts of ``count`` lists (slots ``l0``…): compiled once per number of lists on a page."""
+def _stored(count: int) -> Prepared[tuple[int, int | None, Any, Any]]:
+    """The stored counts of ``count`` lists (slots ``l0``…) as the driver's tuples (list, recipients, counted,
+    changed): compiled once per number of lists on a page."""
     found = _STORED.get(count)
     if found is None:
-        found = Prepared(lambda: ListCount.select().where(ListCount.mailing_list.in_(
-            [slot(f"l{i}") for i in range(count)])))
+        found = Prepared(lambda: ListCount.select(
+            ListCount.mailing_list, ListCount.recipients, ListCount.counted_at, ListCount.changed_at)
+            .where(ListCount.mailing_list.in_([slot(f"l{i}") for i in range(count)])).tuples())
         if count <= 100:
             _STORED[count] = found
     return found
 
 
-def _is_stale(row: ListCount, now: datetime) -> bool:
-    if row.counted_at is None:
+def _is_stale(counted_at: datetime | None, changed_at: datetime | None, now: datetime) -> bool:
+    if counted_at is None:
         return True
-    return (row.changed_at is not None and row.changed_at > row.counted_at) or row.counted_at < now - MAX_AGE
+    return (changed_at is not None and changed_at > counted_at) or counted_at < now - MAX_AGE
 
 
-def counts_of(lists: list[MailingList], *, budget: float = PAGE_BUDGET) -> dict[int, Count]:
+def counts_of(lists: Sequence[MailingList | ListSummary], *, budget: float = PAGE_BUDGET) -> dict[int, Count]:
     """The stored count of each list (one query); lists never counted are counted here within ``budget``."""
     now = clock.now()
-    stored = {row.mailing_list_id: row for row in _stored(len(lists)).execute(
-        **{f"l{i}": ml.id for i, ml in enumerate(lists)})} if lists else {}
+    # SQLite gives dates as text: converted as peewee converts them
+    as_date = cast(Callable[[Any], datetime | None], ListCount.counted_at.python_value)
+    stored = {list_id: (recipients, as_date(counted), as_date(changed)) for list_id, recipients, counted, changed
+              in _stored(len(lists)).rows(**{f"l{i}": ml.id for i, ml in enumerate(lists)})} if lists else {}
     found: dict[int, Count] = {}
     started = time.process_time()
     for ml in lists:
         row = stored.get(ml.id)
-        if row is not None and row.recipients is not None:
-            found[ml.id] = Count(row.recipients, row.counted_at, _is_stale(row, now))
+        if row is not None and row[0] is not None:
+            found[ml.id] = Count(row[0], row[1], _is_stale(row[1], row[2], now))
         elif time.process_time() - started < budget:
-            found[ml.id] = Count(recount(ml), now, False)
+            found[ml.id] = Count(recount(ml if isinstance(ml, MailingList) else MailingList.get_by_id(ml.id)),
+                                 now, False)
         else:
             found[ml.id] = Count(None, None, True)
     return found

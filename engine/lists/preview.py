@@ -25,6 +25,7 @@ from engine.lists.reach import Diff
 from engine.lists.resolve import Recipient, _today, page_of
 from engine.outbound.models import Delivery
 from engine.posting.models import Message
+from engine.prepared import Prepared, PreparedIn, slot
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,17 @@ def specs_of(loaded: compiled.Loaded) -> list[CriterionSpec]:
                           c.structure_kind, c.require_valid_licence) for c in criteria]
 
 
+_ROLE_IDS: Prepared[tuple[int]] = Prepared(lambda: Role.select(Role.id).tuples())
+_STRUCTURE: Prepared[Structure] = Prepared(lambda: Structure.select().where(Structure.id == slot("id")))
+_NAMES = PreparedIn(lambda ids: Member.select(Member.id, Member.first_name, Member.last_name)
+                    .where(Member.id.in_(ids)).tuples())
+
+
 def check_specs(actor: Member | None, specs: list[CriterionSpec]) -> None:
     """Every structure exists and is within the actor's scopes; roles exist; the kind is known."""
-    known_roles = {r for (r,) in Role.select(Role.id).tuples().iterator()}
+    known_roles = {r for (r,) in _ROLE_IDS.rows()}
     for spec in specs:
-        structure = Structure.get_or_none(Structure.id == spec.structure_id)
+        structure = _STRUCTURE.first(id=spec.structure_id)
         if structure is None:
             raise AdminError("unknown_structure", value=spec.structure_id)
         staff.require_manage(actor, structure)
@@ -121,9 +128,9 @@ def last_expanded_message(ml: MailingList) -> Message | None:
 def _sample(ml: MailingList, day: date | None, sample_size: int) -> tuple[list[Recipient], dict[int, str]]:
     # the first addresses, from the address-key index (statements kept per criteria, whatever their ids)
     sample, _more = page_of(ml, size=sample_size, day=day)
-    ids = {i for r in sample for i in r.member_ids}
-    names = {m.id: m.full_name for m in Member.select(Member.id, Member.first_name, Member.last_name)
-             .where(Member.id.in_(list(ids)))} if ids else {}
+    ids = sorted({i for r in sample for i in r.member_ids})
+    # Member.full_name's form, without a model a row
+    names = {member_id: f"{first} {last}" for member_id, first, last in _NAMES.rows(ids)} if ids else {}
     return sample, names
 
 

@@ -123,9 +123,10 @@ def _language() -> str:
 
 
 def _criteria_form(ml: MailingList, roles: list[Role]) -> CriteriaForm:
-    form = CriteriaForm()
-    if request.method == "GET":
-        criteria, roles_of = compiled.load(ml)  # each criterion with its structure: two compiled statements
+    if request.method != "GET":
+        form = CriteriaForm()
+    else:  # built once, from the list's criteria (each with its structure: two compiled statements)
+        criteria, roles_of = compiled.load(ml)
         form = CriteriaForm(data={"criteria": [
             dict(structure=picker.value_of(c.structure), roles=sorted(roles_of.get(c.id, [])),
                  include_subtree=c.include_subtree, structure_kind=c.structure_kind or "",

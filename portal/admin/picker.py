@@ -18,8 +18,10 @@ from flask_login import current_user
 
 from engine.directory import labels, staff
 from engine.directory.models import Structure
+from engine.prepared import Prepared, slot
 
 SEPARATOR = " — "
+_BY_CODE: Prepared[Structure] = Prepared(lambda: Structure.select().where(Structure.code == slot("code")))
 
 
 def value_of(structure: Structure | None) -> str:
@@ -49,7 +51,7 @@ def find(text: str) -> Structure | None:
     if not value:
         return None
     code = value.split(SEPARATOR.strip(), 1)[0].strip().upper() if SEPARATOR.strip() in value else value.upper()
-    found = Structure.get_or_none(Structure.code == code)
+    found = _BY_CODE.first(code=code)
     if found is None:
         named = list(Structure.select().where(pw.fn.LOWER(Structure.name) == value.lower()).limit(2))
         found = named[0] if len(named) == 1 else None

@@ -26,7 +26,7 @@ from engine.lists import authority as list_authority
 from engine.lists.admin import AdminError
 from engine.lists.models import Domain, ListKind, MailingList
 from portal.access import client_ip, staff_required
-from portal.admin import journal, picker, texts
+from portal.admin import criterion_entries, journal, picker, texts
 from portal.admin.forms import AuditFilterForm, ButtonForm, CreateListForm, ImportForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -40,6 +40,8 @@ def _journal_in_templates(state) -> None:  # type: ignore[no-untyped-def]
     state.app.jinja_env.globals["journal"] = journal
     state.app.jinja_env.globals["structure_options"] = picker.options_within
     state.app.jinja_env.globals["role_checks"] = picker.role_checks
+    state.app.jinja_env.globals["criterion_entry"] = criterion_entries.entry_of
+    state.app.jinja_env.globals["criterion_fields"] = criterion_entries.fields_of
 
 
 @bp.errorhandler(staff.NotAllowed)
@@ -98,7 +100,7 @@ class ListLine(NamedTuple):
     @classmethod
     def of(cls, row: admin.ListRow, f: Figures) -> ListLine:
         ml = row.mailing_list
-        return cls(ml.id, ml.address, ml.name, ml.kind, ml.domain.lists_enabled, row.recipients, row.stale,
+        return cls(ml.id, ml.address, ml.name, ml.kind, ml.lists_enabled, row.recipients, row.stale,
                    row.counted_at, f.sent, f.sent_rate, f.bounced, f.bounced_rate, f.unsubscribed, f.unsubscribed_rate)
 
 

@@ -130,3 +130,37 @@ def test_the_role_picker_follows_checked_roles_renamed_roles_and_the_language(ap
     treasurer = Role.get(Role.code == "treasurer")
     preview.replace_criteria(None, ml, [preview.CriterionSpec(club.id, (treasurer.id,), False, None, True)])
     assert checked("fr", 0)[0] == [str(treasurer.id)] and checked("en", 0)[0] == [str(treasurer.id)]
+
+
+def test_a_criterion_fieldset_follows_its_values_its_errors_and_the_language(app):
+    """The criteria page's fieldsets are kept per value: the criterion saved, the values typed back with their
+    errors, the language of the labels."""
+    from engine.directory.models import Structure
+    from engine.lists import preview
+    from tests.support.portal import csrf
+
+    federal = client_of(app, demo.ADMIN_LICENCE)
+    ml = MailingList.select().where(MailingList.kind == "role").first()
+    club, region = Structure.get(Structure.kind == "club"), Structure.get(Structure.code == "CR-PROV")
+    preview.replace_criteria(None, ml, [preview.CriterionSpec(club.id, (), False, None, True)])
+    path = f"/admin/lists/{ml.id}/criteria"
+
+    def fieldset(page: str, entry: int) -> str:
+        return next(part for part in page.split('<fieldset class="criterion">')[1:] if f'"criteria-{entry}-' in part)
+
+    first = fieldset(federal.get(path + "?lang=fr").get_data(as_text=True), 0)
+    assert f'value="{club.code} — {club.name}"' in first and 'id="criteria-0-include_subtree" ' in first
+    assert 'name="criteria-0-include_subtree" type="checkbox" value="y">' in first  # not checked
+    assert "Critère 1" in first and "Retirer ce critère" in first
+    assert "Criterion 1" in fieldset(federal.get(path + "?lang=en").get_data(as_text=True), 0)
+    preview.replace_criteria(None, ml, [preview.CriterionSpec(region.id, (), True, "club", False)])
+    saved = fieldset(federal.get(path + "?lang=fr").get_data(as_text=True), 0)
+    assert f'value="{region.code} — {region.name}"' in saved and club.code not in saved
+    assert 'checked id="criteria-0-include_subtree"' in saved and '<option selected value="club">' in saved
+    assert 'checked id="criteria-0-require_valid_licence"' not in saved
+    typed = {"csrf_token": csrf(federal, path), "action": "preview", "criteria-0-structure": "INCONNUE-42"}
+    wrong = fieldset(federal.post(path + "?lang=fr", data=typed).get_data(as_text=True), 0)
+    assert 'value="INCONNUE-42"' in wrong and 'aria-invalid="true"' in wrong and "« INCONNUE-42 »" in wrong
+    english = fieldset(federal.post(path + "?lang=en", data=typed).get_data(as_text=True), 0)
+    assert "“INCONNUE-42”" in english and "Unknown structure" in english
+    assert 'aria-invalid' not in fieldset(federal.get(path + "?lang=fr").get_data(as_text=True), 0)
