@@ -108,6 +108,24 @@ def test_difference_counted_by_the_database_matches_the_keys_compared_here(fed):
     assert shown.diff.removed_sample == sorted(then - now)[:10]
 
 
+def test_exact_figures_of_one_list_leave_nothing_to_the_next(fed):
+    """SQLite counts through temporary tables of the connection: emptied after each count, so the next list's
+    figures (on the same connection) are its own, whichever order they come in."""
+    ml, other = fed["ml"], f.mailing_list("secretaries", fed["dom"], fed["provence"], kind="role")
+    pv.replace_criteria(None, ml, [CriterionSpec(fed["cd13"].id, (fed["president"].id,), True)])
+    pv.replace_criteria(None, other, [CriterionSpec(fed["cd13"].id, (fed["secretary"].id,), True)])
+    sent = datetime(2026, 11, 12, 9)
+    for mailing_list, address in ((ml, "gone@example.org"), (other, "left@example.org")):
+        message = Message.create(mailing_list=mailing_list, content=b"x", size=1, received_at=sent, state="done")
+        Delivery.create(message=message, address=address, next_attempt_at=sent, updated_at=sent)
+    for _ in range(2):
+        first, second = pv.preview(None, ml, day=DAY), pv.preview(None, other, day=DAY)
+        assert (first.count, first.diff.added, first.diff.removed) == (2, 2, 1)
+        assert first.diff.removed_sample == ["gone@example.org"]
+        assert (second.count, second.diff.added, second.diff.removed) == (1, 1, 1)
+        assert second.diff.added_sample == ["sa@example.org"] and second.diff.removed_sample == ["left@example.org"]
+
+
 def test_the_cheap_preview_estimates_only_from_what_was_counted(fed):
     """Without ``exact``: the saved criteria's stored count (no difference yet), criteria never counted
     unknown, criteria counted before remembered with their difference; never labelled exact."""
