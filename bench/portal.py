@@ -214,7 +214,7 @@ def staff_pages(app: Any, baseline: Target, args: argparse.Namespace) -> None:
     if args.profile_staff:
         profile_targets(targets, Path(args.profile_staff), slow)
     found = rounds(targets, baseline, args.rounds, slow, max(args.requests // 5, 20))
-    report("In-process, staff pages at 100,000 members", found)
+    report(f"In-process, staff pages at {args.members:,} members", found)
 
 
 def profile_targets(targets: list[Target], folder: Path, slow: dict[str, int]) -> None:
