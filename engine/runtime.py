@@ -202,7 +202,8 @@ class Engine:
         assert self._wake_delivery is not None
         self._wake_delivery.set()
         try:
-            await asyncio.wait_for(asyncio.shield(delivery), self.stop_grace)
+            async with asyncio.timeout(self.stop_grace):
+                await asyncio.shield(delivery)
         except TimeoutError:
             log.warning("copies still in flight after %s s: their claims return after the lease", self.stop_grace)
         except Exception:
@@ -230,15 +231,20 @@ class Engine:
         if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
 
-    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+    @staticmethod
+    async def _wait(event: asyncio.Event, seconds: float) -> None:
+        """Until ``event`` is set or ``seconds`` pass. Not ``asyncio.wait_for``: Python 3.11's swallows a
+        cancellation that arrives as the event is set or the time runs out, and a loop cancelled so at a
+        stop ran on for ever (CI: "the engine did not stop within 60 s")."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()
         event.clear()
 
     async def _expand_loop(self) -> None:
         assert self._wake_expand is not None and self._wake_delivery is not None
         outage = Outage("expansion")
-        while True:
+        while not self.stopping:
             try:
                 expanded = await self.run_in_db(jobs.expand_accepted, self._intake_waits)
                 outage.ok()
@@ -276,7 +282,7 @@ class Engine:
 
     async def _jobs_loop(self) -> None:
         scheduler, outage = jobs.Scheduler(), Outage("scheduled jobs")
-        while True:
+        while not self.stopping:
             try:
                 await self.run_in_db(scheduler.run_due)
                 outage.ok()

@@ -80,7 +80,8 @@ class Socketmap:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                request = await asyncio.wait_for(read_netstring(reader), IDLE_SECONDS)
+                async with asyncio.timeout(IDLE_SECONDS):  # not wait_for: see Engine._wait
+                    request = await read_netstring(reader)
                 if request is None:
                     break
                 writer.write(netstring(await self.answer(request)))

@@ -40,7 +40,8 @@ class Connection:
         """NOOP (RFC 5321 §4.1.1.9) on a connection left idle: True when the server still answers."""
         try:
             self.write(b"NOOP\r\n")
-            reply = await asyncio.wait_for(self.read_reply(), timeout)
+            async with asyncio.timeout(timeout):
+                reply = await self.read_reply()
         except (TimeoutError, SmtpError, OSError):
             return False
         return reply.code == 250
@@ -52,8 +53,9 @@ class Connection:
         loop = asyncio.get_running_loop()
         tls = (tls_context or ssl.create_default_context()) if implicit_tls else None
         try:
-            transport, protocol = await asyncio.wait_for(loop.create_connection(
-                ReplyProtocol, host, port, ssl=tls, server_hostname=host if tls else None), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: Python 3.11's can swallow a cancellation
+                transport, protocol = await loop.create_connection(
+                    ReplyProtocol, host, port, ssl=tls, server_hostname=host if tls else None)
         except (TimeoutError, OSError) as exc:
             raise SmtpError(f"cannot connect to {host}:{port}: {exc}") from exc
         connection = cls(transport, protocol, timeout)
@@ -94,8 +96,9 @@ class Connection:
         await self._expect(await self.read_reply(), 220)
         plain = self.transport
         try:
-            secured = await asyncio.wait_for(asyncio.get_running_loop().start_tls(
-                plain, self.protocol, context, server_hostname=host), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                secured = await asyncio.get_running_loop().start_tls(
+                    plain, self.protocol, context, server_hostname=host)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             plain.abort()  # the handshake failed: the plain socket is ours to close
             raise SmtpError(f"TLS with {host} failed: {exc}") from exc
@@ -270,7 +273,8 @@ class Connection:
     async def quit(self) -> None:
         try:
             self.write(b"QUIT\r\n")
-            await asyncio.wait_for(self.read_reply(), 5)
+            async with asyncio.timeout(5):
+                await self.read_reply()
         except (TimeoutError, SmtpError, OSError):
             pass
         self.abort()
