@@ -67,8 +67,10 @@ class IntakeWorkers:
     """``count`` intake worker processes accepting on ``sockets``; ``environment(n)`` is worker n's (from 1)."""
 
     def __init__(self, sockets: dict[str, socket.socket], count: int,
-                 environment: Callable[[int], dict[str, str]], preexec: Callable[[], None] | None = None) -> None:
+                 environment: Callable[[int], dict[str, str]], preexec: Callable[[], None] | None = None,
+                 signal_socket: socket.socket | None = None) -> None:
         self.sockets, self.count, self.environment, self.preexec = sockets, count, environment, preexec
+        self.signal_socket = signal_socket  # the workers' end of engine/intake_pressure.py's channel
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.exits: list[float] = []  # when workers exited on their own (monotonic)
         self.failed = False  # they kept dying: the engine must exit non-zero
@@ -77,6 +79,8 @@ class IntakeWorkers:
 
     def command(self) -> list[str]:
         fds = [arg for kind, sock in self.sockets.items() for arg in (f"--{kind}-fd", str(sock.fileno()))]
+        if self.signal_socket is not None:
+            fds += ["--signal-fd", str(self.signal_socket.fileno())]
         return [sys.executable, "-m", "portal.cli", "engine", "--intake-only", *fds]
 
     def start(self) -> None:
@@ -88,7 +92,10 @@ class IntakeWorkers:
     def _spawn(self, number: int) -> None:
         self.processes[number] = subprocess.Popen(
             self.command(), env=self.environment(number), preexec_fn=self.preexec,
-            pass_fds=[sock.fileno() for sock in self.sockets.values()])
+            pass_fds=[sock.fileno() for sock in self._inherited()])
+
+    def _inherited(self) -> list[socket.socket]:
+        return [*self.sockets.values(), *([self.signal_socket] if self.signal_socket is not None else [])]
 
     async def supervise(self, stop_engine: Callable[[], None]) -> None:
         """Start again each worker that exits while the engine runs; stop the engine if they keep dying."""
@@ -130,5 +137,5 @@ class IntakeWorkers:
                 log.warning("intake worker pid %s did not stop in %s s: killed", process.pid, timeout)
                 process.kill()
                 process.wait()
-        for sock in self.sockets.values():
+        for sock in self._inherited():
             sock.close()

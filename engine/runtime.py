@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-from engine import clock, heartbeat, jobs, logs, resolver
+from engine import clock, heartbeat, intake_pressure, jobs, logs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
@@ -74,7 +74,8 @@ class Engine:
                  smtp: Listen | None | bool = True, lmtp: Listen | None | bool = True,
                  socketmap: tuple[str, int] | None | bool = True, metrics: tuple[str, int] | None | bool = True,
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
-                 stop_grace: float = 30.0, intake_only: bool = False) -> None:
+                 stop_grace: float = 30.0, intake_only: bool = False,
+                 intake_signal: socket.socket | None = None) -> None:
         self.settings = settings
         resolver.configure(settings.dns_resolver)
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
@@ -103,7 +104,12 @@ class Engine:
         self.idle = False  # the delivery loop waits for work (tests read it)
         self.wakeups = 0  # notifications received
         self.metrics = Metrics(self.database, settings.heartbeat_max_age)
-        self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded)
+        # intake workers' hints (engine/intake_pressure.py): a worker reports on it, its engine reads it
+        self.reporter = intake_pressure.Reporter(intake_signal) if intake_signal and intake_only else None
+        self.pressure = intake_pressure.Pressure() if intake_signal and not intake_only else None
+        self._signal = intake_signal
+        self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded,
+                             pace=self._fan_out_turn)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``function`` in the database thread, after waiting intake calls (``engine/dbthread.py``)."""
@@ -111,10 +117,14 @@ class Engine:
 
     async def run_intake(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run an intake call in the database thread, before waiting background work."""
+        if self.reporter is not None:
+            self.reporter.busy()
         return await self.db_thread.submit(function, *args, priority=INTAKE, **kwargs)
 
     async def store_post(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Store a post with the others waiting, in one transaction (group commit, ``engine/dbthread.py``)."""
+        if self.reporter is not None:
+            self.reporter.busy()
         return await self.db_thread.submit(function, *args, grouped=True, **kwargs)
 
     def _call(self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -144,10 +154,19 @@ class Engine:
                 event.set()
 
     def _intake_waits(self) -> bool:
-        """Intake calls wait for the database thread (background work stops at its next step)."""
-        return self.db_thread.waiting(INTAKE) > 0
+        """Intake calls wait for the database thread, or intake workers are busy (background work stops at its
+        next step)."""
+        return self.db_thread.waiting(INTAKE) > 0 or (self.pressure is not None and self.pressure.busy())
+
+    async def _fan_out_turn(self) -> None:
+        """Before each step of fan-out: wait while intake workers are busy, never for ever."""
+        if self.pressure is not None:
+            await self.pressure.turn()
 
     def _accepted(self) -> None:
+        """A post ready to expand was committed: wake the expansion (a worker's engine, over the signal)."""
+        if self.reporter is not None:
+            self.reporter.stored()
         if self._wake_expand is not None:
             self._wake_expand.set()
 
@@ -175,6 +194,8 @@ class Engine:
         exporter = self.metrics.serve(self.metrics_address) if self.metrics_address else None
         if exporter is not None:
             self.bound["metrics"] = exporter.server_address[:2]
+        if self.pressure is not None and self._signal is not None:
+            self.pressure.listen(self._loop, self._signal, self._accepted)
         delivery = asyncio.create_task(self._delivery_loop())
         loops = [] if self.delivery_only or self.intake_only else [self._expand_loop(), self._jobs_loop()]
         role = "delivery" if self.delivery_only else "intake" if self.intake_only else "engine"
@@ -186,6 +207,8 @@ class Engine:
         try:
             await self._stopping.wait()
         finally:
+            if self.pressure is not None and self._signal is not None:
+                self._loop.remove_reader(self._signal.fileno())
             for server in servers:
                 server.close()
             if exporter is not None:
@@ -240,6 +263,7 @@ class Engine:
         outage = Outage("expansion")
         while True:
             try:
+                await self._fan_out_turn()
                 expanded = await self.run_in_db(jobs.expand_accepted, self._intake_waits)
                 outage.ok()
                 if expanded:
@@ -336,7 +360,7 @@ def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
 
 
 def serve(settings: Settings, *, delivery_only: bool = False, intake_only: bool = False,
-          sockets: dict[str, socket.socket] | None = None,
+          sockets: dict[str, socket.socket] | None = None, signal_socket: socket.socket | None = None,
           on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
     """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
 
@@ -356,11 +380,13 @@ def serve(settings: Settings, *, delivery_only: bool = False, intake_only: bool 
     workers = None
     if not (delivery_only or intake_only) and settings.intake_processes > 1:
         sockets = prefork.bind_listeners(settings)
+        signal_socket, workers_end = intake_pressure.channel()
         workers = prefork.IntakeWorkers(sockets, settings.intake_processes - 1, lambda number: _helper_environment(
-            settings, settings.delivery_processes - 1 + number), die_with_parent)
+            settings, settings.delivery_processes - 1 + number), die_with_parent, workers_end)
     listeners: dict[str, Any] = {} if sockets is None else {
         "smtp": sockets.get("smtp", False), "lmtp": sockets.get("lmtp", False)}
-    engine = Engine(settings, delivery_only=delivery_only, intake_only=intake_only, **listeners)
+    engine = Engine(settings, delivery_only=delivery_only, intake_only=intake_only, intake_signal=signal_socket,
+                    **listeners)
     logs.configure(settings.log_format, engine.name)
     helpers: list[subprocess.Popen[bytes]] = []
     if not (delivery_only or intake_only):
@@ -403,6 +429,8 @@ def serve(settings: Settings, *, delivery_only: bool = False, intake_only: bool 
             helper.terminate()
         for helper in helpers:
             helper.wait(30)
+        if workers is not None and signal_socket is not None:
+            signal_socket.close()
     if workers is not None and workers.failed:
         raise SystemExit(1)
 
