@@ -139,7 +139,7 @@ def engine_command(delivery_only: bool, intake_only: bool, smtp_fd: int | None, 
     """Run the list engine: SMTP/LMTP intake, delivery and scheduled jobs (several may share one database)."""
     import socket
 
-    from engine.runtime import serve
+    from engine.main import serve
 
     settings = load_settings()
     open_database(settings).close()  # refuses a database that is behind

@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-from engine import clock, heartbeat, intake_pressure, jobs, logs, resolver
+from engine import clock, heartbeat, intake_pressure, jobs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
@@ -338,106 +338,3 @@ class EngineThread:
         self.thread.join(timeout)
         if self.thread.is_alive():  # whoever closes its database next would close it under the engine
             raise RuntimeError(f"the engine did not stop within {timeout} s")
-
-
-def die_with_parent() -> None:
-    """Linux: a helper gets SIGTERM when its engine dies, even by SIGKILL (its claims then expire)."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
-    """A delivery helper's environment: its metrics on the port after the engine's (``number`` after)."""
-    environment = dict(os.environ)
-    if settings.metrics_listen is not None:
-        host, port = settings.metrics_listen
-        environment["PALANQUEE_METRICS_LISTEN"] = f"[{host}]:{port + number if port else 0}" if ":" in host \
-            else f"{host}:{port + number if port else 0}"
-    return environment
-
-
-def serve(settings: Settings, *, delivery_only: bool = False, intake_only: bool = False,
-          sockets: dict[str, socket.socket] | None = None, signal_socket: socket.socket | None = None,
-          on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
-    """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
-
-    With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
-    processes that only deliver (claims are shared through the database), and stops them with it.
-    With ``PALANQUEE_INTAKE_PROCESSES`` above 1, it binds its SMTP/LMTP sockets once and starts that many
-    minus one intake workers accepting on them (``engine/prefork.py``); it exits with status 1 if they
-    keep dying. ``sockets``: an intake worker's listeners, already bound by its engine.
-    ``on_ready(bound)`` is called once it listens (``palanquee demo`` runs it as a child process).
-    """
-    import signal
-    import subprocess
-    import sys
-
-    from engine import prefork
-
-    workers = None
-    if not (delivery_only or intake_only) and settings.intake_processes > 1:
-        sockets = prefork.bind_listeners(settings)
-        signal_socket, workers_end = intake_pressure.channel()
-        workers = prefork.IntakeWorkers(sockets, settings.intake_processes - 1, lambda number: _helper_environment(
-            settings, settings.delivery_processes - 1 + number), die_with_parent, workers_end)
-    listeners: dict[str, Any] = {} if sockets is None else {
-        "smtp": sockets.get("smtp", False), "lmtp": sockets.get("lmtp", False)}
-    engine = Engine(settings, delivery_only=delivery_only, intake_only=intake_only, intake_signal=signal_socket,
-                    **listeners)
-    logs.configure(settings.log_format, engine.name)
-    helpers: list[subprocess.Popen[bytes]] = []
-    if not (delivery_only or intake_only):
-        helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
-                                    env=_helper_environment(settings, number), preexec_fn=die_with_parent)
-                   for number in range(1, settings.delivery_processes)]
-
-    def stop() -> None:
-        engine.stop()
-        if workers is not None:
-            workers.terminate()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop)
-        runner = asyncio.create_task(engine.run())
-        while not engine.ready.is_set() and not runner.done():
-            await asyncio.sleep(0.05)
-        supervisor = None
-        if engine.ready.is_set():
-            if workers is not None:
-                workers.start()
-                supervisor = asyncio.create_task(workers.supervise(stop))
-            _log_ready(engine, settings, delivery_only, intake_only)
-            if on_ready is not None:
-                on_ready(dict(engine.bound))
-        try:
-            await runner
-        finally:
-            if supervisor is not None:
-                supervisor.cancel()
-
-    try:
-        asyncio.run(main())
-    finally:
-        if workers is not None:
-            workers.wait(30)
-        for helper in helpers:
-            helper.terminate()
-        for helper in helpers:
-            helper.wait(30)
-        if workers is not None and signal_socket is not None:
-            signal_socket.close()
-    if workers is not None and workers.failed:
-        raise SystemExit(1)
-
-
-def _log_ready(engine: Engine, settings: Settings, delivery_only: bool, intake_only: bool) -> None:
-    where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
-    target = settings.smarthost or f"capture in {settings.capture_dir}"
-    role = " (delivery only)" if delivery_only else " (intake only)" if intake_only else ""
-    log.info("engine %s%s %s; delivering to %s", engine.name, role,
-             f"listening on {where}" if where else "listening on nothing", target)
