@@ -1,4 +1,4 @@
-"""One engine process: SMTP/LMTP intake, expansion, delivery and scheduled jobs on one asyncio loop.
+"""One engine process: SMTP/LMTP intake, expansion, delivery and scheduled jobs on one asyncio loop (``engine/main.py`` runs it as ``palanquee engine``).
 
 Database work runs in one dedicated thread (one connection, in order); the loop itself only
 speaks SMTP and renders copies. Nothing here assumes it is the only engine: expansion claims a
@@ -28,6 +28,7 @@ from engine.dbthread import INTAKE, DatabaseThread, name_os_thread
 from engine.intake import socketmap
 from engine.intake.server import start_listeners
 from engine.metrics import Metrics
+from engine.outage import Outage
 from engine.outbound import wakeup
 from engine.outbound.delivery import Worker
 from engine.outbound.outbox import next_due_at
@@ -36,35 +37,6 @@ from engine.outbound.transport import Transport, make_transport
 log = logging.getLogger("palanquee.engine")
 Listen = tuple[str, int] | socket.socket  # an address to bind, or a listening socket bound once (engine/prefork.py)
 IDLE_PROBE = 1.0  # seconds: a database connection idle longer is checked before use
-
-
-class Outage:
-    """Backoff and quiet logs while a loop's database work keeps failing (a PostgreSQL restart):
-    the first failure is logged with its traceback, the next ones in one line, the recovery once."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.failures = what, 0
-
-    def ok(self) -> None:
-        if self.failures:
-            log.info("%s works again after %s failure(s)", self.what, self.failures)
-        self.failures = 0
-
-    def failed(self) -> float:
-        """Log the failure being handled; returns the seconds to wait before trying again."""
-        self.failures += 1
-        if self.failures == 1:
-            log.exception("%s failed; retrying with backoff", self.what)
-        else:
-            log.warning("%s failed again (%s times): %s", self.what, self.failures, _last_error())
-        return float(min(0.25 * 2 ** (self.failures - 1), 10.0))
-
-
-def _last_error() -> str:
-    import sys
-
-    error = sys.exc_info()[1]
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300] if error else ""
 
 
 class Engine:
