@@ -133,21 +133,26 @@ def import_members_command(path: str, overwrite_member_emails: bool, as_staff: s
 @click.option("--intake-only", is_flag=True, hidden=True, help="an intake worker of another engine (engine/prefork.py)")
 @click.option("--smtp-fd", type=int, hidden=True, help="an intake worker's SMTP listening socket, bound by its engine")
 @click.option("--lmtp-fd", type=int, hidden=True, help="an intake worker's LMTP listening socket, bound by its engine")
-def engine_command(delivery_only: bool, intake_only: bool, smtp_fd: int | None, lmtp_fd: int | None) -> None:
+@click.option("--signal-fd", type=int, hidden=True, help="an intake worker's end of its engine's signal channel")
+def engine_command(delivery_only: bool, intake_only: bool, smtp_fd: int | None, lmtp_fd: int | None,
+                   signal_fd: int | None) -> None:
     """Run the list engine: SMTP/LMTP intake, delivery and scheduled jobs (several may share one database)."""
     import socket
 
-    from engine.runtime import serve
+    from engine.main import serve
 
     settings = load_settings()
     open_database(settings).close()  # refuses a database that is behind
-    sockets = None
+    sockets, signal_socket = None, None
     if intake_only:
         if smtp_fd is None:
             raise click.UsageError("--intake-only needs --smtp-fd (its engine starts it)")
         sockets = {kind: socket.socket(fileno=fd) for kind, fd in (("smtp", smtp_fd), ("lmtp", lmtp_fd))
                    if fd is not None}
-    serve(settings, delivery_only=delivery_only, intake_only=intake_only, sockets=sockets)
+        if signal_fd is not None:
+            signal_socket = socket.socket(fileno=signal_fd)
+            signal_socket.setblocking(False)
+    serve(settings, delivery_only=delivery_only, intake_only=intake_only, sockets=sockets, signal_socket=signal_socket)
 
 
 @click.command("backup")

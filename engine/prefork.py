@@ -13,29 +13,20 @@ poison, 452 for a full disk). On SQLite the processes share one file: each group
 ``BEGIN IMMEDIATE`` transaction that waits for the writer's lock (busy timeout); a lock still held after that
 wait fails the store, which the intake answers 451, as any storage failure.
 
-Supervision: a worker that exits while the engine runs is started again after a short pause; one that keeps
-dying (``GIVE_UP`` exits within ``WINDOW`` seconds) stops the engine, which then exits with status 1 so that its
-own supervisor (systemd) sees the failure. SIGTERM to the engine stops every worker (each stops cleanly); a
-worker whose engine dies, even by SIGKILL, gets SIGTERM from the kernel (``die_with_parent``).
+Supervision (``engine/supervision.py``, as for the delivery helpers): a worker that exits while the engine runs is
+started again after a short pause; workers that keep dying stop the engine, which then exits with status 1.
+SIGTERM to the engine stops every worker (each stops cleanly); a worker whose engine dies, even by SIGKILL, gets
+SIGTERM from the kernel. While workers are busy, they hold the engine's fan-out back (``engine/intake_pressure.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 
 from engine.config import Settings
+from engine.supervision import Children, die_with_parent
 
-log = logging.getLogger("palanquee.engine")
-RESTART_PAUSE = 0.5  # seconds before a dead worker is started again
-GIVE_UP, WINDOW = 5, 60.0  # that many exits within that many seconds: the engine stops, exit status 1
-POLL = 0.2  # seconds between two looks at the workers
 BACKLOG = 1024  # connections waiting for an accept(), shared by every process
 
 
@@ -63,72 +54,32 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     return sockets
 
 
-class IntakeWorkers:
-    """``count`` intake worker processes accepting on ``sockets``; ``environment(n)`` is worker n's (from 1)."""
+class IntakeWorkers(Children):
+    """``count`` intake worker processes accepting on ``sockets``; ``environment(n)`` is worker n's (from 1);
+    ``signal_socket`` their end of ``engine/intake_pressure.py``'s channel."""
+
+    kind = "intake worker"
 
     def __init__(self, sockets: dict[str, socket.socket], count: int,
-                 environment: Callable[[int], dict[str, str]], preexec: Callable[[], None] | None = None) -> None:
-        self.sockets, self.count, self.environment, self.preexec = sockets, count, environment, preexec
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
-        self.exits: list[float] = []  # when workers exited on their own (monotonic)
-        self.failed = False  # they kept dying: the engine must exit non-zero
-        self.stopping = False
-        self.restarts = 0
+                 environment: Callable[[int], dict[str, str]], preexec: Callable[[], None] | None = die_with_parent,
+                 signal_socket: socket.socket | None = None) -> None:
+        super().__init__(count, environment, preexec)
+        self.sockets, self.signal_socket = sockets, signal_socket
 
-    def command(self) -> list[str]:
+    def arguments(self) -> list[str]:
         fds = [arg for kind, sock in self.sockets.items() for arg in (f"--{kind}-fd", str(sock.fileno()))]
-        return [sys.executable, "-m", "portal.cli", "engine", "--intake-only", *fds]
+        if self.signal_socket is not None:
+            fds += ["--signal-fd", str(self.signal_socket.fileno())]
+        return ["--intake-only", *fds]
 
-    def start(self) -> None:
-        if self.stopping:  # SIGTERM came while the engine started
-            return
-        for number in range(1, self.count + 1):
-            self._spawn(number)
+    def _inherited(self) -> list[socket.socket]:
+        return [*self.sockets.values(), *([self.signal_socket] if self.signal_socket is not None else [])]
 
-    def _spawn(self, number: int) -> None:
-        self.processes[number] = subprocess.Popen(
-            self.command(), env=self.environment(number), preexec_fn=self.preexec,
-            pass_fds=[sock.fileno() for sock in self.sockets.values()])
-
-    async def supervise(self, stop_engine: Callable[[], None]) -> None:
-        """Start again each worker that exits while the engine runs; stop the engine if they keep dying."""
-        while not self.stopping:
-            for number, process in list(self.processes.items()):
-                if process.poll() is None or self.stopping:
-                    continue
-                now = time.monotonic()
-                self.exits = [moment for moment in self.exits if now - moment < WINDOW] + [now]
-                log.error("intake worker %s (pid %s) exited with status %s", number, process.pid, process.returncode)
-                if len(self.exits) >= GIVE_UP:
-                    log.critical("intake workers exited %s times within %s s: the engine stops", len(self.exits),
-                                 int(WINDOW))
-                    self.failed = True
-                    stop_engine()
-                    return
-                await asyncio.sleep(RESTART_PAUSE)
-                if not self.stopping:
-                    self._spawn(number)
-                    self.restarts += 1
-                    log.info("intake worker %s started again (pid %s)", number, self.processes[number].pid)
-            await asyncio.sleep(POLL)
-
-    def terminate(self) -> None:
-        """Ask every worker to stop (SIGTERM: each finishes cleanly); they are not started again."""
-        self.stopping = True
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+    def pass_fds(self) -> list[int]:
+        return [sock.fileno() for sock in self._inherited()]
 
     def wait(self, timeout: float = 30.0) -> None:
-        """Wait for the workers to exit (SIGKILL for one still running after ``timeout``)."""
-        self.terminate()
-        deadline = time.monotonic() + timeout
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("intake worker pid %s did not stop in %s s: killed", process.pid, timeout)
-                process.kill()
-                process.wait()
-        for sock in self.sockets.values():
+        """Wait for the workers to exit (SIGKILL after ``timeout``), then close the sockets they shared."""
+        super().wait(timeout)
+        for sock in self._inherited():
             sock.close()

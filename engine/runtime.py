@@ -1,4 +1,4 @@
-"""One engine process: SMTP/LMTP intake, expansion, delivery and scheduled jobs on one asyncio loop.
+"""One engine process: SMTP/LMTP intake, expansion, delivery and scheduled jobs on one asyncio loop (``engine/main.py`` runs it as ``palanquee engine``).
 
 Database work runs in one dedicated thread (one connection, in order); the loop itself only
 speaks SMTP and renders copies. Nothing here assumes it is the only engine: expansion claims a
@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee
 
-from engine import clock, heartbeat, jobs, logs, resolver
+from engine import clock, heartbeat, intake_pressure, jobs, resolver
 from engine import db as engine_db
 from engine.bounces import verp
 from engine.config import Settings
@@ -28,6 +28,7 @@ from engine.dbthread import INTAKE, DatabaseThread, name_os_thread
 from engine.intake import socketmap
 from engine.intake.server import start_listeners
 from engine.metrics import Metrics
+from engine.outage import Outage
 from engine.outbound import wakeup
 from engine.outbound.delivery import Worker
 from engine.outbound.outbox import next_due_at
@@ -38,35 +39,6 @@ Listen = tuple[str, int] | socket.socket  # an address to bind, or a listening s
 IDLE_PROBE = 1.0  # seconds: a database connection idle longer is checked before use
 
 
-class Outage:
-    """Backoff and quiet logs while a loop's database work keeps failing (a PostgreSQL restart):
-    the first failure is logged with its traceback, the next ones in one line, the recovery once."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.failures = what, 0
-
-    def ok(self) -> None:
-        if self.failures:
-            log.info("%s works again after %s failure(s)", self.what, self.failures)
-        self.failures = 0
-
-    def failed(self) -> float:
-        """Log the failure being handled; returns the seconds to wait before trying again."""
-        self.failures += 1
-        if self.failures == 1:
-            log.exception("%s failed; retrying with backoff", self.what)
-        else:
-            log.warning("%s failed again (%s times): %s", self.what, self.failures, _last_error())
-        return float(min(0.25 * 2 ** (self.failures - 1), 10.0))
-
-
-def _last_error() -> str:
-    import sys
-
-    error = sys.exc_info()[1]
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300] if error else ""
-
-
 class Engine:
     """Build with settings, ``await run()`` until ``stop()``; ``ready`` is set once listening."""
 
@@ -74,7 +46,8 @@ class Engine:
                  smtp: Listen | None | bool = True, lmtp: Listen | None | bool = True,
                  socketmap: tuple[str, int] | None | bool = True, metrics: tuple[str, int] | None | bool = True,
                  name: str | None = None, poll_seconds: float = 1.0, delivery_only: bool = False,
-                 stop_grace: float = 30.0, intake_only: bool = False) -> None:
+                 stop_grace: float = 30.0, intake_only: bool = False,
+                 intake_signal: socket.socket | None = None) -> None:
         self.settings = settings
         resolver.configure(settings.dns_resolver)
         self.delivery_only = delivery_only  # a helper process: no intake, expansion or jobs
@@ -103,7 +76,12 @@ class Engine:
         self.idle = False  # the delivery loop waits for work (tests read it)
         self.wakeups = 0  # notifications received
         self.metrics = Metrics(self.database, settings.heartbeat_max_age)
-        self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded)
+        # intake workers' hints (engine/intake_pressure.py): a worker reports on it, its engine reads it
+        self.reporter = intake_pressure.Reporter(intake_signal) if intake_signal and intake_only else None
+        self.pressure = intake_pressure.Pressure() if intake_signal and not intake_only else None
+        self._signal = intake_signal
+        self.worker = Worker(settings, self.transport, self.run_in_db, self.name, self.metrics.copy_recorded,
+                             pace=self._fan_out_turn)
 
     async def run_in_db(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``function`` in the database thread, after waiting intake calls (``engine/dbthread.py``)."""
@@ -111,10 +89,14 @@ class Engine:
 
     async def run_intake(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run an intake call in the database thread, before waiting background work."""
+        if self.reporter is not None:
+            self.reporter.busy()
         return await self.db_thread.submit(function, *args, priority=INTAKE, **kwargs)
 
     async def store_post(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Store a post with the others waiting, in one transaction (group commit, ``engine/dbthread.py``)."""
+        if self.reporter is not None:
+            self.reporter.busy()
         return await self.db_thread.submit(function, *args, grouped=True, **kwargs)
 
     def _call(self, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -144,10 +126,19 @@ class Engine:
                 event.set()
 
     def _intake_waits(self) -> bool:
-        """Intake calls wait for the database thread (background work stops at its next step)."""
-        return self.db_thread.waiting(INTAKE) > 0
+        """Intake calls wait for the database thread, or intake workers are busy (background work stops at its
+        next step)."""
+        return self.db_thread.waiting(INTAKE) > 0 or (self.pressure is not None and self.pressure.busy())
+
+    async def _fan_out_turn(self) -> None:
+        """Before each step of fan-out: wait while intake workers are busy, never for ever."""
+        if self.pressure is not None:
+            await self.pressure.turn()
 
     def _accepted(self) -> None:
+        """A post ready to expand was committed: wake the expansion (a worker's engine, over the signal)."""
+        if self.reporter is not None:
+            self.reporter.stored()
         if self._wake_expand is not None:
             self._wake_expand.set()
 
@@ -175,6 +166,8 @@ class Engine:
         exporter = self.metrics.serve(self.metrics_address) if self.metrics_address else None
         if exporter is not None:
             self.bound["metrics"] = exporter.server_address[:2]
+        if self.pressure is not None and self._signal is not None:
+            self.pressure.listen(self._loop, self._signal, self._accepted)
         delivery = asyncio.create_task(self._delivery_loop())
         loops = [] if self.delivery_only or self.intake_only else [self._expand_loop(), self._jobs_loop()]
         role = "delivery" if self.delivery_only else "intake" if self.intake_only else "engine"
@@ -186,6 +179,8 @@ class Engine:
         try:
             await self._stopping.wait()
         finally:
+            if self.pressure is not None and self._signal is not None:
+                self._loop.remove_reader(self._signal.fileno())
             for server in servers:
                 server.close()
             if exporter is not None:
@@ -246,6 +241,7 @@ class Engine:
         outage = Outage("expansion")
         while not self.stopping:
             try:
+                await self._fan_out_turn()
                 expanded = await self.run_in_db(jobs.expand_accepted, self._intake_waits)
                 outage.ok()
                 if expanded:
@@ -320,102 +316,3 @@ class EngineThread:
         self.thread.join(timeout)
         if self.thread.is_alive():  # whoever closes its database next would close it under the engine
             raise RuntimeError(f"the engine did not stop within {timeout} s")
-
-
-def die_with_parent() -> None:
-    """Linux: a helper gets SIGTERM when its engine dies, even by SIGKILL (its claims then expire)."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _helper_environment(settings: Settings, number: int) -> dict[str, str]:
-    """A delivery helper's environment: its metrics on the port after the engine's (``number`` after)."""
-    environment = dict(os.environ)
-    if settings.metrics_listen is not None:
-        host, port = settings.metrics_listen
-        environment["PALANQUEE_METRICS_LISTEN"] = f"[{host}]:{port + number if port else 0}" if ":" in host \
-            else f"{host}:{port + number if port else 0}"
-    return environment
-
-
-def serve(settings: Settings, *, delivery_only: bool = False, intake_only: bool = False,
-          sockets: dict[str, socket.socket] | None = None,
-          on_ready: Callable[[dict[str, tuple[str, int]]], object] | None = None) -> None:
-    """Run one engine in the foreground until SIGTERM or Ctrl-C (``palanquee engine``).
-
-    With ``PALANQUEE_DELIVERY_PROCESSES`` above 1, the engine starts that many minus one helper
-    processes that only deliver (claims are shared through the database), and stops them with it.
-    With ``PALANQUEE_INTAKE_PROCESSES`` above 1, it binds its SMTP/LMTP sockets once and starts that many
-    minus one intake workers accepting on them (``engine/prefork.py``); it exits with status 1 if they
-    keep dying. ``sockets``: an intake worker's listeners, already bound by its engine.
-    ``on_ready(bound)`` is called once it listens (``palanquee demo`` runs it as a child process).
-    """
-    import signal
-    import subprocess
-    import sys
-
-    from engine import prefork
-
-    workers = None
-    if not (delivery_only or intake_only) and settings.intake_processes > 1:
-        sockets = prefork.bind_listeners(settings)
-        workers = prefork.IntakeWorkers(sockets, settings.intake_processes - 1, lambda number: _helper_environment(
-            settings, settings.delivery_processes - 1 + number), die_with_parent)
-    listeners: dict[str, Any] = {} if sockets is None else {
-        "smtp": sockets.get("smtp", False), "lmtp": sockets.get("lmtp", False)}
-    engine = Engine(settings, delivery_only=delivery_only, intake_only=intake_only, **listeners)
-    logs.configure(settings.log_format, engine.name)
-    helpers: list[subprocess.Popen[bytes]] = []
-    if not (delivery_only or intake_only):
-        helpers = [subprocess.Popen([sys.executable, "-m", "portal.cli", "engine", "--delivery-only"],
-                                    env=_helper_environment(settings, number), preexec_fn=die_with_parent)
-                   for number in range(1, settings.delivery_processes)]
-
-    def stop() -> None:
-        engine.stop()
-        if workers is not None:
-            workers.terminate()
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop)
-        runner = asyncio.create_task(engine.run())
-        while not engine.ready.is_set() and not runner.done():
-            await asyncio.sleep(0.05)
-        supervisor = None
-        if engine.ready.is_set():
-            if workers is not None:
-                workers.start()
-                supervisor = asyncio.create_task(workers.supervise(stop))
-            _log_ready(engine, settings, delivery_only, intake_only)
-            if on_ready is not None:
-                on_ready(dict(engine.bound))
-        try:
-            await runner
-        finally:
-            if supervisor is not None:
-                supervisor.cancel()
-
-    try:
-        asyncio.run(main())
-    finally:
-        if workers is not None:
-            workers.wait(30)
-        for helper in helpers:
-            helper.terminate()
-        for helper in helpers:
-            helper.wait(30)
-    if workers is not None and workers.failed:
-        raise SystemExit(1)
-
-
-def _log_ready(engine: Engine, settings: Settings, delivery_only: bool, intake_only: bool) -> None:
-    where = ", ".join(f"{kind} {host}:{port}" for kind, (host, port) in engine.bound.items())
-    target = settings.smarthost or f"capture in {settings.capture_dir}"
-    role = " (delivery only)" if delivery_only else " (intake only)" if intake_only else ""
-    log.info("engine %s%s %s; delivering to %s", engine.name, role,
-             f"listening on {where}" if where else "listening on nothing", target)

@@ -212,7 +212,7 @@ def start_engine(settings: Settings, timeout: float = 60.0) -> tuple[subprocess.
     """The list engine in a child process, for ``palanquee demo``: never in the process that forks the web
     workers. It gets these very settings (the demo's defaults, its bound ports) and delivers in one process;
     returns it and the addresses it listens on, once it listens."""
-    from engine.runtime import die_with_parent
+    from engine.supervision import die_with_parent
 
     read_end, write_end = os.pipe()
     child = subprocess.Popen([sys.executable, "-c", "from portal.serving import engine_main; engine_main()",
@@ -233,7 +233,7 @@ def start_engine(settings: Settings, timeout: float = 60.0) -> tuple[subprocess.
 
 def engine_main() -> None:
     """The child of ``start_engine``: settings pickled on standard input, the addresses written to a pipe."""
-    from engine.runtime import serve as serve_engine
+    from engine.main import serve as serve_engine
 
     settings = pickle.load(sys.stdin.buffer)
     ready = int(sys.argv[1])

@@ -119,8 +119,9 @@ class Worker:
     """
 
     def __init__(self, settings: Settings, transport: Transport, run_in_db: RunInDb, name: str,
-                 counted: Counted | None = None) -> None:
+                 counted: Counted | None = None, pace: Callable[[], Awaitable[None]] | None = None) -> None:
         self.settings, self.transport, self.run_in_db, self.name = settings, transport, run_in_db, name
+        self.pace = pace  # awaited before each claim: held while intake workers are busy (engine/intake_pressure.py)
         self.verp_key = verp.signing_key(settings)
         self.cache: OrderedDict[int, PreparedMessage] = OrderedDict()
         self.recorder = Recorder(settings, run_in_db, counted)  # counted: (group, outcome) of each result
@@ -152,6 +153,8 @@ class Worker:
         return found
 
     async def claim(self) -> list[Claimed]:
+        if self.pace is not None and not self.stopping:
+            await self.pace()
         if self.stopping:
             return []
         claimed: list[Claimed] = await self.run_in_db(claim_due, self.name, self.settings.delivery_batch,

@@ -16,6 +16,7 @@ from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
+from engine.posting.header_cache import PARSE_POLICY
 from engine.posting.headers import unfold
 
 MAX_DEPTH = 100  # nested multipart or message/rfc822 levels (the email package recurses per level)
@@ -58,7 +59,7 @@ def parse(raw: bytes) -> EmailMessage:
     if count_parts(raw) > MAX_PARTS:
         raise Unrenderable(f"more than {MAX_PARTS} MIME parts")
     _check_structure(_parse(raw, policy.compat32))
-    return _parse(raw, policy.default)  # type: ignore[return-value]
+    return _parse(raw, PARSE_POLICY)  # type: ignore[return-value]
 
 
 def _parse(raw: bytes, with_policy: policy.Policy) -> Message:

@@ -227,3 +227,16 @@ def test_relaxed_canonical_forms_match_dkimpy_whatever_the_whitespace(data: byte
     field = b"Subject:" + data.rstrip(b"\r\n").replace(b"\r\n", b"\r\n ") + b"\r\n"  # folded lines
     [(name, value)] = Relaxed.canonicalize_headers([tuple(field.rstrip(b"\r\n").split(b":", 1))])
     assert canonical_field(field) == (name, name + b":" + value)
+
+
+def test_a_signing_key_is_loaded_once_and_a_rotated_one_at_once(list_key: keys.DkimKey) -> None:
+    [first] = keys.signing_keys("listes.example.fr")
+    [again] = keys.signing_keys("listes.example.fr")  # a message later: the same key object, not loaded again
+    assert again.key is first.key
+    rotated = keys.generate("listes.example.fr", selector="next")
+    keys.activate("listes.example.fr", "next")
+    [now] = keys.signing_keys("listes.example.fr")  # another text: loaded anew, used at once
+    assert (now.selector, now.key is first.key) == ("next", False)
+    assert keys.public_key_base64(now.key) == keys.public_key_base64(keys.load_private_key(rotated.private_key))
+    with pytest.raises(ValueError):
+        keys.load_private_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")

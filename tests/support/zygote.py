@@ -34,7 +34,7 @@ def _reap(signum: int, frame: object) -> None:  # pragma: no cover - runs in the
 
 def _serve_forever() -> None:  # pragma: no cover - runs in the zygote process
     import portal.cli
-    from engine import runtime  # noqa: F401 - what the engine command imports on its way
+    from engine import main  # noqa: F401 - what the engine command imports on its way
 
     signal.signal(signal.SIGCHLD, _reap)
     for line in sys.stdin:
