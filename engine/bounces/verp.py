@@ -27,7 +27,8 @@ def _mac_base(key: bytes) -> Any:
 def _mac(key: bytes, delivery_id: int) -> str:
     mac = _mac_base(key).copy()
     mac.update(str(delivery_id).encode("ascii"))
-    return mac.hexdigest()[:10]
+    hexdigest: str = mac.hexdigest()
+    return hexdigest[:10]
 
 
 def signing_key(settings: Settings) -> bytes:
