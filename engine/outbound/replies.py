@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 Item = tuple[Any, str, str, bytes]  # (key, sender, recipient, dot-stuffed data)
@@ -53,8 +52,7 @@ class ReplyProtocol(asyncio.Protocol):
     is most of the client's own cost per copy on the delivery path. The delivery loop waits for all
     the replies of a round trip at once (``wait``) and takes them without awaiting (``take``). The
     reply timeout is kept by one timer per connection that moves with each wait, not a timer per
-    wait (a timer per copy was a tenth of the client's CPU). The delivery stream does not even wait:
-    ``expect`` calls it back when a round trip's replies are in (``stream.py``).
+    wait (a timer per copy was a tenth of the client's CPU).
     """
 
     def __init__(self) -> None:
@@ -63,10 +61,11 @@ class ReplyProtocol(asyncio.Protocol):
         self._buffer = b""
         self._partial: list[str] = []
         self._waiter: asyncio.Future[None] | None = None
-        self._on_ready: Callable[[], None] | None = None  # ``expect``'s callback
         self._wanted = 0
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._paused = False
         self.error: SmtpError | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,14 +94,19 @@ class ReplyProtocol(asyncio.Protocol):
                 partial.clear()
             else:
                 replies.append(Reply(int(line[:3]), line[4:]))
-        if len(replies) >= self._wanted:
-            if self._on_ready is not None:
-                self._call_ready()
-            elif self._waiter is not None and not self._waiter.done():
-                self._waiter.set_result(None)
+        if self._waiter is not None and len(replies) >= self._wanted and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(SmtpError(f"connection closed by the server{f': {exc}' if exc else ''}"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _fail(self, error: SmtpError) -> None:
         self.error = self.error or error
@@ -111,39 +115,22 @@ class ReplyProtocol(asyncio.Protocol):
             self._timer = None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(self.error)
-        if self._on_ready is not None:
-            self._call_ready()
-
-    def expect(self, count: int, timeout: float, on_ready: Callable[[], None]) -> bool:
-        """``wait`` as a callback (the delivery stream, ``stream.py``): True when ``count`` replies are
-        already in or the connection failed; else ``on_ready()`` is called once, from the event loop, when
-        they are in, when the connection fails, or when none came for ``timeout`` seconds (``take`` then
-        raises once the replies that did come are taken)."""
-        if len(self.replies) >= count or self.error is not None:
-            self._on_ready = None
-            return True
-        self._wanted = count
-        self._arm(timeout)
-        self._on_ready = on_ready
-        return False
-
-    def expect_nothing(self) -> None:
-        """Forget ``expect``'s callback (its stream ended, or its lane was cancelled)."""
-        self._on_ready = None
-
-    def _call_ready(self) -> None:
-        ready, self._on_ready = self._on_ready, None
-        if ready is not None:
-            ready()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(self.error)
 
     async def wait(self, count: int, timeout: float) -> None:
         """Until ``count`` replies are in (or the connection failed: ``take`` then raises once the
         replies that did come are taken); ``SmtpError`` when none came for ``timeout`` seconds."""
         if len(self.replies) >= count or self.error is not None:
             return
+        loop = asyncio.get_running_loop()
         self._wanted = count
-        self._arm(timeout)
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._deadline = loop.time() + timeout
+        if self._timer is None or self._timer.when() > self._deadline:  # a shorter timeout than the last wait's
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(self._deadline, self._watch)
+        self._waiter = loop.create_future()
         try:
             await self._waiter
         except SmtpError:
@@ -152,28 +139,17 @@ class ReplyProtocol(asyncio.Protocol):
         finally:
             self._waiter = None
 
-    def _arm(self, timeout: float) -> None:
-        """The wait's deadline; the one timer moves only when it must fire sooner than it would."""
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout
-        if self._timer is None or self._timer.when() > self._deadline:  # a shorter timeout than the last wait's
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(self._deadline, self._watch)
-
     def _watch(self) -> None:
-        """The per-connection timer: ends a wait that outlived its deadline, else follows the deadline."""
+        """The per-connection timer: fails a wait that outlived its deadline, else follows the deadline."""
         self._timer = None
         waiter = self._waiter
-        if (waiter is None or waiter.done()) and self._on_ready is None:
+        if waiter is None or waiter.done():
             return
         loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._watch)
-        elif waiter is not None and not waiter.done():
+        if loop.time() >= self._deadline:
             waiter.set_exception(SmtpError("no reply in time"))
         else:
-            self._call_ready()
+            self._timer = loop.call_at(self._deadline, self._watch)
 
     def take(self) -> Reply:
         """The next reply that is in (after ``wait``); the connection's error when none is left."""
@@ -184,3 +160,12 @@ class ReplyProtocol(asyncio.Protocol):
     async def next_reply(self, timeout: float) -> Reply:
         await self.wait(1, timeout)
         return self.take()
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark (flow control)."""
+        if self._paused and self.error is None:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from functools import partial
 
 from engine.outbound.replies import Item, Reply, ReplyProtocol, SmtpError, dot_stuff
-from engine.outbound.stream import Stream
 
 __all__ = ["Connection", "Item", "Reply", "SmtpError", "dot_stuff"]
 
@@ -212,11 +211,41 @@ class Connection:
 
     async def _pipelined(self, take: Callable[[], Item | None], done: Callable[[Item, Reply], None],
                          unsent: list[Item]) -> None:
-        """One write and one round trip a copy: the previous copy's content and this one's MAIL, RCPT and
-        DATA go together, their replies are handed out as they arrive (``stream.Stream``)."""
-        first = self._next_sendable(take, done)
-        if first is not None:
-            await Stream(self, lambda: self._next_sendable(take, done), done, unsent).run(first)
+        """One write and one wait a copy: the previous copy's final reply and this one's MAIL, RCPT and
+        DATA replies are awaited together, then taken in order."""
+        current = self._next_sendable(take, done)
+        if current is None:
+            return
+        protocol = self.protocol
+        self.write(current[1])
+        previous: Item | None = None  # whose final reply comes first
+        while current is not None:
+            await protocol.wait(3 if previous is None else 4, self.timeout)
+            if previous is not None:
+                done(previous, protocol.take())
+            item = current[0]
+            mail, rcpt, data = protocol.take(), protocol.take(), protocol.take()
+            following = self._next_sendable(take, done)
+            nxt = following[1] if following else b""
+            if data.code == 354:
+                unsent.remove(item)  # from here on the server may accept it: in doubt until its reply
+                self.write(item[3] + b".\r\n" + nxt)
+                await protocol.drain()
+                previous = item
+            else:
+                done(item, next(r for r in (mail, rcpt, data) if r.code >= 400))
+                self.write(b"RSET\r\n" + nxt)
+                await self._skip_rset_reply()
+                previous = None
+            current = following
+        self.last_used = asyncio.get_running_loop().time()
+        if previous is not None:
+            done(previous, await self.read_reply())
+
+    async def _skip_rset_reply(self) -> None:
+        reply = await self.read_reply()
+        if reply.code != 250:
+            raise SmtpError(f"RSET refused: {reply}")
 
     def _next_sendable(self, take: Callable[[], Item | None],
                        done: Callable[[Item, Reply], None]) -> tuple[Item, bytes] | None:

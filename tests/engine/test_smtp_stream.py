@@ -1,6 +1,6 @@
-"""The pipelined stream (engine/outbound/stream.py) when the relay fails in the middle of it: which copies
-were answered, which may go at once elsewhere (``unsent``: their content never left), which are in doubt
-(content written, no final reply). A scripted relay on loopback, so that it can fall silent, hang up or
+"""The pipelined send loop (``Connection.send_stream`` with PIPELINING) when the relay fails in the middle of
+it: which copies were answered, which may go at once elsewhere (``unsent``: their content never left), which
+are in doubt (content written, no final reply). A scripted relay on loopback, so that it can fall silent, hang up or
 talk nonsense at a chosen copy."""
 
 from __future__ import annotations
