@@ -181,6 +181,7 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
         tree = [process for engine in running for process in engine_tree(engine.pid)]
         cpu_before = tree_cpu(tree)
         threads_before = {t.id: (t.user_time, t.system_time) for process in tree for t in process.threads()}
+        switches_before = [tuple(process.num_ctx_switches()) for process in tree]
         server_before = postgres.tree_cpu(server_pids or [])
         sink_tree = [psutil.Process(sink.pid)]
         sink_before = tree_cpu(sink_tree)
@@ -201,6 +202,9 @@ def run_engine(n: int, connections: int, processes: int, folder: Path, mode: str
                 (round((t.user_time - threads_before.get(t.id, (0, 0))[0]) / n * 1e6),
                  round((t.system_time - threads_before.get(t.id, (0, 0))[1]) / n * 1e6)) for t in process.threads()]
                 for process in tree])
+            print("context switches a 1,000 copies by process (voluntary, involuntary):", [
+                tuple(round((now - then) / n * 1000) for now, then in zip(process.num_ctx_switches(), before, strict=True))
+                for process, before in zip(tree, switches_before, strict=True)])
     finally:
         for engine in running:
             engine.terminate()

@@ -52,9 +52,14 @@ class Metrics:
                                          "RCPT (accepted, deferred, refused)", ["result"], registry=self.registry)
         self.registry.register(QueueCollector(database, heartbeat_max_age))
         ProcessCollector(registry=self.registry)
+        self._copy_counters: dict[tuple[str, str], Any] = {}  # (group, outcome) -> its child counter
 
     def copy_recorded(self, group: str, outcome: str) -> None:
-        self.copies.labels(group or "none", outcome).inc()
+        """Count one recorded copy (once a copy: its labelled child is looked up once per group and outcome)."""
+        counter = self._copy_counters.get((group, outcome))
+        if counter is None:
+            counter = self._copy_counters[group, outcome] = self.copies.labels(group or "none", outcome)
+        counter.inc()
 
     def intake_reply(self, stage: str, reply: str) -> None:
         """Count one reply of the intake: ``stage`` is ``rcpt`` or ``data``."""

@@ -83,3 +83,32 @@ def test_a_mailed_link_says_expired_tampered_or_foreign(settings):
         with pytest.raises(_Refused) as refused:
             tokens.load_link(settings, purpose, bad, timedelta(days=1), _Refused, ints=("m",))
         assert refused.value.reason == "invalid"
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"ab", b"abc", b"[12,[3,5]]", bytes(range(256)), b"\xff\xfe\xfd" * 7,
+                                  b"\x00" * 64, "é€".encode() * 50])
+def test_the_hot_paths_base64_is_itsdangerous_own(data: bytes) -> None:
+    """Every length modulo 3 (padding stripped), both URL-safe substitutes (``-`` and ``_``), binary."""
+    from itsdangerous.encoding import base64_encode
+
+    assert tokens.url_base64(data) == base64_encode(data)
+
+
+def test_the_copied_hmac_gives_the_standard_librarys_digest_and_falls_back_without_openssls_object(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import hmac
+
+    for message in (b"", b"x", b"palanquee" * 50):
+        mac = tokens.c_hmac(b"key", hashlib.sha1, b"salt:")
+        first = mac.copy()
+        first.update(message)
+        assert first.digest() == hmac.new(b"key", b"salt:" + message, hashlib.sha1).digest()
+        again = mac.copy()  # the keyed base is untouched by a copy's update
+        again.update(message)
+        assert again.digest() == first.digest()
+    monkeypatch.setattr(hmac.HMAC, "_init_hmac", hmac.HMAC._init_old)  # a Python without OpenSSL's HMAC
+    fallback = tokens.c_hmac(b"key", hashlib.sha1)
+    assert isinstance(fallback, hmac.HMAC)
+    fallback.update(b"x")
+    assert fallback.digest() == hmac.new(b"key", b"x", hashlib.sha1).digest()

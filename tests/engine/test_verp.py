@@ -86,3 +86,14 @@ def test_a_long_list_address_gets_its_bounces_through_the_shared_form(start_engi
     with smtplib.SMTP(host, port, timeout=10) as client:
         assert client.sendmail("", [copy.mail_from], data.replace(b"\n", b"\r\n")) == {}
     assert Bounce.get(Bounce.email_key == "elodie.dupre@example.fr").score == 1.0
+
+
+@pytest.mark.parametrize("delivery_id", [0, 1, 255, 99_999, 2**63 - 1])
+def test_the_token_is_the_documented_hmac(delivery_id: int) -> None:
+    """``<id in hex>.<10 hex digits of HMAC-SHA256(key, salt + decimal id)>``: what bounces already in flight carry."""
+    import hashlib
+    import hmac
+
+    mac = hmac.new(KEY, b"palanquee.verp:" + str(delivery_id).encode(), hashlib.sha256).hexdigest()[:10]
+    assert verp.make_token(KEY, delivery_id) == f"{delivery_id:x}.{mac}"
+    assert verp.read_token(KEY, f"{delivery_id:x}.{mac}") == delivery_id

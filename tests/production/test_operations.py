@@ -209,3 +209,19 @@ def test_an_engine_process_logs_json_lines_and_every_process_beats_and_serves_me
     assert {line["delivery_id"] for line in deferred} == {d.id for d in Delivery.select()}
     assert all(line["message_id"] == message_id and line["engine"] for line in deferred)
     assert EngineHeartbeat.select().count() == 0  # both processes said goodbye
+
+
+def test_recorded_copies_are_counted_under_their_own_group_and_outcome_whatever_the_order() -> None:
+    """The counter's labelled children are looked up once per (group, outcome): each result still lands on its own."""
+    import peewee
+
+    from engine.metrics import Metrics
+
+    metrics = Metrics(peewee.SqliteDatabase(":memory:"), timedelta(seconds=30))  # the queue's figures are not read
+    for group, outcome in [("default", "sent"), ("default", "deferred"), ("default", "sent"), ("orange", "sent"),
+                           ("", "failed"), ("orange", "deferred"), ("default", "sent")]:
+        metrics.copy_recorded(group, outcome)
+    counted = {(sample.labels["group"], sample.labels["outcome"]): sample.value
+               for family in metrics.copies.collect() for sample in family.samples if sample.name.endswith("_total")}
+    assert counted == {("default", "sent"): 3, ("default", "deferred"): 1, ("orange", "sent"): 1,
+                       ("none", "failed"): 1, ("orange", "deferred"): 1}
