@@ -145,7 +145,8 @@ def member_space(app: Any, plain: Any, licences: list[str], args: argparse.Names
         assert passwords.verify_password(stored, demo.DEMO_PASSWORD)
     alone = (time.process_time() - started) / 10 * 1000  # the deliberate cost of a password check
     found["argon2 verify alone (part of the login POST)"] = [(alone, found[login.name][-1][1])]
-    found["login POST without its argon2 verify"] = [(mine - alone, base) for mine, base in found[login.name]]
+    # No "login without argon2" row: argon2 is 98 % of the POST, and the difference of two noisy figures of
+    # ~300 ms came out negative in a quiet run. The login's own cost is argon2's, by design.
     report("In-process, demo federation", found)
     return clients, baseline
 
