@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from engine.config import Settings
 from engine.intake import routes, service
+from engine.intake.listener import SharedListener
 from engine.notices import HeaderInjection
 from engine.posting import render
 from engine.posting.authentication import UNCHECKED, Client, Source, check_post
@@ -230,19 +231,21 @@ def _factory(handler: IntakeHandler, settings: Settings, lmtp: bool) -> Callable
 async def start_listeners(settings: Settings, run_in_db: RunInDb, verp_key: bytes,
                           on_accepted: Callable[[], None],
                           smtp: tuple[str, int] | socket.socket | None, lmtp: tuple[str, int] | socket.socket | None,
-                          counted: Counted | None = None, store_post: RunInDb | None = None) -> list[asyncio.Server]:
+                          counted: Counted | None = None,
+                          store_post: RunInDb | None = None) -> list[asyncio.Server | SharedListener]:
     """Open the SMTP and LMTP listeners (either may be None) on the running loop; ``counted`` is told
     of every RCPT and DATA reply (metrics); ``store_post`` stores posts with group commit. A listener given as a
     socket is already bound (shared by the engine's intake processes, ``engine/prefork.py``)."""
     loop = asyncio.get_running_loop()
-    servers = []
+    servers: list[asyncio.Server | SharedListener] = []
     for address, is_lmtp in ((smtp, False), (lmtp, True)):
         if address is None:
             continue
         handler = IntakeHandler(settings, run_in_db, verp_key, on_accepted, lmtp=is_lmtp, counted=counted,
                                 store_post=store_post)
-        if isinstance(address, socket.socket):
-            server = await loop.create_server(_factory(handler, settings, is_lmtp), sock=address)
+        server: asyncio.Server | SharedListener
+        if isinstance(address, socket.socket):  # one connection per wake-up: shared fairly between workers
+            server = SharedListener(address, _factory(handler, settings, is_lmtp))
         else:
             server = await loop.create_server(_factory(handler, settings, is_lmtp), address[0], address[1])
         servers.append(server)
