@@ -6,7 +6,6 @@ the copies still get delivered, helpers that keep dying make the engine exit wit
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import psutil
@@ -22,15 +21,7 @@ from tests.support.sink import Sink
 
 
 def helpers_of(engine: engines.EngineProcess) -> list[psutil.Process]:
-    """The engine's live delivery helpers (not a dead one its engine has yet to reap)."""
-    found = []
-    for child in psutil.Process(engine.pid).children():
-        try:
-            if "--delivery-only" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.Error:  # gone meanwhile
-            continue
-    return found
+    return engines.children_of(engine, "--delivery-only")
 
 
 def started(env: dict[str, str], log: Path, helpers: int) -> engines.EngineProcess:
@@ -68,15 +59,8 @@ def test_delivery_helpers_that_keep_dying_make_the_engine_exit_with_status_1(
         federation: Federation, sink: Sink, engine_settings: Settings, tmp_path: Path) -> None:
     env = engines.environment(engine_settings, DELIVERY_PROCESSES="2")
     engine = started(env, tmp_path / "engine.log", helpers=1)
-    killed: set[int] = set()
     try:
-        while engine.running():
-            for helper in helpers_of(engine):
-                if helper.pid not in killed:
-                    killed.add(helper.pid)
-                    helper.kill()
-            assert len(killed) <= 5
-            time.sleep(0.01)  # a look every 10 ms, not a spin
+        killed = engines.kill_children_until_it_exits(engine, "--delivery-only")
         assert engine.wait(30) == 1
     finally:
         engine.kill()

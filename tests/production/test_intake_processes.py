@@ -11,7 +11,6 @@ import json
 import smtplib
 import sqlite3
 import threading
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -31,15 +30,7 @@ LIST = "comite_directeur.comite@listes.example.fr"
 
 
 def workers_of(engine: engines.EngineProcess) -> list[psutil.Process]:
-    """The engine's live intake workers (not a dead one its engine has yet to reap)."""
-    found = []
-    for child in psutil.Process(engine.pid).children():
-        try:
-            if "--intake-only" in child.cmdline():
-                found.append(child)
-        except psutil.Error:  # a zombie, or gone meanwhile
-            continue
-    return found
+    return engines.children_of(engine, "--intake-only")
 
 
 def started(env: dict[str, str], log: Path, workers: int) -> engines.EngineProcess:
@@ -133,15 +124,8 @@ def test_intake_workers_that_keep_dying_make_the_engine_exit_with_status_1(
         federation: Federation, sink: Sink, engine_settings: Settings, tmp_path: Path) -> None:
     env = engines.environment(engine_settings, INTAKE_PROCESSES="2")
     engine = started(env, tmp_path / "engine.log", workers=1)
-    killed: set[int] = set()
     try:
-        while engine.running():
-            for worker in workers_of(engine):
-                if worker.pid not in killed:
-                    killed.add(worker.pid)
-                    worker.kill()
-            assert len(killed) <= 5
-            time.sleep(0.01)  # a look every 10 ms, not a spin
+        killed = engines.kill_children_until_it_exits(engine, "--intake-only")
         assert engine.wait(30) == 1
     finally:
         engine.kill()

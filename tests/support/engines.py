@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
+
 from engine.config import Settings
 from tests.support.zygote import Zygote
 
@@ -146,3 +148,30 @@ def fork(zygote: Zygote, env: dict[str, str], log: Path, timeout: float = 90) ->
     """The same engine, forked from ``zygote`` (no imports to pay); returns once it listens."""
     offset = offset_of(log)
     return listening(EngineProcess(zygote.spawn(env, log), log, offset), timeout)
+
+
+def children_of(engine: EngineProcess, flag: str) -> list[psutil.Process]:
+    """The engine's live child processes started with ``flag`` (``--intake-only``, ``--delivery-only``): not a
+    dead one its engine has yet to reap."""
+    found = []
+    for child in psutil.Process(engine.pid).children():
+        try:
+            if flag in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return found
+
+
+def kill_children_until_it_exits(engine: EngineProcess, flag: str, most: int = 5) -> set[int]:
+    """SIGKILL each new child with ``flag`` as soon as it appears, until the engine exits (at most ``most``
+    kills); the pids killed."""
+    killed: set[int] = set()
+    while engine.running():
+        for child in children_of(engine, flag):
+            if child.pid not in killed:
+                killed.add(child.pid)
+                child.kill()
+        assert len(killed) <= most
+        time.sleep(0.01)  # a look every 10 ms, not a spin
+    return killed
