@@ -1,10 +1,12 @@
 """What the portal's pages cost at 100,000 members, against a plain Flask page measured in the same run.
 
     python -m bench.portal [--members 100000] [--lists 200] [--rounds 3] [--requests 300] [--no-load] [--profile]
+    python -m bench.portal --postgresql …   (a private PostgreSQL cluster on loopback; --database-url: a server)
 
-1. Builds the demo federation (``engine.demo.build``) in a new SQLite file; gives the demo password to 100
+1. Builds the demo federation (``engine.demo.build``) in a new SQLite file (or a fresh PostgreSQL database); gives the demo password to 100
    members (holders of mandates first) and logs them in through the real login form.
-2. In-process (Flask's test client, one thread): CPU per request (``time.process_time``) of Mon espace, of the
+2. In-process (Flask's test client, one thread): CPU per request (``time.process_time``, plus the database
+   server's with ``--postgresql``, psutil over its processes) of Mon espace, of the
    login POST (argon2 included, and measured alone), and of the baseline page (bench/plain_page.py), the pages
    interleaved round by round, each request checked to be the member's own page.
 3. Under the production server: gunicorn with 2 sync workers, ``wrk`` with 50 connections rotating the 100
@@ -32,7 +34,7 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from bench import portal_data, portal_load
+from bench import portal_data, portal_load, postgres
 from bench.plain_page import create_plain_app
 from engine import db as engine_db
 from engine import demo
@@ -77,10 +79,19 @@ class Target:
         assert answer.status_code in (200, 302) and check(body), (self.name, path, answer.status_code, body[:300])
 
     def cpu_ms(self, requests: int) -> float:
-        started = time.process_time()
+        started = cpu_now()
         for _ in range(requests):
             self.once()
-        return (time.process_time() - started) / requests * 1000
+        return (cpu_now() - started) / requests * 1000
+
+
+DATABASE_SERVER: list[int] = []  # the private PostgreSQL cluster's processes, when the run has one
+
+
+def cpu_now() -> float:
+    """This process's CPU seconds, plus the database server's when it is a private PostgreSQL cluster: on SQLite
+    the database's work is in-process, on PostgreSQL most of it (the exact count's) happens in the server."""
+    return time.process_time() + (postgres.tree_cpu(DATABASE_SERVER) if DATABASE_SERVER else 0.0)
 
 
 def rounds(targets: list[Target], baseline: Target, runs: int, requests: dict[str, int],
@@ -259,9 +270,24 @@ def main() -> None:
     parser.add_argument("--no-staff", action="store_true", help="skip the staff pages")
     parser.add_argument("--profile", action="store_true", help="print a profile of Mon espace")
     parser.add_argument("--profile-staff", metavar="FOLDER", help="write a profile of each staff page there")
+    parser.add_argument("--postgresql", action="store_true", help="run on a private PostgreSQL cluster")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server (a fresh database for the run)")
     args = parser.parse_args()
+    with postgres.server(args.database_url, args.postgresql) as server:
+        if server is None:
+            run(args, "")
+        else:
+            DATABASE_SERVER.extend(server.pids)
+            if not server.pids:
+                print("the database server's CPU is not counted (not our cluster): in-process CPU only")
+            with server.fresh_database("palanquee_portal") as url:
+                run(args, url)
+
+
+def run(args: argparse.Namespace, database_url: str) -> None:
+    """The whole benchmark on ``database_url`` (a new SQLite file when empty)."""
     folder = Path(tempfile.mkdtemp(prefix="palanquee-bench-portal-"))
-    url = f"sqlite:///{folder / 'portal.sqlite3'}"
+    url = database_url or f"sqlite:///{folder / 'portal.sqlite3'}"
     env = {"PALANQUEE_INSTANCE": str(folder), "PALANQUEE_DATABASE_URL": url, "PALANQUEE_SECRET_KEY": SECRET}
     settings: Settings = load_settings(environ=env)
     database = engine_db.bind(engine_db.make_database(url))
@@ -271,8 +297,8 @@ def main() -> None:
     demo.build(settings, members=args.members)
     licences = portal_data.give_passwords(100)
     database.close()
-    print(f"machine: {os.cpu_count()} cores; {args.members:,} members built in {time.perf_counter() - started:.0f} s; "
-          f"load average {os.getloadavg()}")
+    print(f"machine: {os.cpu_count()} cores; {args.members:,} members built in {time.perf_counter() - started:.0f} s "
+          f"on {'PostgreSQL' if database_url else 'SQLite'}; load average {os.getloadavg()}")
     app = create_app(settings)
     plain = create_plain_app(settings)
     try:

@@ -74,8 +74,13 @@ def messages(lists: list[MailingList], big: int, small: int, recipients: int) ->
 
 
 def _count(message_id: int, state: str) -> int:
-    return int(database.obj.execute_sql("SELECT COUNT(*) FROM delivery WHERE message_id = ? AND state = ?",
+    return int(database.obj.execute_sql(_params("SELECT COUNT(*) FROM delivery WHERE message_id = ? AND state = ?"),
                                         (message_id, state)).fetchone()[0])
+
+
+def _params(sql: str) -> str:
+    """``sql`` with the driver's placeholder (``?`` for SQLite, ``%s`` for psycopg)."""
+    return sql.replace("?", database.obj.param)
 
 
 def _deliveries(message_id: int, how_many: int, now: object) -> None:
@@ -88,7 +93,7 @@ def _deliveries(message_id: int, how_many: int, now: object) -> None:
     with database.atomic():
         cursor = database.obj.cursor()
         for chunk in batched(range(how_many), 5000):
-            cursor.executemany(sql, [(message_id, f"r{i}@example.net", rng.choice(states), stamp, stamp, "250 ok")
+            cursor.executemany(_params(sql), [(message_id, f"r{i}@example.net", rng.choice(states), stamp, stamp, "250 ok")
                                      for i in chunk])
 
 
@@ -115,4 +120,4 @@ def audit_events(how_many: int) -> None:
                 rows.append((sql_datetime(start + step * i), rng.choice(members), rng.choice(ACTIONS),
                              "member" if member_side else "mailing_list", rng.choice(members),
                              None if member_side else rng.choice(structures), detail))
-            cursor.executemany(sql, rows)
+            cursor.executemany(_params(sql), rows)
