@@ -120,7 +120,7 @@ def _queue(now: datetime) -> Iterator[Metric]:
                             "state has been due: a queued copy since its expansion, a deferred one since its "
                             "retry time (0 when none is due)", labels=["state"])
     rows = {state: (count, _as_datetime(oldest)) for state, count, oldest in tuples(Delivery.select(
-        Delivery.state, pw.fn.COUNT(Delivery.id), pw.fn.MIN(Delivery.next_attempt_at))
+        Delivery.state, pw.fn.COUNT(pw.SQL("*")), pw.fn.MIN(Delivery.next_attempt_at))
         .where(Delivery.state.in_(OPEN_STATES)).group_by(Delivery.state))}
     for state in OPEN_STATES:
         count, oldest = rows.get(state, (0, None))
@@ -142,7 +142,7 @@ def _progress() -> Iterator[Metric]:
                      .limit(PROGRESS_LIMIT))
     if sending:
         open_counts: dict[int, int] = {row[0]: row[1] for row in tuples(
-            Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
+            Delivery.select(Delivery.message, pw.fn.COUNT(pw.SQL("*")))
             .where(Delivery.message.in_([row[0] for row in sending]) & Delivery.state.in_(OPEN_STATES))
             .group_by(Delivery.message))}
         for message_id, recipients, local_part, domain in sending:

@@ -137,7 +137,7 @@ def _unsubscribed_query(list_ids: list[pw.Value], message_ids: list[pw.Value]) -
 # A page's statements, compiled once per number of messages (or lists) on it (engine/prepared.py).
 _SETTLED = PreparedIn(lambda ids: MessageStats.select(MessageStats.message, MessageStats.sent, MessageStats.failed)
                       .where(MessageStats.message.in_(ids)))
-_DEFERRED = PreparedIn(lambda ids: Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
+_DEFERRED = PreparedIn(lambda ids: Delivery.select(Delivery.message, pw.fn.COUNT(pw.SQL("*")))
                        .where(Delivery.message.in_(ids) & (Delivery.state == DeliveryState.DEFERRED))
                        .group_by(Delivery.message))
 _BOUNCED = PreparedIn(lambda ids: BounceEvent.select(BounceEvent.message, pw.fn.COUNT(BounceEvent.delivery_id.distinct()))

@@ -80,7 +80,7 @@ def _queued(message: Message, deferred: int) -> int:
 
 
 def _deferred(message_ids: list[int]) -> dict[int, int]:
-    query = (Delivery.select(Delivery.message, pw.fn.COUNT(Delivery.id))
+    query = (Delivery.select(Delivery.message, pw.fn.COUNT(pw.SQL("*")))
              .where(Delivery.message.in_(message_ids) & (Delivery.state == DeliveryState.DEFERRED))
              .group_by(Delivery.message).tuples().iterator())
     return dict(query)
