@@ -10,6 +10,7 @@ the rest, and the RSA operation (the real cost: about 0.8 ms) made. dkimpy verif
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import re
@@ -48,6 +49,22 @@ def split_fields(block: bytes) -> list[bytes]:
     if not block:
         return []
     return [field + b"\r\n" for field in _FIELD_START.split(block)]
+
+
+def canonical_fields(block: bytes) -> list[tuple[bytes, bytes]]:
+    """``canonical_field`` of each field of a header block, in one pass (a copy's personal fields)."""
+    block = block.rstrip(b"\r\n")
+    if not block:
+        return []
+    found: list[tuple[bytes, bytes]] = []
+    for field in _FIELD_START.split(block):
+        name, _, value = field.partition(b":")
+        value = value.replace(b"\r\n", b"")
+        if b"\t" in value or b"  " in value:
+            value = _WSP_RUN.sub(b" ", value)
+        lower = name.strip(b" \t").lower()
+        found.append((lower, b"".join((lower, b":", value.strip(b" "), b"\r\n"))))
+    return found
 
 
 def canonical_field(field: bytes) -> tuple[bytes, bytes]:
@@ -99,14 +116,18 @@ class BodyHash:
         """``bh=`` (base64) of the body made of the segments with ``pieces`` between them."""
         if self.shared is not None:
             return self.shared
-        if not self.incremental or not all(piece.endswith(b"\r\n") for piece in pieces):
-            whole = b"".join(part for pair in zip(self.segments, [*pieces, b""], strict=True) for part in pair)
-            return base64.b64encode(hashlib.sha256(finish_body(canonical_lines(whole))).digest())
-        digest = self.prefix.copy()
-        for piece, static in zip(pieces, self.static, strict=True):
-            digest.update(canonical_lines(piece))
-            digest.update(static)
-        return base64.b64encode(digest.digest())
+        if self.incremental:
+            digest = self.prefix.copy()
+            update = digest.update
+            for piece, static in zip(pieces, self.static, strict=True):
+                if piece[-2:] != b"\r\n":  # not at a line boundary: the whole body, below
+                    break
+                update(canonical_lines(piece))
+                update(static)
+            else:
+                return binascii.b2a_base64(digest.digest(), newline=False)
+        whole = b"".join(part for pair in zip(self.segments, [*pieces, b""], strict=True) for part in pair)
+        return base64.b64encode(hashlib.sha256(finish_body(canonical_lines(whole))).digest())
 
 
 _PKCS1, _SHA256 = padding.PKCS1v15(), hashes.SHA256()  # immutable: made once, not at every signature
@@ -158,8 +179,9 @@ def fixed_part(name: str, fixed: tuple[tuple[str, str], ...]) -> tuple[bytes, by
 
 
 def fold_b64(signature: bytes) -> bytes:
-    text = base64.b64encode(signature)
-    return b"\r\n ".join(text[i:i + 72] for i in range(0, len(text), 72))
+    """``b=`` in lines of 72 characters (a 2048-bit signature: 344 characters, five lines)."""
+    text = binascii.b2a_base64(signature, newline=False)
+    return b"\r\n ".join([text[i:i + 72] for i in range(0, len(text), 72)])
 
 
 def header_names(fields: Sequence[tuple[bytes, bytes]], signed: Sequence[str] = SIGNED,

@@ -109,10 +109,11 @@ class Prepared:
             pieces.append(self._fill(n, personal) if same == n else pieces[same])
         return pieces
 
-    def join(self, pieces: list[bytes], *, stuffed: bool = False) -> bytes:
-        """Segments and ``pieces`` joined into one copy (``stuffed``: dot-stuffed for SMTP DATA)."""
+    def join(self, pieces: list[bytes], *, stuffed: bool = False, head: bytes = b"") -> bytes:
+        """Segments and ``pieces`` joined into one copy (``stuffed``: dot-stuffed for SMTP DATA), after ``head``
+        (header fields added on top, such as signatures: never starting with a dot)."""
         segments = self.stuffed if stuffed else self.segments
-        joined: list[bytes] = [segments[0]]
+        joined: list[bytes] = [head, segments[0]]
         for piece, segment in zip(pieces, segments[1:], strict=True):
             if stuffed and (b"\r\n." in piece or piece[:1] == b"."):
                 piece = _stuff(piece, at_line_start=True)

@@ -20,6 +20,7 @@ from engine.posting.dkim import (
     BodyHash,
     Signature,
     canonical_field,
+    canonical_fields,
     chosen_indexes,
     fixed_part,
     fold_b64,
@@ -61,7 +62,7 @@ class CopySigner:
         """One recipient's copy, signed; ``stuffed`` for SMTP DATA (the added fields never start with a dot)."""
         pieces = self.prepared.pieces(personal)
         added = self.signature_fields(pieces) if self.signs else b""
-        return added + self.prepared.join(pieces, stuffed=stuffed)
+        return self.prepared.join(pieces, stuffed=stuffed, head=added)
 
     def copies(self, personals: Sequence[Personal], *, stuffed: bool = False) -> list[bytes]:
         """Several recipients' copies, the same bytes as ``copy`` gives each, their RSA operations run back to
@@ -70,19 +71,17 @@ class CopySigner:
         operations are grouped and the copies' other work done together before and after them."""
         if not self.signatures or self.sealer is not None or len(personals) < 2:
             return [self.copy(personal, stuffed=stuffed) for personal in personals]
-        stamp = int(time.time())
-        drafts = [self._draft(self.prepared.pieces(personal), stamp) for personal in personals]
-        signed = [[sign_bytes(plan.key, data) for plan, _, data in unsigned] for _, unsigned in drafts]  # RSA only
-        return [b"".join([plan.field(tail, signature) for (plan, tail, _), signature
-                          in reversed(list(zip(unsigned, signatures, strict=True)))])
-                + self.prepared.join(pieces, stuffed=stuffed)
-                for (pieces, unsigned), signatures in zip(drafts, signed, strict=True)]
+        stamp = b"%d" % int(time.time())
+        made = [self._draft(self.prepared.pieces(personal), stamp) for personal in personals]
+        signed = [[sign_bytes(plan.key, data) for plan, _, data in unsigned] for _, unsigned in made]  # RSA only
+        join = self.prepared.join
+        return [join(pieces, stuffed=stuffed, head=_added(unsigned, signatures))
+                for (pieces, unsigned), signatures in zip(made, signed, strict=True)]
 
-    def _draft(self, pieces: list[bytes], stamp: int) -> tuple[list[bytes], list[tuple[Plan, bytes, bytes]]]:
+    def _draft(self, pieces: list[bytes], stamp: bytes) -> tuple[list[bytes], list[tuple[Plan, bytes, bytes]]]:
         """A copy's pieces and, for each DKIM signature, its plan, varying tags and the bytes to sign."""
-        personal = [canonical_field(field) for field in split_fields(pieces[0])]
-        names = tuple(name for name, _ in personal)
-        plans = self._plans.get(names) or self._plan(names, personal)
+        personal = canonical_fields(pieces[0])
+        plans = self._plans.get(tuple([name for name, _ in personal])) or self._plan(personal)
         body_hash = self.body.of(pieces[1:])
         return pieces, [(plan, *plan.unsigned(personal, body_hash, stamp)) for plan in plans]
 
@@ -91,24 +90,32 @@ class CopySigner:
         return self.static_fields + [canonical_field(field) for field in split_fields(header_piece)]
 
     def signature_fields(self, pieces: list[bytes], *, now: int | None = None) -> bytes:
-        stamp = int(time.time()) if now is None else now
-        personal = [canonical_field(field) for field in split_fields(pieces[0])]
-        names = tuple(name for name, _ in personal)
-        plans = self._plans.get(names) or self._plan(names, personal)
+        stamp = b"%d" % (int(time.time()) if now is None else now)
+        personal = canonical_fields(pieces[0])
+        plans = self._plans.get(tuple([name for name, _ in personal])) or self._plan(personal)
         body_hash = self.body.of(pieces[1:])
         added = b""
         for plan in plans:
             added = plan.sign(personal, body_hash, stamp) + added
         if self.sealer is not None:
             fields = [canonical_field(field) for field in split_fields(added)] + self.static_fields + personal
-            added = self.sealer.seal(fields, body_hash, now=stamp) + added
+            added = self.sealer.seal(fields, body_hash, now=int(stamp)) + added
         return added
 
-    def _plan(self, names: tuple[bytes, ...], personal: list[tuple[bytes, bytes]]) -> list[Plan]:
+    def _plan(self, personal: list[tuple[bytes, bytes]]) -> list[Plan]:
         fields = self.static_fields + personal
-        plans = self._plans[names] = [Plan.of(signature, fields, len(self.static_fields))
-                                      for signature in self.signatures]
+        plans = self._plans[tuple([name for name, _ in personal])] = [
+            Plan.of(signature, fields, len(self.static_fields)) for signature in self.signatures]
         return plans
+
+
+def _added(unsigned: list[tuple[Plan, bytes, bytes]], signatures: list[bytes]) -> bytes:
+    """The DKIM-Signature fields of one copy, the first signature's on top (as ``signature_fields`` adds them)."""
+    if len(unsigned) == 1:
+        plan, tail, _ = unsigned[0]
+        return plan.field(tail, signatures[0])
+    return b"".join([plan.field(tail, signature) for (plan, tail, _), signature
+                     in reversed(list(zip(unsigned, signatures, strict=True)))])
 
 
 @dataclass(frozen=True)
@@ -135,19 +142,21 @@ class Plan:
         raw, canonical = fixed_part("DKIM-Signature", signature.fixed_tags(names))
         return cls(signature.key.key, tuple(parts), raw, canonical)
 
-    def sign(self, personal: list[tuple[bytes, bytes]], body_hash: bytes, stamp: int) -> bytes:
+    def sign(self, personal: list[tuple[bytes, bytes]], body_hash: bytes, stamp: bytes) -> bytes:
         """The ``DKIM-Signature`` field of one copy (what ``Signature.sign`` makes, with the work planned)."""
         tail, data = self.unsigned(personal, body_hash, stamp)
         return self.field(tail, sign_bytes(self.key, data))
 
-    def unsigned(self, personal: list[tuple[bytes, bytes]], body_hash: bytes, stamp: int) -> tuple[bytes, bytes]:
-        """The copy's varying tags and the bytes its signature covers (RFC 6376 §3.7)."""
-        signed = b"".join([part if isinstance(part, bytes) else personal[part][1] for part in self.parts])
-        tail = b"t=%d; bh=%s;" % (stamp, body_hash)
-        return tail, signed + self.canonical + b" " + tail + b" b="
+    def unsigned(self, personal: list[tuple[bytes, bytes]], body_hash: bytes, stamp: bytes) -> tuple[bytes, bytes]:
+        """The copy's varying tags and the bytes its signature covers (RFC 6376 §3.7): the covered fields, then
+        this field's relaxed form with ``b=`` empty."""
+        tail = b"".join((b"t=", stamp, b"; bh=", body_hash, b";"))
+        signed = [part if isinstance(part, bytes) else personal[part][1] for part in self.parts]
+        signed += (self.canonical, b" ", tail, b" b=")
+        return tail, b"".join(signed)
 
     def field(self, tail: bytes, signature: bytes) -> bytes:
-        return self.raw + b"\r\n " + tail + b"\r\n b=" + fold_b64(signature) + b"\r\n"
+        return b"".join((self.raw, b"\r\n ", tail, b"\r\n b=", fold_b64(signature), b"\r\n"))
 
 
 _ARC_RESULT = re.compile(r";\s*arc=([a-z]+)", re.I)

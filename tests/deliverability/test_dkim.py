@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import re
 import types
 from pathlib import Path
@@ -14,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from engine import resolver
 from engine.config import Settings
 from engine.posting import keys
-from engine.posting.dkim import BodyHash, canonical_lines, finish_body
+from engine.posting.dkim import BodyHash, canonical_field, canonical_fields, canonical_lines, finish_body, split_fields
 from engine.posting.render import ListInfo, Personal, prepare
 from engine.posting.signing import CopySigner
 from tests.deliverability.conftest import invoke, published, verifies
@@ -221,12 +223,24 @@ def test_relaxed_canonical_forms_match_dkimpy_whatever_the_whitespace(data: byte
     """The fast paths (no regex when a C scan finds nothing to change) give dkimpy's relaxed forms."""
     from dkim.canonicalization import Relaxed
 
-    from engine.posting.dkim import canonical_field
-
     assert finish_body(canonical_lines(data)) == Relaxed.canonicalize_body(data)
     field = b"Subject:" + data.rstrip(b"\r\n").replace(b"\r\n", b"\r\n ") + b"\r\n"  # folded lines
     [(name, value)] = Relaxed.canonicalize_headers([tuple(field.rstrip(b"\r\n").split(b":", 1))])
     assert canonical_field(field) == (name, name + b":" + value)
+    block = field + b"X-Other :" + data.rstrip(b"\r\n") + b"\r\n"  # a copy's personal fields, two of them
+    assert canonical_fields(block) == [canonical_field(part) for part in split_fields(block)]
+    assert canonical_fields(block)[0] == (name, name + b":" + value)
+
+
+def test_a_personal_piece_off_a_line_boundary_hashes_the_whole_body() -> None:
+    """A piece that does not end a line cannot be canonicalised alone: the whole body is, as dkimpy does."""
+    from dkim.canonicalization import Relaxed
+
+    body = BodyHash([b"first  line\r\n", b" \tend\r\n\r\n"])
+    for piece in (b"no end  ", b"", b"ends\r\n"):
+        whole = b"first  line\r\n" + piece + b" \tend\r\n\r\n"
+        expected = base64.b64encode(hashlib.sha256(Relaxed.canonicalize_body(whole)).digest())
+        assert body.of([piece]) == expected, piece
 
 
 def test_a_signing_key_is_loaded_once_and_a_rotated_one_at_once(list_key: keys.DkimKey) -> None:
