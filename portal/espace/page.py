@@ -24,7 +24,8 @@ from engine.directory.profile import MandateShown, Profile
 from engine.lists.member_lists import MemberList
 from portal import rendering
 
-PAGES_KEPT = 4096  # per process: a page is 6-10 KB; the whole set is forgotten when full
+PAGES_KEPT = 4096  # per process and app; the whole set is forgotten when full, or when it holds
+CHARACTERS_KEPT = 16_000_000  # this much HTML (a page is 6-10 KB; a member on 200 lists', about 100 KB)
 TEMPLATE = "espace/index.html"
 _MARK = f"csrf{secrets.token_hex(16)}"  # stands for the CSRF token in a kept page: no member can type it
 _KEPT = "palanquee.espace_pages"
@@ -85,16 +86,29 @@ def render_page(page: Page, done: dict[str, object] | None, staff: bool) -> str:
     """The page's HTML: kept per ``page``, language, place and ``staff`` when nothing of the moment is shown."""
     if done is not None or "_flashes" in session:
         return render_template(TEMPLATE, page=page, done=done)
-    kept: dict[tuple[object, ...], tuple[str, ...]] = current_app.extensions.setdefault(_KEPT, {})  # per app
+    kept: _Kept = current_app.extensions.get(_KEPT) or current_app.extensions.setdefault(_KEPT, _Kept())
     key = (page, rendering.where(), staff)
-    parts = kept.get(key)
+    parts = kept.pages.get(key)
     if parts is None:
         html = render_template(TEMPLATE, page=page, done=None, csrf_token=_mark)
         parts = tuple(html.split(_MARK))
-        if len(kept) >= PAGES_KEPT:
-            kept.clear()
-        kept[key] = parts
+        kept.keep(key, parts, len(html))
     return rendering.csrf_token().join(parts) if len(parts) > 1 else parts[0]
+
+
+class _Kept:
+    """The pages kept for one app, and how much HTML they hold."""
+
+    def __init__(self) -> None:
+        self.pages: dict[tuple[object, ...], tuple[str, ...]] = {}
+        self.characters = 0
+
+    def keep(self, key: tuple[object, ...], parts: tuple[str, ...], size: int) -> None:
+        if len(self.pages) >= PAGES_KEPT or self.characters + size > CHARACTERS_KEPT:
+            self.pages.clear()
+            self.characters = 0
+        self.pages[key] = parts
+        self.characters += size
 
 
 def _mark() -> str:

@@ -133,3 +133,19 @@ def test_the_kept_page_follows_roles_lists_opt_outs_staff_links_and_the_language
     assert 'href="/admin/"' in page(client)
     english = client.get("/espace/?lang=en").get_data(as_text=True)
     assert "My lists" in english and "Mes listes" not in english
+
+
+def test_the_kept_pages_are_bounded(settings, elodie, rendered, monkeypatch):
+    from portal.espace import page as kept
+
+    member, _ml = elodie
+    other = f.member_with_password(first_name="Bruno", club=member.club, licence_number="B-13-000002")
+    client = make_client(settings)
+    second = client.application.test_client()  # the same app: its kept pages
+    log_in(client, member)
+    log_in(second, other)
+    monkeypatch.setattr(kept, "CHARACTERS_KEPT", 1)  # room for one page: the next one forgets it
+    first = page(client)
+    page(second)
+    rendered.clear()
+    assert page(client) == first and "espace/index.html" in rendered
