@@ -42,6 +42,7 @@ from engine.config import Settings, load_settings
 from engine.directory import passwords
 from engine.directory.models import Member
 from portal import create_app, rendering
+from portal.espace.page import forget as forget_pages
 
 UA = {"User-Agent": "palanquee-bench"}
 SECRET = "bench-secret-key-0123456789-abcdef"
@@ -140,7 +141,11 @@ def member_space(app: Any, plain: Any, licences: list[str], args: argparse.Names
     # The page keeps parts rendered once (portal/rendering.fragment): with 100 members rotating, even each
     # member's own profile card is kept. A member seen for the first time since the server started pays
     # for every part: the same page with nothing kept gives that upper bound.
-    cold = Target("Mon espace, no part kept (first view after a start)", visits, before=rendering.fragment_cache_clear)
+    def forget() -> None:
+        rendering.fragment_cache_clear()
+        forget_pages(app)
+
+    cold = Target("Mon espace, no part kept (first view after a start)", visits, before=forget)
     def login_form(client: Any) -> dict[str, str]:
         client.delete_cookie("session")  # a new visitor each time: the login page, then its form
         page = client.get("/login", headers=UA).get_data(as_text=True)

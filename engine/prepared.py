@@ -38,6 +38,7 @@ class Prepared(Generic[Row]):
     def __init__(self, build: Callable[[], Any]) -> None:
         self._build = build  # returns a peewee SELECT (model, joined models, tuples…)
         self._compiled: dict[type, tuple[Any, str, list[Any]]] = {}
+        self._readers: dict[type, dict[str, Any]] = {}  # per dialect: how peewee reads the rows, worked out once
 
     def _compile(self, db: pw.Database) -> tuple[Any, str, list[Any]]:
         found = self._compiled.get(type(db))
@@ -54,8 +55,26 @@ class Prepared(Generic[Row]):
 
     def execute(self, **values: Any) -> Iterator[Row]:
         query, cursor = self._run(values)
-        rows: Iterator[Row] = iter(query._get_cursor_wrapper(cursor))  # peewee's own row conversion
+        wrapper = query._get_cursor_wrapper(cursor)  # peewee's own row conversion
+        self._ready(wrapper)
+        rows: Iterator[Row] = iter(wrapper)
         return rows
+
+    def _ready(self, wrapper: Any) -> None:
+        """Peewee's cursor wrapper works out, for each statement run, which column goes to which field and
+        converter (``initialize``: about as long as SQLite takes to find a member by key). The statement is the
+        same each time, so is the answer: worked out once per dialect, then given to each new wrapper."""
+        kind = type(database.obj)
+        reader = self._readers.get(kind)
+        if reader is None:
+            if wrapper.cursor.description is None:
+                return  # nothing to read from (not a SELECT): peewee's own way
+            wrapper.initialize()
+            reader = {k: v for k, v in vars(wrapper).items() if k not in _PER_CURSOR}
+            self._readers[kind] = reader
+        else:
+            vars(wrapper).update(reader)
+        wrapper.initialized = True
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """The driver's rows as they come (no conversion: SQLite gives dates as ISO text)."""
@@ -66,6 +85,10 @@ class Prepared(Generic[Row]):
 
     def first(self, **values: Any) -> Row | None:
         return next(self.execute(**values), None)
+
+
+# What a peewee cursor wrapper holds of its own cursor (the rest is derived from the statement and its models).
+_PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
 
 
 def _fill(param: Any, values: dict[str, Any]) -> Any:

@@ -141,7 +141,7 @@ def _register_template_helpers(app: Flask) -> None:
         from flask_babel import get_locale
 
         return {"languages": LANGUAGES, "settings": settings_of(app), "get_locale": get_locale,
-                "is_staff": _current_is_staff}
+                "is_staff": current_is_staff}
 
     @app.before_request
     def _remember_language() -> None:
@@ -150,7 +150,7 @@ def _register_template_helpers(app: Flask) -> None:
         g.settings = settings_of(app)
 
 
-def _current_is_staff() -> bool:
+def current_is_staff() -> bool:
     """For the navigation: whether the logged-in member holds a staff scope (cached per request)."""
     from engine.directory import staff
 

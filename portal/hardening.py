@@ -55,10 +55,15 @@ def init_app(app: Flask, settings: Settings) -> None:
         if request.content_length is not None and request.content_length > limit:
             abort(413)
 
-    headers = dict(HEADERS, **({"Strict-Transport-Security": HSTS} if settings.secure_cookies else {}))
+    # Prepared once: (name, its lower case, value). ``Headers.setdefault`` looked each name up through a raised
+    # and caught KeyError (about a dozen exceptions a response); one pass over the response's headers does it.
+    headers = tuple((name, name.lower(), value) for name, value in
+                    dict(HEADERS, **({"Strict-Transport-Security": HSTS} if settings.secure_cookies else {})).items())
 
     @app.after_request
     def _harden(response: Response) -> Response:
-        for name, value in headers.items():
-            response.headers.setdefault(name, value)
+        present = {name.lower() for name, _value in response.headers.items()}
+        for name, lower, value in headers:
+            if lower not in present:  # a value the view set wins, as with setdefault
+                response.headers.add(name, value)
         return response

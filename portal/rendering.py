@@ -17,9 +17,10 @@ from functools import lru_cache
 from typing import Any
 
 from babel import numbers, support
-from flask import Flask, g, has_app_context, render_template, request, url_for
+from flask import Flask, current_app, g, has_app_context, render_template, request, session, url_for
 from flask_babel import LazyString, get_locale, get_timezone, get_translations
 from flask_wtf import form as flask_wtf_form
+from flask_wtf.csrf import generate_csrf
 from jinja2.nodes import EvalContext
 from jinja2.utils import pass_eval_context
 from markupsafe import Markup
@@ -76,15 +77,53 @@ def fragment_cache_clear() -> None:
     _fragment.cache_clear()
 
 
+def where() -> tuple[str, tuple[str, str]]:
+    """The request's language, and its time zone and script root: looked up once a request."""
+    found: tuple[str, tuple[str, str]] | None = g.get("_palanquee_where")
+    if found is None:
+        found = g._palanquee_where = (str(get_locale()), (str(get_timezone()), request.script_root))
+    return found
+
+
 def fragment(template: str, item: Hashable) -> Markup:
     """``template`` rendered with ``item`` and ``language``, kept per item, language, time zone and script root.
 
     Only for templates that read nothing else: no form, no CSRF token, no user, no flashed message.
     """
-    found = g.get("_palanquee_where")
-    if found is None:  # the request's language, time zone and script root, looked up once
-        found = g._palanquee_where = (str(get_locale()), (str(get_timezone()), request.script_root))
+    found = where()
     return _fragment(template, item, found[0], found[1])
+
+
+_SIGNED_KEPT: dict[tuple[Any, str], str] = {}
+
+
+def csrf_token() -> str:
+    """Flask-WTF's ``generate_csrf()``, its signed token kept per session's raw token.
+
+    Flask-WTF signs the session's raw token again in every request (an HMAC and a timestamp); with
+    ``WTF_CSRF_TIME_LIMIT`` off (a token lives as long as its session) any signed copy of the same raw token
+    is as valid as a new one, so the first one made is kept (bounded; per secret key) and put where
+    ``generate_csrf`` caches it for the request (``g.csrf_token``). With a time limit, nothing is kept.
+    """
+    found = g.get("csrf_token")
+    if found is not None:
+        return str(found)
+    raw = session.get("csrf_token")
+    config = current_app.config
+    keep = config.get("WTF_CSRF_TIME_LIMIT") is None and config.get("WTF_CSRF_FIELD_NAME") == "csrf_token"
+    secret = config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+    if keep and isinstance(raw, str):
+        signed = _SIGNED_KEPT.get((secret, raw))
+        if signed is not None:
+            g.csrf_token = signed
+            return signed
+    signed = str(generate_csrf())
+    raw = session.get("csrf_token")  # made by generate_csrf when the session had none
+    if keep and isinstance(raw, str):
+        if len(_SIGNED_KEPT) >= URLS_KEPT:
+            _SIGNED_KEPT.clear()
+        _SIGNED_KEPT[(secret, raw)] = signed
+    return signed
 
 
 def gettext(string: str, **variables: Any) -> str:

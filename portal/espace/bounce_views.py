@@ -9,20 +9,10 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from engine.bounces import member as bounces
-from engine.directory.models import Member
 from portal.espace.forms import ButtonForm
 from portal.espace.views import bp
 
 PROBE_LINK_STATUS = {"invalid": 404, "expired": 410, "changed": 409}
-
-
-@bp.context_processor
-def _bounce_helpers() -> dict[str, object]:
-    # A function, not a value: only the pages that show the address pay for its one query.
-    def address_bounces(member: Member) -> bounces.AddressStatus | None:
-        return bounces.address_status(member)
-
-    return {"address_bounces": address_bounces}
 
 
 @bp.post("/adresse/test")

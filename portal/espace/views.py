@@ -7,8 +7,6 @@ public confirmation and cancel pages act for the member their signed token names
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
-from typing import NamedTuple
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -17,12 +15,15 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
+from engine.bounces import member as bounces
 from engine.directory import email_change
 from engine.directory.models import EmailChange
-from engine.directory.profile import Profile, profile
+from engine.directory.profile import profile
 from engine.lists import optouts
 from engine.lists.member_lists import lists_of_member
+from portal import current_is_staff
 from portal.espace.forms import ButtonForm, EmailForm
+from portal.espace.page import Page, render_page
 from portal.formatting import format_duration
 
 bp = Blueprint("espace", __name__, url_prefix="/espace")
@@ -53,29 +54,8 @@ def _me():  # type: ignore[no-untyped-def]
 def index():  # type: ignore[no-untyped-def]
     me = current_user._get_current_object()  # the member itself: each access through the proxy costs a look-up
     done = session.pop(DONE) if DONE in session else None  # pop() alone would rewrite the cookie every time
-    shown = profile(g.settings, me)
-    return render_template("espace/index.html", profile=shown, card=Card.of(shown), lists=tuple(lists_of_member(me)),
-                           done=done, language=str(get_locale()))
-
-
-class Card(NamedTuple):
-    """What the profile card shows, and nothing else: its HTML is kept per value (``rendering.fragment``)."""
-
-    first_name: str
-    last_name: str
-    licence_number: str
-    club: str | None
-    structures: tuple[str, ...]
-    licence_valid: bool
-    season: str
-    licence_valid_until: date | None
-
-    @classmethod
-    def of(cls, shown: Profile) -> Card:
-        m = shown.member
-        return cls(m.first_name, m.last_name, m.licence_number, shown.club.name if shown.club else None,
-                   tuple(s.name for s in shown.structures), shown.licence_valid, shown.season.label,
-                   m.licence_valid_until)
+    shown = Page.of(profile(g.settings, me), lists_of_member(me), bounces.address_status(me))
+    return render_page(shown, done, current_is_staff())
 
 
 @bp.route("/adresse", methods=["GET", "POST"])
