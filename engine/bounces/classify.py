@@ -68,7 +68,8 @@ REFUSED = _any(r"\bspam", r"\bblocked\b", r"block ?list", r"black ?list", r"\b(d
                r"too many (connections|messages|errors)", r"rate[- ]limit", r"relay(ing)? (access )?denied",
                r"not permitted to relay", r"authentication (required|failed)", r"sender (address )?rejected",
                r"sender (is )?not (allowed|authori[sz]ed)", r"poor reputation", r"message (was )?refused",
-               r"envoi refus", r"courrier ind[ée]sirable", r"low reputation", r"unauthenticated")
+               r"envoi refus", r"courrier ind[ée]sirable", r"low reputation", r"unauthenticated",
+               r"anti-?spoof", r"\bspoof", r"(rejected|refused|blocked) (by|due to|under) [\w -]{0,40}polic(y|ies)")
 UNKNOWN_ADDRESS = _any(
     r"user unknown", r"unknown user", r"no such (user|mailbox|recipient|address|account)",
     r"(address|mailbox|account|recipient|user|e-?mail account)( \S+)? (does not|doesn't|did not) exist",
@@ -80,7 +81,8 @@ UNKNOWN_ADDRESS = _any(
     r"unknown (local[- ]part|recipient|address|mailbox)", r"address not found", r"couldn't be found",
     r"could not be found", r"recipient not found", r"user not found", r"utilisateur inconnu",
     r"doesn't have an? \S+ account", r"not a valid (mailbox|user|recipient)", r"user doesn't exist",
-    r"bad destination (mailbox )?address", r"recipient (address )?unknown", r"compte (d[ée]sactiv|inexistant|ferm)")
+    r"bad destination (mailbox )?address", r"recipient (address )?unknown", r"compte (d[ée]sactiv|inexistant|ferm)",
+    r"(adresse|destinataire|bo[iî]te|compte|utilisateur|correspondant)\b[^\n.]{0,40}\bintrouvable")
 
 # Enhanced status codes (RFC 3463) by class.subject.detail, then class.subject, then class: first match.
 STATUS_KINDS: tuple[tuple[str, str], ...] = (

@@ -33,7 +33,9 @@ RETURNED_COPY = re.compile(
     r"^\s*(?:-+ ?(?:below this line is a copy of the message|this is a copy of the message|original message"
     r"|returned message|message original|copie du message)"
     r"|-+ ?original message follows|original message follows|original message headers"
-    r"|message d'origine|-+ ?the header of the original message is following)",
+    r"|message d'origine|-+ ?the header of the original message is following"
+    r"|(?:below|here) (?:is|are) (?:a copy of )?(?:the )?(?:original message|headers of the original|your message)"
+    r"|(?:a )?copy of the original message (?:is )?(?:below|follows|attached))",
     re.IGNORECASE | re.MULTILINE)
 
 REPORT_TYPES = ("message/delivery-status", "message/global-delivery-status")  # RFC 3464, RFC 6533
@@ -186,11 +188,20 @@ NOT_RECIPIENTS = re.compile(r"^(postmaster|mailer-daemon|mail-daemon|abuse|norep
                             re.IGNORECASE)
 
 
+LIST_RETURN_PATH = re.compile(r"^(.{1,64})-bounces\+[^@]*@(.+)$", re.IGNORECASE)
+
+
 def own_addresses(message: Message) -> set[str]:
-    """The bounce's own From, To, Sender, Reply-To and Return-Path addresses."""
+    """The bounce's own From, To, Sender, Reply-To and Return-Path addresses, and the addresses of the list
+    whose return path it came back to (``LIST-bounces+TOKEN@domain``: ``LIST@domain`` and ``LIST-owner@domain``,
+    which bounces quote as the original's To or sender)."""
     found: set[str] = set()
     for name in ("From", "To", "Sender", "Reply-To", "Return-Path", "Delivered-To", "Envelope-To"):
         found.update(header_addresses(message, name))
+    for address in list(found):
+        verp = LIST_RETURN_PATH.match(address)
+        if verp:
+            found.update({f"{verp.group(1)}@{verp.group(2)}", f"{verp.group(1)}-owner@{verp.group(2)}"})
     return found
 
 
