@@ -179,6 +179,41 @@ def test_held_out_never_disables_by_mistake() -> None:
     assert {f.name for f in HELD_OUT.glob("*.eml")} == set(found)
 
 
+# --- the second held-out set: written blind by another engineer after the fixes above, run once --------
+
+HELD_OUT_2 = CORPUS / "heldout2"
+# Its first and only run (2026-11-30): 13 of 20 exact, 18 of 20 kinds right, no address called hard that is not.
+_FINAL_NOT_ORIGINAL = ("reports the Original-Recipient, the address the list sent to (RFC 3464 §2.3.1, what scores "
+                       "count against), where the label names the Final-Recipient the copy was forwarded to")
+HELD_OUT_2_MISSES: dict[str, str] = {
+    "fastmail-forward-5.4.4-domain-not-found.eml": _FINAL_NOT_ORIGINAL,
+    "haraka-5.1.2-no-mx.eml": _FINAL_NOT_ORIGINAL,
+    "kerio-alias-failed-and-delayed.eml": _FINAL_NOT_ORIGINAL + " (an alias expanded to two)",
+    "laposte-boite-pleine-fr.eml": "the author quoted in the text ('De : …' under 'Rappel de votre message') is taken "
+                                   "for a failed recipient: that marker and quoted header lines are not known",
+    "mdaemon-forward-gmail-5.1.1.eml": "a Message-ID in the SMTP transcript (id@free.fr) is taken for a failed recipient",
+    "ovh-accuse-reception-secretariat.eml": "an 'Accusé de réception' auto-responder without Auto-Submitted (only "
+                                            "Precedence: bulk and its words) is read as unknown, not auto-reply",
+    "sympa-moderation-notice-fr.eml": "a list server's moderation notice says 'Auto-Submitted: auto-replied' and is "
+                                      "read as an auto-reply; labelled unknown (for its list's owner)",
+}
+
+
+@pytest.mark.parametrize(("name", "kind", "status", "recipients"), [
+    pytest.param(*row, marks=[pytest.mark.xfail(reason=HELD_OUT_2_MISSES[row[0]], strict=True)]
+                 if row[0] in HELD_OUT_2_MISSES else []) for row in expected(HELD_OUT_2)], ids=_ids(expected(HELD_OUT_2)))
+def test_held_out_2(name: str, kind: str, status: str, recipients: str) -> None:
+    found = classify((HELD_OUT_2 / name).read_bytes())
+    assert (found.kind, found.status, " ".join(found.recipients)) == (kind, status, recipients)
+
+
+def test_held_out_2_never_disables_by_mistake() -> None:
+    rows = expected(HELD_OUT_2)
+    found = {name: classify((HELD_OUT_2 / name).read_bytes()).kind for name, *_ in rows}
+    assert not [name for name, kind, *_ in rows if found[name] == Kind.HARD and kind != Kind.HARD]
+    assert {f.name for f in HELD_OUT_2.glob("*.eml")} == set(found)
+
+
 def test_a_minimal_text_bounce_with_a_5xx_code_is_a_final_failure() -> None:
     data = (b"From: MAILER-DAEMON@mx.example.fr\nTo: l-bounces+1.abc@listes.example.fr\nSubject: Undelivered Mail\n\n"
             b"550 5.1.1 <elodie.dupre@example.fr>: Recipient address rejected\n")
