@@ -108,7 +108,11 @@ BOUNCE_SUBJECT = _any(
 AUTO_SUBJECT = _any(
     r"auto(matic)?[- _]?(reply|response|answer|antwort)", r"r[ée]ponse automatique", r"out of (the )?office",
     r"\babsen(ce|t|te)\b", r"\bcong[ée]s?\b", r"on vacation", r"\bvacation\b", r"autoreply", r"abwesenheit",
-    r"fuera de la oficina", r"away from (the office|my (e-?mail|desk))")
+    r"fuera de la oficina", r"away from (the office|my (e-?mail|desk))", r"accus[ée] de r[ée]ception",
+    r"acknowledge?ment of receipt", r"we have received your (message|e-?mail)")
+# A list server's notice about a post (held for moderation, not a member…): for the list's owner, not an absence.
+LIST_SERVER = re.compile(r"^(sympa|mailman|listserv|majordomo|ezmlm|lyris|ecartis|smartlist)\b|-(request|owner)@",
+                         re.IGNORECASE)
 FAILURE_WORDS = _any(r"could not be delivered", r"wasn't delivered", r"was not delivered",
                      r"delivery (to the following|has failed|failed)", r"permanent (fatal )?error",
                      r"n'a (pas )?pu [eê]tre (remis|distribu|d[ée]livr|transmis)", r"undeliverable",
@@ -235,13 +239,30 @@ def _reason_line(text: str) -> str:
     return ""
 
 
+def is_read_receipt(message: Message) -> bool:
+    """An RFC 8098 message disposition notification (a read receipt): not a bounce, not an absence."""
+    return (message.get_content_type() == "multipart/report"
+            and str(message.get_param("report-type", "")).lower() == "disposition-notification")
+
+
+def is_list_notice(message: Message) -> bool:
+    """A list server's automatic notice (its own address, or its headers)."""
+    sender = " ".join(dsn.header_addresses(message, "From") + dsn.header_addresses(message, "Sender"))
+    return bool(LIST_SERVER.search(sender) or any(name.lower().startswith(("x-sympa-", "x-mailman-"))
+                                                  for name in message))
+
+
 def classify_message(message: Message) -> Classification:
     text = dsn.human_text(message)
     from_reports = _from_reports(dsn.reports(message), text)
     if from_reports is not None:
         return from_reports
+    if is_read_receipt(message):
+        return Classification(Kind.UNKNOWN, "", ())
     bounce_like = _looks_like_bounce(message)
     if not bounce_like and is_auto_reply(message):
+        if is_list_notice(message):
+            return Classification(Kind.UNKNOWN, "", (), dsn.header_text(message, "Subject")[:200])
         return Classification(Kind.AUTO_REPLY, "", (), dsn.header_text(message, "Subject")[:200])
     found = _from_text(message, text) if bounce_like or not is_auto_reply(message) else None
     return found or Classification(Kind.UNKNOWN, "", ())

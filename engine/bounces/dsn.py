@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from email import message_from_bytes, message_from_string
 from email import policy as email_policy
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
@@ -35,7 +35,7 @@ RETURNED_COPY = re.compile(
     r"|-+ ?original message follows|original message follows|original message headers"
     r"|message d'origine|-+ ?the header of the original message is following"
     r"|(?:below|here) (?:is|are) (?:a copy of )?(?:the )?(?:original message|headers of the original|your message)"
-    r"|(?:a )?copy of the original message (?:is )?(?:below|follows|attached))",
+    r"|(?:a )?copy of the original message (?:is )?(?:below|follows|attached)|rappel de votre message)",
     re.IGNORECASE | re.MULTILINE)
 
 REPORT_TYPES = ("message/delivery-status", "message/global-delivery-status")  # RFC 3464, RFC 6533
@@ -177,6 +177,9 @@ def header_text(message: Message, name: str) -> str:
     if value is None:
         return ""
     try:
+        if isinstance(value, Header):  # raw 8-bit bytes in a header (RFC 6532 UTF-8): read as UTF-8
+            return _fold("".join(part.decode("utf-8" if charset in (None, "unknown-8bit") else charset, "replace")
+                                 if isinstance(part, bytes) else part for part, charset in decode_header(value)))
         return _fold(str(make_header(decode_header(str(value)))))
     except (UnicodeError, LookupError, ValueError, TypeError):  # a hostile or broken encoded word
         return _fold(value)
@@ -205,7 +208,21 @@ def own_addresses(message: Message) -> set[str]:
     return found
 
 
+# What precedes an address on its line when it is not a recipient: the quoted original's author ("De : …",
+# "From: …") or a message identifier ("Message-ID: <…@…>", which has an address's shape).
+NOT_A_RECIPIENT_BEFORE = re.compile(
+    r"(?:^\W*(?:from|de|sender|reply-to|exp[ée]diteur|von|remitente|auteur|author)\s*:"
+    r"|message-?id|msg-?id|references|in-reply-to)[^\n]*$", re.IGNORECASE)
+
+
 def addresses_in(text: str, *, exclude: set[str]) -> list[str]:
-    """Distinct addresses mentioned in a text bounce, in order, lower case, minus ``exclude``."""
-    found = (match.group(0).strip(".").lower() for match in ADDRESS.finditer(text))
-    return list(dict.fromkeys(a for a in found if a not in exclude and not NOT_RECIPIENTS.search(a)))[:20]
+    """Distinct addresses mentioned in a text bounce, in order, lower case, minus ``exclude``, the quoted
+    author's and message identifiers."""
+    found: list[str] = []
+    for match in ADDRESS.finditer(text):
+        address = match.group(0).strip(".").lower()
+        line = text[text.rfind("\n", 0, match.start()) + 1: match.start()]
+        if address in exclude or NOT_RECIPIENTS.search(address) or NOT_A_RECIPIENT_BEFORE.search(line):
+            continue
+        found.append(address)
+    return list(dict.fromkeys(found))[:20]

@@ -183,19 +183,14 @@ def test_held_out_never_disables_by_mistake() -> None:
 
 HELD_OUT_2 = CORPUS / "heldout2"
 # Its first and only run (2026-11-30): 13 of 20 exact, 18 of 20 kinds right, no address called hard that is not.
+# Four misses were then fixed by general rules (tests below, on other words); a third blind set measures again.
+# The three left name the Final-Recipient where the engine reports the Original-Recipient, on purpose.
 _FINAL_NOT_ORIGINAL = ("reports the Original-Recipient, the address the list sent to (RFC 3464 §2.3.1, what scores "
                        "count against), where the label names the Final-Recipient the copy was forwarded to")
 HELD_OUT_2_MISSES: dict[str, str] = {
     "fastmail-forward-5.4.4-domain-not-found.eml": _FINAL_NOT_ORIGINAL,
     "haraka-5.1.2-no-mx.eml": _FINAL_NOT_ORIGINAL,
     "kerio-alias-failed-and-delayed.eml": _FINAL_NOT_ORIGINAL + " (an alias expanded to two)",
-    "laposte-boite-pleine-fr.eml": "the author quoted in the text ('De : …' under 'Rappel de votre message') is taken "
-                                   "for a failed recipient: that marker and quoted header lines are not known",
-    "mdaemon-forward-gmail-5.1.1.eml": "a Message-ID in the SMTP transcript (id@free.fr) is taken for a failed recipient",
-    "ovh-accuse-reception-secretariat.eml": "an 'Accusé de réception' auto-responder without Auto-Submitted (only "
-                                            "Precedence: bulk and its words) is read as unknown, not auto-reply",
-    "sympa-moderation-notice-fr.eml": "a list server's moderation notice says 'Auto-Submitted: auto-replied' and is "
-                                      "read as an auto-reply; labelled unknown (for its list's owner)",
 }
 
 
@@ -264,3 +259,52 @@ def test_an_address_said_introuvable_is_hard(words: str) -> None:
     found = classify(data)
     assert (found.kind, found.recipients) == (Kind.HARD, ("chloe.petit@club.example",))
     assert classify(data.replace(b"introuvable", b"en maintenance")).kind == Kind.SOFT
+
+
+# --- general rules behind the second held-out set's misses (texts unlike those files) -------------------
+
+def test_the_quoted_author_and_message_ids_in_a_text_bounce_are_not_failed_recipients() -> None:
+    data = _text_bounce("Message non remis à :\n   hugo.lefevre@club.example (utilisateur inconnu)\n\n"
+                        "Message-Id: <A1B2.77@mail.example.fr>\n  Expéditeur : Paul Girard <paul.girard@example.fr>\n"
+                        "  References: <xyz.1@listes.example.fr>\n", subject="Échec de la remise")
+    found = classify(data)
+    assert (found.kind, found.recipients) == (Kind.HARD, ("hugo.lefevre@club.example",))
+
+
+def test_rappel_de_votre_message_starts_the_returned_copy() -> None:
+    data = _text_bounce("Votre message n'a pas pu être remis à : ines.roy@club.example\nAdresse inconnue.\n\n"
+                        "Rappel de votre message :\n  Objet : mailbox full\n  copie à marc.blanc@club.example\n",
+                        subject="Échec de la remise")
+    found = classify(data)
+    assert (found.kind, found.recipients) == (Kind.HARD, ("ines.roy@club.example",))
+
+
+def _auto(subject: str, headers: str = "", sender: str = "secretariat@club.example") -> bytes:
+    return (f"From: {sender}\nTo: bureau.cd83-bounces+42.abcdef@listes.example.fr\nSubject: {subject}\n{headers}"
+            f"Content-Type: text/plain; charset=utf-8\n\nBonjour, votre courriel est bien arrivé.\n").encode()
+
+
+@pytest.mark.parametrize("subject", ["Accusé de réception : votre courriel", "Acknowledgement of receipt",
+                                     "We have received your message"])
+def test_an_acknowledgement_of_receipt_is_an_auto_reply(subject: str) -> None:
+    assert classify(_auto(subject, "Precedence: bulk\n")).kind == Kind.AUTO_REPLY
+
+
+def test_a_read_receipt_is_not_an_auto_reply() -> None:
+    data = ("From: ines.roy@club.example\nTo: bureau.cd83-bounces+42.abcdef@listes.example.fr\n"
+            "Subject: Accusé de réception (affiché) : [CD83] Sortie\nMIME-Version: 1.0\n"
+            "Content-Type: multipart/report; report-type=disposition-notification; boundary=b\n\n--b\n"
+            "Content-Type: text/plain\n\nLe message a été affiché.\n--b\n"
+            "Content-Type: message/disposition-notification\n\nReporting-UA: club.example; Thunderbird\n"
+            "Final-Recipient: rfc822;ines.roy@club.example\nDisposition: manual-action/MDN-sent-manually; displayed\n"
+            "--b--\n").encode()
+    assert classify(data).kind == Kind.UNKNOWN
+
+
+@pytest.mark.parametrize(("sender", "headers"), [("mailman-bounces@lists.club.example", ""),
+                                                 ("bureau-request@lists.club.example", ""),
+                                                 ("robot@lists.club.example", "X-Mailman-Version: 3.3.9\n")])
+def test_a_list_servers_automatic_notice_goes_to_the_owner(sender: str, headers: str) -> None:
+    data = _auto("Your message awaits moderator approval", "Auto-Submitted: auto-replied\n" + headers, sender)
+    assert classify(data).kind == Kind.UNKNOWN
+    assert classify(_auto("Réponse automatique : absent", "Auto-Submitted: auto-replied\n")).kind == Kind.AUTO_REPLY
