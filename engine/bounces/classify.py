@@ -3,7 +3,8 @@
 Kinds: ``hard`` (the address does not exist: RFC 3463 5.1.x, 5.2.1), ``soft`` (temporary 4.x.x,
 mailbox full x.2.2, other permanent failures of the receiving system), ``policy`` (the message or
 the sender was refused: x.7.x, x.6.x, spam, reputation, DMARC: the sender's problem, never the
-member's), ``auto-reply`` (RFC 3834 vacation and out-of-office replies) and ``unknown``.
+member's), ``auto-reply`` (RFC 3834 vacation and out-of-office replies), ``complaint`` (a feedback-loop
+report, ARF: RFC 5965; never a failure) and ``unknown``.
 RFC 3464 reports are read first; other bounces through flufl.bounce's detectors and the tables
 below (policy as data). ``palanquee bounces classify`` prints what this module decides.
 """
@@ -18,7 +19,7 @@ from email.message import Message
 from flufl.bounce import all_failures  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from engine import exports
-from engine.bounces import dsn
+from engine.bounces import arf, dsn
 
 log = logging.getLogger("palanquee.bounces")
 
@@ -28,8 +29,9 @@ class Kind:
     SOFT = "soft"
     POLICY = "policy"
     AUTO_REPLY = "auto-reply"
+    COMPLAINT = "complaint"  # a feedback-loop report (ARF, RFC 5965): engine/bounces/complaints.py
     UNKNOWN = "unknown"
-    ALL = (HARD, SOFT, POLICY, AUTO_REPLY, UNKNOWN)
+    ALL = (HARD, SOFT, POLICY, AUTO_REPLY, COMPLAINT, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,8 @@ def is_list_notice(message: Message) -> bool:
 
 
 def classify_message(message: Message) -> Classification:
+    if arf.is_feedback_report(message):  # before the DSN reader: a complaint names no failed recipient
+        return Classification(Kind.COMPLAINT, "", (), arf.read(message).feedback_type)
     text = dsn.human_text(message)
     from_reports = _from_reports(dsn.reports(message), text)
     if from_reports is not None:

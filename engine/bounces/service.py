@@ -3,7 +3,8 @@ failed for good (the outbound worker). Both classify, keep the report, and count
 
 A message whose token names no delivery of that list is ignored (a forged token is refused earlier, at
 RCPT). An unrecognised message goes to the list's owner (the ``LIST-owner@`` recipients), never to the
-list, at most ``OWNER_FORWARDS_PER_DAY`` a day per list. Mail the engine writes here goes out with a null
+list, at most ``OWNER_FORWARDS_PER_DAY`` a day per list. A complaint report (ARF) is no bounce: ``complaints``
+takes the complainer off the list and scores nothing. Mail the engine writes here goes out with a null
 envelope sender (RFC 5321 §4.5.5): nothing bounces back to it.
 """
 
@@ -46,6 +47,11 @@ def _delivery(delivery_id: int) -> tuple[str, int, int, float | None] | None:
 def receive(settings: Settings, list_id: int, delivery_id: int | None, data: bytes) -> None:
     """A message at ``LIST-bounces+TOKEN@``: classified, kept and counted before the intake answers."""
     found = classify(data)
+    if found.kind == Kind.COMPLAINT:  # a feedback-loop report: the complainer leaves, nothing is scored
+        from engine.bounces import complaints  # it forwards what it cannot read through this module
+
+        complaints.receive(settings, data, list_id=list_id, delivery_id=delivery_id)
+        return
     target = _delivery(delivery_id) if delivery_id is not None else None
     if target is None or target[2] != list_id:
         log.info("bounce for delivery %s of list %s ignored: no such delivery of that list", delivery_id, list_id,
@@ -66,7 +72,7 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
     if counted.disabled_now:
         _tell_members(settings, key, found)
     if found.kind == Kind.UNKNOWN:
-        _forward_to_owner(settings, list_id, event, data)
+        forward_to_owner(settings, list_id, event, data)
 
 
 def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, str]]) -> None:
@@ -126,28 +132,33 @@ def _tell_members(settings: Settings, key: str, found: Classification) -> None:
         log.exception("could not tell %s that its address is disabled", key)
 
 
-def _forward_to_owner(settings: Settings, list_id: int, event: BounceEvent, data: bytes) -> None:
+def forward_to_owner(settings: Settings, list_id: int | None, event: BounceEvent, data: bytes, *,
+                     template: str = "bounce_unknown", **context: object) -> None:
+    """Send an unrecognised message on, attached, to the list's owner (the ``LIST-owner@`` recipients), or to
+    the administrator when it names no list; at most ``OWNER_FORWARDS_PER_DAY`` a day per list (or for all
+    that name none), counted on ``event``'s table."""
     from engine.posting import moderation  # the LIST-owner@ recipients
 
     since = clock.now() - timedelta(days=1)
-    recent = (BounceEvent.select().where((BounceEvent.mailing_list == list_id) & BounceEvent.forwarded
-                                         & (BounceEvent.at >= since)).count())
+    same_list = BounceEvent.mailing_list.is_null() if list_id is None else BounceEvent.mailing_list == list_id
+    recent = BounceEvent.select().where(same_list & BounceEvent.forwarded & (BounceEvent.at >= since)).count()
     if recent >= OWNER_FORWARDS_PER_DAY:
-        log.warning("unrecognised bounce for list %s kept, not forwarded (%s today)", list_id, recent)
+        log.warning("unrecognised message for list %s kept, not forwarded (%s today)", list_id, recent)
         return
-    mailing_list = MailingList.get_by_id(list_id)
+    mailing_list = MailingList.get_by_id(list_id) if list_id is not None else None
     try:
-        for address in moderation.moderator_addresses(settings, mailing_list):
-            _send_wrapped(settings, mailing_list, address, data)
+        recipients = (moderation.moderator_addresses(settings, mailing_list) if mailing_list is not None
+                      else [settings.admin_email] if settings.admin_email else [])
+        for address in recipients:
+            _send_wrapped(settings, template, address, data, mailing_list=mailing_list, **context)
     except Exception:
-        log.exception("could not forward an unrecognised bounce of list %s", list_id)
+        log.exception("could not forward an unrecognised message of list %s", list_id)
         return
     BounceEvent.update(forwarded=True).where(BounceEvent.id == event.id).execute()
 
 
-def _send_wrapped(settings: Settings, mailing_list: MailingList, to: str, data: bytes) -> None:
-    subject, body = notices.render("bounce_unknown", settings.default_language, settings=settings,
-                                   mailing_list=mailing_list)
+def _send_wrapped(settings: Settings, template: str, to: str, data: bytes, **context: object) -> None:
+    subject, body = notices.render(template, settings.default_language, settings=settings, **context)
     message = EmailMessage()
     message["From"] = formataddr(("Palanquée", notices.sender_address(settings)))
     message["To"] = notices.safe_header_value(to)

@@ -1,7 +1,7 @@
 """Which recipient addresses the intake accepts: list addresses and their companions, nothing else.
 
 A table of sub-address routes (``LIST-request``, ``-owner``, ``-unsubscribe``, ``-bounces+TOKEN``)
-read in one place. Anything else is refused at RCPT with a 5xx, so the engine is never an open
+read in one place, and two addresses per list domain: ``bounces+TOKEN@`` and ``fbl@`` (complaint reports). Anything else is refused at RCPT with a 5xx, so the engine is never an open
 relay and never accepts mail it would have to bounce later (backscatter).
 """
 
@@ -14,6 +14,7 @@ import peewee as pw
 
 from engine import statements
 from engine.bounces import verp
+from engine.bounces.complaints import FEEDBACK_LOCAL_PART
 from engine.lists.models import Domain, MailingList
 
 
@@ -23,6 +24,7 @@ class Companion:
     OWNER = "owner"
     UNSUBSCRIBE = "unsubscribe"
     BOUNCES = "bounces"
+    FEEDBACK = "feedback"  # fbl@DOMAIN: complaint reports (ARF) of feedback loops, engine/bounces/complaints.py
 
 
 # (suffix of the local part, companion, takes a +TOKEN)
@@ -41,6 +43,7 @@ class Route:
     list_id: int
     companion: str
     delivery_id: int | None = None  # for -bounces+TOKEN (None for -bounces alone: a notice's bounce)
+    domain_id: int | None = None  # for fbl@DOMAIN, whose list_id is 0: it names no list
 
 
 class Refused(Exception):
@@ -118,6 +121,8 @@ def find(address: str, verp_key: bytes) -> tuple[Route, MailingList | None]:
         raise Refused("550 5.7.1 Relaying denied: this server only accepts mail for its mailing lists")
     if plus and base == verp.SHARED_LOCAL_PART:
         return _shared_bounce(address, domain, shared_token, verp_key), None
+    if local == FEEDBACK_LOCAL_PART:  # after the lists: an older list of that name keeps its address
+        return _feedback(address, domain), None
     raise Refused(f"550 5.1.1 <{address}>: no such mailing list")
 
 
@@ -152,3 +157,11 @@ def _shared_bounce(address: str, domain: Domain, token: str, verp_key: bytes) ->
     if not domain.lists_enabled:
         raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
     return Route(address, row.id, Companion.BOUNCES, delivery_id)
+
+
+def _feedback(address: str, domain: Domain) -> Route:
+    """``fbl@domain``: one address per list domain for the feedback loops' complaint reports. Only the engine's
+    own domains have one (the domain was found), so it relays nothing."""
+    if not domain.lists_enabled:
+        raise Refused(f"550 5.2.1 <{address}>: the mailing-list service is switched off for {domain.name}")
+    return Route(address, 0, Companion.FEEDBACK, domain_id=domain.id)

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
 from engine import clock, notices, statements
+from engine.bounces import complaints
 from engine.bounces import service as bounces
 from engine.config import Settings
 from engine.db import write_transaction
@@ -91,6 +92,7 @@ def receive(settings: Settings, route: Route, envelope_sender: str, data: bytes,
         Companion.UNSUBSCRIBE: _unsubscribe,
         Companion.REQUEST: _request,
         Companion.OWNER: _owner,
+        Companion.FEEDBACK: _feedback,
     }
     return handlers[route.companion](settings, route, envelope_sender, data)
 
@@ -153,6 +155,13 @@ def _bounce(settings: Settings, route: Route, envelope_sender: str, data: bytes)
         log.info("bounce of a notice of list %s from <%s>, %d bytes", route.list_id, envelope_sender, len(data))
         return Outcome(OK)
     bounces.receive(settings, route.list_id, route.delivery_id, data)
+    return Outcome(OK)
+
+
+def _feedback(settings: Settings, route: Route, envelope_sender: str, data: bytes) -> Outcome:
+    """A complaint report at ``fbl@DOMAIN`` (``engine/bounces/complaints.py``): the complainer leaves the list
+    its signed tokens name, if that list is of this domain; anything else is kept and sent to the administrator."""
+    complaints.receive(settings, data, domain_id=route.domain_id)
     return Outcome(OK)
 
 

@@ -37,6 +37,7 @@ from engine.lists.models import (
 # letters, digits, dots, dashes and underscores; no "+" (sub-addresses) and none of the intake's suffixes.
 LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 RESERVED_SUFFIXES = ("-request", "-owner", "-bounces", "-unsubscribe", "-confirm", "-join", "-leave", "-admin")
+RESERVED_NAMES = ("fbl",)  # the domain's feedback-loop address (engine/bounces/complaints.py FEEDBACK_LOCAL_PART)
 REPLY_TO = ("author", "list")
 SORTS = {
     "address": (MailingList.local_part, Domain.name),
@@ -65,7 +66,7 @@ def check_header_text(value: str, field: str) -> str:
 
 def check_local_part(local_part: str) -> str:
     value = local_part.strip().lower()
-    if not LOCAL_PART.match(value) or ".." in value or value.endswith(RESERVED_SUFFIXES):
+    if not LOCAL_PART.match(value) or ".." in value or value.endswith(RESERVED_SUFFIXES) or value in RESERVED_NAMES:
         raise AdminError("bad_local_part", value=local_part[:80])
     return value
 

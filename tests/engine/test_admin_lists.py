@@ -89,7 +89,7 @@ def test_header_injection_is_refused_in_names_and_prefixes(settings, fed, name):
     assert MailingList.get_by_id(ml.id).subject_prefix == ""
 
 
-@pytest.mark.parametrize("local_part", ["a b", "bureau-request", "x+y", "-x", "é", "a..b", "a" * 70, ""])
+@pytest.mark.parametrize("local_part", ["a b", "bureau-request", "x+y", "-x", "é", "a..b", "a" * 70, "", "fbl", "FBL"])
 def test_bad_local_parts_are_refused(settings, fed, local_part):
     with pytest.raises(AdminError) as caught:
         admin.create_list(settings, None, new(fed, local_part=local_part))
