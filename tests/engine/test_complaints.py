@@ -200,3 +200,57 @@ def test_the_feedback_address_exists_only_on_our_enabled_domains(start_engine, f
     off = factories.domain("listes.off.example", structure=federation.region, enabled=False)
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         deliver(engine, f"fbl@{off.name}", b"Subject: x\r\n\r\nx\r\n")
+
+
+# --- reading reports (no database) ---
+
+def _corpus(name: str) -> bytes:
+    from tests.engine.test_bounces_pipeline import CORPUS
+
+    return (CORPUS / name).read_bytes()
+
+
+def test_a_report_gives_only_the_tokens_the_engine_signed_into_the_copy() -> None:
+    from engine.bounces import arf, dsn
+
+    yahoo = arf.read(dsn.parse(_corpus("arf-yahoo-cfl.eml")))
+    assert yahoo == arf.Report("abuse", ("WzEsWzFdXQ.3fKpl0dOaQ1vV8Tg5rYmF0Zh2sc",), (),
+                               "<sortie.cassis.1@example.fr>")
+    orange = arf.read(dsn.parse(_corpus("arf-signal-spam-orange.eml")))
+    assert orange.unsubscribe_tokens == ("WzEsWzIsM11d.Xq1d0s9kVqQ2mC5dD3oZp7tLw0M",)
+    assert orange.verp_tokens == ("2a.5b1c9e04d7",)  # Original-Mail-From and Return-Path name the same copy
+    assert "jean.martin" not in repr(orange)  # the recipient the report writes is never read
+
+
+def test_a_bounce_of_a_post_that_carried_a_report_is_still_a_bounce() -> None:
+    from email.message import EmailMessage
+
+    from engine.bounces.classify import Kind, classify
+
+    dsn = _corpus("postfix-5.1.1-orange.eml")
+    assert classify(dsn).kind == Kind.HARD
+    # The returned copy (message/rfc822 inside the DSN) is a post that attached an ARF report.
+    carried = EmailMessage()
+    carried["Subject"] = "Fwd: un signalement"
+    carried.set_content("voir la pièce jointe")
+    carried.add_attachment(_corpus("arf-yahoo-cfl.eml"), maintype="message", subtype="rfc822")
+    boundary = dsn.split(b'boundary="', 1)[1].split(b'"', 1)[0]
+    closing = b"--" + boundary + b"--"
+    wrapped = dsn.replace(closing, b"--" + boundary + b"\nContent-Type: message/rfc822\n\n" + carried.as_bytes()
+                          + b"\n" + closing)
+    assert classify(wrapped).kind == Kind.HARD
+
+
+def test_a_report_labelled_mixed_is_still_a_complaint_and_hostile_ones_are_bounded() -> None:
+    from engine.bounces import arf, dsn
+    from engine.bounces.classify import Kind, classify
+
+    mixed = _corpus("arf-yahoo-cfl.eml").replace(b"multipart/report; report-type=feedback-report;",
+                                                 b"multipart/mixed;")
+    assert classify(mixed).kind == Kind.COMPLAINT
+    many = _corpus("arf-yahoo-cfl.eml").replace(
+        b"List-Unsubscribe-Post:", b"".join(b"List-Unsubscribe: <https://x/u/a%d.b>\n" % i for i in range(5000))
+        + b"List-Unsubscribe-Post:")
+    assert len(arf.read(dsn.parse(many)).unsubscribe_tokens) == arf.MAX_TOKENS
+    assert classify(b"Content-Type: multipart/report; report-type=feedback-report; boundary=x\n\n--x--\n").kind \
+        == Kind.COMPLAINT  # an empty report is a complaint naming nothing: the owner reads it
