@@ -223,6 +223,7 @@ def test_a_report_gives_only_the_tokens_the_engine_signed_into_the_copy() -> Non
 
 
 def test_a_bounce_of_a_post_that_carried_a_report_is_still_a_bounce() -> None:
+    from email import message_from_bytes, policy
     from email.message import EmailMessage
 
     from engine.bounces.classify import Kind, classify
@@ -233,11 +234,12 @@ def test_a_bounce_of_a_post_that_carried_a_report_is_still_a_bounce() -> None:
     carried = EmailMessage()
     carried["Subject"] = "Fwd: un signalement"
     carried.set_content("voir la pièce jointe")
-    carried.add_attachment(_corpus("arf-yahoo-cfl.eml"), maintype="message", subtype="rfc822")
+    carried.add_attachment(message_from_bytes(_corpus("arf-yahoo-cfl.eml"), policy=policy.default))
     boundary = dsn.split(b'boundary="', 1)[1].split(b'"', 1)[0]
     closing = b"--" + boundary + b"--"
     wrapped = dsn.replace(closing, b"--" + boundary + b"\nContent-Type: message/rfc822\n\n" + carried.as_bytes()
                           + b"\n" + closing)
+    assert b"message/feedback-report" in wrapped and b"report-type=feedback-report" in wrapped
     assert classify(wrapped).kind == Kind.HARD
 
 
