@@ -5,7 +5,9 @@ number of deliveries of finished messages: their counts are settled once into ``
 * delivered, deferred, failed, queued: delivery states (a synchronous 5xx is *failed*);
 * bounced: copies accepted by the relay that came back later (hard, soft or policy; not auto-replies);
 * unsubscribed: people who left the list (footer link, one-click, mailto, Mon espace) after the message,
-  before the list's next one — an unsubscribe link names the list, not the message.
+  before the list's next one — an unsubscribe link names the list, not the message;
+* complained: addresses whose feedback-loop report (ARF) named a copy of the message (per list: named the
+  list, in the window), which also took them off the list (``complaints``); not counted as unsubscribed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Figures:
     queued: int = 0
     bounced: int = 0
     unsubscribed: int = 0
+    complained: int = 0
 
     def add(self, other: Figures) -> None:
         for field in fields(self):
@@ -71,6 +74,10 @@ class Figures:
     @property
     def unsubscribed_rate(self) -> float | None:
         return self._rate(self.unsubscribed, self.sent)
+
+    @property
+    def complained_rate(self) -> float | None:  # what providers judge senders on (Gmail: stay under 0.3 %)
+        return self._rate(self.complained, self.sent)
 
 
 def settle(limit: int = SETTLE_BATCH) -> int:
@@ -105,10 +112,11 @@ def _live_counts(messages: Sequence[Message | MessageRow]) -> dict[int, Figures]
             for m in messages}
 
 
-def _bounced(message_ids: list[int]) -> dict[int, int]:
+def _bounced(message_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(bounced copies, complaining addresses) of each message."""
     if not message_ids:
         return {}
-    return {row[0]: row[1] for row in _BOUNCED.rows(message_ids)}
+    return {row[0]: (row[1], row[2]) for row in _BOUNCED.rows(message_ids)}
 
 
 def _unsubscribed(messages: Sequence[Message | MessageRow]) -> dict[int, int]:
@@ -140,10 +148,14 @@ _SETTLED = PreparedIn(lambda ids: MessageStats.select(MessageStats.message, Mess
 _DEFERRED = PreparedIn(lambda ids: Delivery.select(Delivery.message, pw.fn.COUNT(pw.SQL("*")))
                        .where(Delivery.message.in_(ids) & (Delivery.state == DeliveryState.DEFERRED))
                        .group_by(Delivery.message))
-_BOUNCED = PreparedIn(lambda ids: BounceEvent.select(BounceEvent.message, pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
-                      .where(BounceEvent.message.in_(ids) & (BounceEvent.source == "dsn") & BounceEvent.final
-                             & BounceEvent.kind.in_(BOUNCED_KINDS)).group_by(BounceEvent.message))
 _UNSUBSCRIBED = PreparedIn(_unsubscribed_query)
+BOUNCED = (BounceEvent.source == "dsn") & BounceEvent.final & BounceEvent.kind.in_(BOUNCED_KINDS)
+COMPLAINED = (BounceEvent.source == "arf") & (BounceEvent.kind == Kind.COMPLAINT)
+# Bounced copies and complaining addresses of each message, in one statement (a page's budget of queries).
+_BOUNCED = PreparedIn(lambda ids: BounceEvent.select(
+    BounceEvent.message, pw.fn.COUNT(pw.Case(None, [(BOUNCED, BounceEvent.delivery_id)], None).distinct()),
+    pw.fn.COUNT(pw.Case(None, [(COMPLAINED, BounceEvent.email_key)], None).distinct()))
+    .where(BounceEvent.message.in_(ids) & (BOUNCED | COMPLAINED)).group_by(BounceEvent.message))
 
 
 def message_figures(messages: Sequence[Message | MessageRow]) -> dict[int, Figures]:
@@ -158,7 +170,7 @@ def message_figures(messages: Sequence[Message | MessageRow]) -> dict[int, Figur
         if message.id in settled:
             figures = Figures(sent=settled[message.id][0], failed=settled[message.id][1])
         figures.recipients = message.recipient_count
-        figures.bounced = bounced.get(message.id, 0)
+        figures.bounced, figures.complained = bounced.get(message.id, (0, 0))
         figures.unsubscribed = unsubscribed.get(message.id, 0)
         found[message.id] = figures
     return found
@@ -213,12 +225,16 @@ def _list_figures_query(list_ids: list[pw.Value], since: pw.Value) -> pw.SelectB
         .join(live, on=(live.c.mid == Message.id)).group_by(Message.mailing_list),
         BounceEvent.select(lid, pw.Value("bounced").alias("figure"), pw.fn.COUNT(BounceEvent.delivery_id.distinct()))
         .join(Message, on=(BounceEvent.message == Message.id))
-        .where(recent & (BounceEvent.source == "dsn") & BounceEvent.final & BounceEvent.kind.in_(BOUNCED_KINDS))
+        .where(recent & BOUNCED)
         .group_by(Message.mailing_list),
         OptOut.select(OptOut.mailing_list.alias("lid"), pw.Value("unsubscribed").alias("figure"),
                       pw.fn.COUNT(OptOut.id))
         .where(OptOut.mailing_list.in_(list_ids) & (OptOut.created_at >= since) & OptOut.source.in_(LEFT_BY_PEOPLE))
         .group_by(OptOut.mailing_list),
+        BounceEvent.select(BounceEvent.mailing_list.alias("lid"), pw.Value("complained").alias("figure"),
+                           pw.fn.COUNT(BounceEvent.email_key.distinct()))
+        .where(BounceEvent.mailing_list.in_(list_ids) & (BounceEvent.at >= since) & COMPLAINED)
+        .group_by(BounceEvent.mailing_list),
     ]
     query = branches[0]
     for branch in branches[1:]:

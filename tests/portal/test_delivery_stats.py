@@ -63,6 +63,21 @@ def test_the_messages_pages_show_the_figures(bounced) -> None:  # type: ignore[n
     assert re.search(r'data-figure="unsubscribed">1 ', figures)
 
 
+def test_complaints_are_shown_apart_from_bounces_and_unsubscribes(bounced) -> None:  # type: ignore[no-untyped-def]
+    # Two reports (ARF) about the same copy count one complaint; neither is a bounce nor an unsubscribe.
+    message = bounced["sending"]
+    for _ in range(2):
+        BounceEvent.create(at=clock.now(), email_key="a@example.org", mailing_list=message.mailing_list_id,
+                           message=message, source="arf", kind="complaint", diagnostic="abuse")
+    client = _client(bounced, bounced["staff"])
+    detail = client.get(f"/admin/messages/{message.id}").get_data(as_text=True)
+    figures = detail[detail.index('id="figures"'):]
+    assert re.search(r'data-figure="complained">1 <span class="muted">\(100\xa0%\)', figures)
+    assert re.search(r'data-figure="bounced">1 ', figures) and re.search(r'data-figure="unsubscribed">1 ', figures)
+    page = client.get(f"/admin/messages/listes/{message.mailing_list_id}").get_data(as_text=True)
+    assert "Plaintes (signalées comme spam)" in page and re.search(r'data-figure="complained">1 ', page)
+
+
 def test_one_lists_statistics_and_failing_addresses(bounced) -> None:  # type: ignore[no-untyped-def]
     client = _client(bounced, bounced["staff"])
     ml = bounced["sending"].mailing_list
