@@ -102,12 +102,12 @@ class IntakeHandler:
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
         # Over LMTP the client is the MTA in front, not the sender: no SPF verdict about it (use header mode).
         client = None if self.lmtp else Client(str(peer), str(session.host_name or ""))
-        done: dict[tuple[int, str, int | None], str] = {}
+        done: dict[tuple[int, str, int | None, int | None], str] = {}
         routes_ = list(getattr(envelope, "routes", []))
         checked = await self._authenticate(routes_, data, sender, client)
         infos: dict[int, render.ListInfo] = getattr(envelope, "list_infos", {})
         for route in routes_:
-            key = (route.list_id, route.companion, route.delivery_id)
+            key = (route.list_id, route.companion, route.delivery_id, route.domain_id)  # fbl@: one per domain
             if key not in done:
                 done[key] = await self._receive(route, sender, data, client, checked, infos.get(route.list_id))
             replies.append(done[key])

@@ -86,10 +86,10 @@ def signal_spam(copy: Received) -> bytes:
                           "Arrival-Date": "Tue, 24 Nov 2026 10:30:00 +0100"})
 
 
-def deliver(engine, to: str, data: bytes, sender: str = "") -> dict:  # type: ignore[no-untyped-def,type-arg]
+def deliver(engine, to: str | list[str], data: bytes, sender: str = "") -> dict:  # type: ignore[no-untyped-def,type-arg]
     host, port = engine.bound["smtp"]
     with smtplib.SMTP(host, port, timeout=10) as client:
-        return client.sendmail(sender, [to], data)
+        return client.sendmail(sender, [to] if isinstance(to, str) else to, data)
 
 
 def left(federation: Federation) -> list[tuple[str, str]]:
@@ -183,6 +183,13 @@ def test_a_tampered_or_foreign_report_changes_nothing_and_goes_to_the_administra
     factories.domain("listes.autre.example", structure=federation.region)
     assert deliver(engine, "fbl@listes.autre.example", yahoo_cfl(copy)) == {}
     assert left(federation) == []
+    assert [(e.kind, e.mailing_list_id) for e in BounceEvent.select().order_by(BounceEvent.id)] == [
+        ("unknown", None), ("unknown", None)]
+    # Sent to both feedback addresses in one transaction, each domain reads it for itself.
+    assert deliver(engine, ["fbl@listes.autre.example", FBL], yahoo_cfl(copy)) == {}
+    assert left(federation) == [(ELODIE, "complaint")]
+    OptOut.delete().execute()
+    BounceEvent.delete().where(BounceEvent.kind == "complaint").execute()
     # Forged reports are forwarded within the daily limit of unrecognised bounces, then only kept.
     for _ in range(OWNER_FORWARDS_PER_DAY + 2):
         deliver(engine, FBL, data)
