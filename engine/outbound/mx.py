@@ -56,6 +56,9 @@ class MxCache:
     def _lookup(self, domain: str) -> None:
         try:
             host = resolve(domain)
+        except resolver.TemporaryDnsError as exc:  # the default rule for an hour, then asked again
+            log.warning("MX lookup of %s failed: %s", domain, exc)
+            host = None
         except Exception:
             log.warning("MX lookup of %s failed", domain, exc_info=True)
             host = None
