@@ -19,7 +19,7 @@ from typing import Any
 from engine import statements, tokens
 from engine.bounces import verp
 from engine.config import Settings
-from engine.lists.models import Domain, MailingList, PostPolicy
+from engine.lists.models import Domain, MailingList
 from engine.outbound import failures, mime
 from engine.outbound.builder import Builder, internal, together
 from engine.outbound.dispatch import Dispatch
@@ -30,7 +30,7 @@ from engine.outbound.smtp import Item, Reply
 from engine.outbound.transport import Transport
 from engine.posting import dmarc, signing
 from engine.posting.models import Message, MessageState
-from engine.posting.render import ListInfo, Personal, Prepared, prepare
+from engine.posting.render import ListInfo, Personal, Prepared, list_info, prepare
 
 RunInDb = Callable[..., Awaitable[Any]]
 log = logging.getLogger("palanquee.delivery")
@@ -48,13 +48,8 @@ def load_message(message_id: int) -> tuple[Message, ListInfo]:
         raise Message.DoesNotExist(f"no message {message_id}")
     message = found[0]
     mailing_list: MailingList = message.mailing_list
-    info = ListInfo(
-        list_id=mailing_list.id, name=mailing_list.name, local_part=mailing_list.local_part,
-        domain=mailing_list.domain.name, subject_prefix=mailing_list.subject_prefix,
-        reply_to_list=mailing_list.reply_to == "list", announce_only=mailing_list.post_policy == PostPolicy.MODERATORS,
-        rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author),
-        author_in_cc=mailing_list.dmarc_author_in == dmarc.AuthorIn.CC)
-    return message, info
+    # One translation of the list's settings (render.list_info), shared with the intake's check.
+    return message, list_info(mailing_list, rewrite_from=dmarc.should_rewrite(mailing_list.dmarc_mode, message.author))
 
 
 class Unrenderable(Exception):

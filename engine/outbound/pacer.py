@@ -19,17 +19,20 @@ RULES_TTL = 30.0  # seconds: an administrator's edit reaches every engine within
 
 
 class Pacer:
-    def __init__(self, settings: Settings, run_in_db: RunInDb) -> None:
-        self.settings, self.run_in_db = settings, run_in_db
-        self.mx = mx.MxCache() if settings.throttle_mx_lookup else None
+    def __init__(self, settings: Settings, run_in_db: RunInDb,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """``monotonic`` (replaceable in tests) times the rules' reloading and the MX cache."""
+        self.settings, self.run_in_db, self.monotonic = settings, run_in_db, monotonic
+        self.mx = mx.MxCache(monotonic=monotonic) if settings.throttle_mx_lookup else None
         self._rules: Rules | None = None
         self._loaded = 0.0
 
     async def rules(self) -> Rules:
-        if self._rules is None or time.monotonic() - self._loaded > RULES_TTL:
+        """The rules, reloaded every ``RULES_TTL`` (and with them what MX lookups found meanwhile)."""
+        if self._rules is None or self.monotonic() - self._loaded > RULES_TTL:
             mx_of = self.mx.host if self.mx is not None else (lambda domain: None)
             self._rules = await self.run_in_db(throttle.load_rules, mx_of)
-            self._loaded = time.monotonic()
+            self._loaded = self.monotonic()
         return self._rules
 
     async def admit(self, items: list[Claimed]) -> tuple[dict[Group, list[Claimed]], list[tuple[int, datetime]]]:

@@ -108,6 +108,28 @@ def test_author_in_cc_when_the_list_says_so_or_replies_go_to_the_list(start_engi
     assert [a.addr_spec for a in message["Cc"].addresses] == ["jeanne@rejecting.example"]
 
 
+@pytest.mark.parametrize("reply_to", ["author", "list"])
+def test_a_list_set_to_author_in_cc_puts_the_author_in_cc_not_reply_to(start_engine, sink: Sink, zone,  # type: ignore[no-untyped-def]
+                                                                       engine_settings: Settings,
+                                                                       federation: Federation,
+                                                                       list_key: keys.DkimKey, reply_to: str) -> None:
+    """dmarc_author_in=cc (the list's setting, through render.list_info): From rewritten, the author in Cc
+    beside the post's own Cc; Reply-To is the list's only when the list sends replies to itself."""
+    copy = one_copy(start_engine, sink, engine_settings, federation, "Jeanne Rejet <jeanne@rejecting.example>",
+                    dmarc_author_in=dmarc.AuthorIn.CC, reply_to=reply_to)
+    message = copy.message
+    [sender] = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Jeanne Rejet via Comité directeur – Provence", LIST)
+    assert [(a.display_name, a.addr_spec) for a in message["Cc"].addresses] == [("Jeanne Rejet",
+                                                                                  "jeanne@rejecting.example")]
+    if reply_to == "list":
+        assert [a.addr_spec for a in message["Reply-To"].addresses] == [LIST]
+    else:
+        assert "Reply-To" not in message  # "reply all" reaches the author through Cc, "reply" the list
+    assert message["X-Original-From"] == "Jeanne Rejet <jeanne@rejecting.example>"
+    assert len(message.get_all("Cc")) == 1 and verifies(copy.data)
+
+
 def test_new_lists_default_to_always(federation: Federation) -> None:
     assert federation.board_list.dmarc_mode == dmarc.Mode.ALWAYS
     assert federation.board_list.dmarc_author_in == dmarc.AuthorIn.REPLY_TO

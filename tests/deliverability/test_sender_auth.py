@@ -123,6 +123,25 @@ def test_confirm_mode_mails_the_author_a_link_that_releases_the_post(start_engin
     assert len(copies(sink)) == 2
 
 
+def test_confirm_mode_mails_the_from_address_never_the_envelope_sender(start_engine, federation: Federation,  # type: ignore[no-untyped-def]
+                                                                      sink: Sink, verifying_settings: Settings,
+                                                                      strict_spf, db) -> None:
+    """The From is what the post claims and what the link must prove: an envelope sender of the forger's
+    choosing (here a forwarder's SRS address) must not receive the link that releases the post."""
+    federation.board_list.sender_check = "confirm"
+    federation.board_list.save()
+    envelope = "SRS0=hX1c=TK=example.fr=elodie.dupre@relais.example.net"
+    send_raw(start_engine(verifying_settings), as_bytes(make_post(author=AUTHOR)), envelope)
+    assert Message.get().state == MessageState.HELD
+    wait_until(lambda: ENVELOPE in sink.handler.by_recipient(), what="the confirmation mail")
+    received = sink.handler.by_recipient()
+    assert set(received) == {ENVELOPE}  # the From's address only: not the envelope, not the moderators
+    [notice] = received[ENVELOPE]
+    assert notice.rcpt_tos == [ENVELOPE] and notice.message["To"].addresses[0].addr_spec == ENVELOPE
+    assert envelope.lower() not in str(notice.message).lower()
+    assert re.findall(r"https://listes\.example\.fr/confirmer/\S+", notice.message.get_content())
+
+
 def test_a_confirmation_link_names_one_message_and_one_address(verifying_settings: Settings, federation: Federation,  # type: ignore[no-untyped-def]
                                                                db) -> None:
     from engine import clock, tokens

@@ -127,6 +127,21 @@ def test_what_each_kind_adds(start_engine, federation: Federation, sink: Sink, a
     assert event.message_id == Message.get().id and Delivery.get_by_id(event.delivery_id).address == ELODIE
 
 
+@pytest.mark.parametrize(("threshold", "disabling_day"), [(2.0, 2), (8.0, 8)])
+def test_a_lists_own_threshold_decides_the_disabling_day(start_engine, federation: Federation, sink: Sink,
+                                                         advance, threshold: float, disabling_day: int) -> None:
+    """mailing_list.bounce_threshold (set on the list's statistics page) replaces PALANQUEE_BOUNCE_THRESHOLD (5)."""
+    federation.board_list.bounce_threshold = threshold
+    federation.board_list.save()
+    engine = start_engine()
+    verp = distribute(engine, sink)
+    for day in range(1, disabling_day + 1):
+        assert bounce(engine, verp, "postfix-5.1.1-orange.eml") == {}
+        assert score() == (float(day), day == disabling_day), f"day {day}"
+        advance(timedelta(days=1))
+    assert len(notices_to(sink, ELODIE)) == 1
+
+
 def test_soft_bounces_alone_never_disable(start_engine, federation: Federation, sink: Sink, advance) -> None:
     engine = start_engine()
     verp = distribute(engine, sink)

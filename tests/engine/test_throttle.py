@@ -217,3 +217,46 @@ def test_issue_15_a_domain_follows_its_rule_by_name_then_by_mx_host_else_the_def
     assert throttle.is_slow_down(421, "4.7.0 Try again later") and throttle.is_slow_down(450, "4.7.1 Rate limited")
     assert not throttle.is_slow_down(451, "4.7.1 Greylisted, see http://postgrey") and not throttle.is_slow_down(
         452, "4.2.2 Mailbox full")
+
+
+@pytest.mark.parametrize(("limit", "window"), [("per_hour", timedelta(hours=1)), ("per_day", timedelta(days=1))])
+def test_issue_15_an_hourly_or_daily_maximum_sends_no_more_and_puts_the_rest_off_to_the_next_window(
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings, limit: str,
+        window: timedelta) -> None:
+    orange = _members(federation, "orange.fr", 5)
+    others = _members(federation, "example.net", 3)
+    _rule("orange", **{limit: 3})
+    with clock.frozen(START) as advance:
+        engine = start_engine(_one_process(engine_settings))
+        send(engine, post())
+        wait_until(lambda: len(sink.handler.received) == len(others) + 2 + 3, what="the first wave")
+        wait_until(_settled, what="the first wave recorded")
+        assert set(others) <= set(sink.handler.by_recipient())  # the other providers are not held back
+        assert len(set(orange) & set(sink.handler.by_recipient())) == 3
+        put_off = list(Delivery.select().where(Delivery.address.in_(orange), Delivery.state == DeliveryState.QUEUED))
+        assert len(put_off) == 2 and {(d.attempts, d.next_attempt_at) for d in put_off} == {(0, START + window)}
+        assert (_state("orange").hour_count, _state("orange").day_count) == (3, 3)
+        advance(window - timedelta(seconds=1))  # the window still holds: nothing is due, nothing more goes
+        wait_until(_settled, what="settled")
+        assert len(set(orange) & set(sink.handler.by_recipient())) == 3
+        advance(timedelta(seconds=1))
+        wait_until(lambda: set(orange) <= set(sink.handler.by_recipient()), what="the rest in the next window")
+        wait_until(_done, timeout=30, what="message done")
+    assert all(len(copies) == 1 for copies in sink.handler.by_recipient().values())
+    assert {(d.state, d.attempts) for d in Delivery.select()} == {(DeliveryState.SENT, 1)}
+
+
+@pytest.mark.parametrize(("name", "hourly"), [("orange", 1500), ("sfr", 1500), ("laposte", 1500), ("outlook", 1200)])
+def test_issue_15_the_presets_hourly_quotas_hold_across_batches_and_engines(db, name: str, hourly: int) -> None:  # type: ignore[no-untyped-def]
+    domain = {preset.name: preset for preset in presets.PRESETS}[name].domains[0]
+    group = throttle.load_rules().group(f"x@{domain}")
+    assert (group.key, group.per_hour) == (name, hourly)
+    moment, sent = START, 0
+    while moment < START + timedelta(minutes=59):  # a batch claimed every ten seconds, the pace allowing
+        sent += throttle.admit({name: (group, 100)}, moment)[name][0]
+        moment += timedelta(seconds=10)
+    assert sent == hourly  # the per-minute pace would allow 3,540 in those 59 minutes: the quota stops it
+    granted, later = throttle.admit({name: (group, 10)}, moment)[name]
+    assert granted == 0 and later[0] >= START + timedelta(hours=1)  # nothing before the hour reopens
+    granted, _ = throttle.admit({name: (group, 10)}, START + timedelta(hours=1, seconds=1))[name]
+    assert granted > 0

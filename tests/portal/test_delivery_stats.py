@@ -121,3 +121,32 @@ def test_other_structures_staff_and_members_are_kept_out(bounced) -> None:  # ty
     plain = _client(bounced, bounced["plain"])
     assert plain.get(f"/admin/messages/listes/{ours.id}").status_code == 403
     assert _client(bounced).get(f"/admin/messages/listes/{ours.id}").status_code == 302  # to the login page
+
+
+def _score_cell(page: str, address: str) -> str:
+    row = page[page.index(f'<td class="address">{address}</td>'):]
+    row = row[: row.index("</tr>")]
+    [cell] = re.findall(r'<td class="number">([^<]*)</td>', row)
+    return cell
+
+
+def test_a_stale_score_reads_as_zero_on_the_lists_page_and_stays_stored(bounced, settings) -> None:  # type: ignore[no-untyped-def]
+    """docs/bounces.md: a score with no failure for PALANQUEE_BOUNCE_STALE_AFTER reads as zero (no job)."""
+    message, copy = bounced["sending"], Delivery.get(Delivery.address == "b@example.org")
+    start = clock.now()
+    for day in range(3):  # three hard bounces, one a day: watched, not disabled
+        with clock.frozen(start + timedelta(days=day)), write_transaction():
+            scoring.count(settings, "b@example.org", HARD, 5.0, clock.now())
+            BounceEvent.create(at=clock.now(), email_key="b@example.org", mailing_list=message.mailing_list_id,
+                               message=message, delivery_id=copy.id, source="dsn", kind="hard", status="5.1.1",
+                               weight=1.0)
+    path = f"/admin/messages/listes/{message.mailing_list_id}"
+    last = start + timedelta(days=2)
+    with clock.frozen(last + settings.bounce_stale_after - timedelta(minutes=1)):
+        page = _client(bounced, bounced["staff"]).get(path).get_data(as_text=True)
+    assert _score_cell(page, "b@example.org") == "3.0"  # not stale yet
+    with clock.frozen(last + settings.bounce_stale_after + timedelta(minutes=1)):
+        page = _client(bounced, bounced["staff"]).get(path).get_data(as_text=True)
+    assert _score_cell(page, "b@example.org") == "0.0" and "surveillée" in page
+    assert _score_cell(page, "a@example.org") == "5.0"  # a disabled address keeps its score for staff to read
+    assert Bounce.get(Bounce.email_key == "b@example.org").score == 3.0  # the raw score is still stored
