@@ -18,7 +18,7 @@ import pytest
 from engine import resolver
 from engine.bounces import verp
 from engine.config import Settings
-from engine.lists.models import OptOut
+from engine.lists.models import OptOut, PostPolicy
 from engine.outbound.models import Delivery
 from engine.posting import keys
 from engine.posting.models import Message, MessageState
@@ -86,6 +86,21 @@ def test_3_4_one_click_post_unsubscribes_at_once_and_the_next_post_skips_the_mem
     assert OptOut.select().count() == 1
     later = fan_out(start_engine, sink, engine_settings, expected=1)
     assert [c.rcpt_tos for c in later] == [["Famille.Martin@example.fr"]]
+
+
+def test_1_1_list_post_names_the_list_or_says_no_on_an_announce_only_list(  # RFC 2369 §3.4
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings,  # type: ignore[no-untyped-def]
+        copies: list[Received]) -> None:
+    for copy in copies:  # a discussion list: posts go to its address
+        assert copy.message.get_all("List-Post") == [f"<mailto:{LIST}>"]
+    federation.board_list.post_policy = PostPolicy.MODERATORS  # announce-only: its owner alone writes
+    federation.board_list.owner = federation.board[0]
+    federation.board_list.save()
+    announced = fan_out(start_engine, sink, engine_settings, List_Post=f"<mailto:{LIST}>")
+    assert len(announced) == 2
+    for copy in announced:  # the post's own List-Post is replaced, not kept beside ours
+        assert copy.message.get_all("List-Post") == ["NO"]
+        assert b"\r\nList-Post: NO\r\n" in copy.data
 
 
 def test_5_list_id_is_the_address_based_label(start_engine, federation: Federation, sink: Sink,  # type: ignore[no-untyped-def]
