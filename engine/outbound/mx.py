@@ -2,7 +2,8 @@
 
 Looked up in the background (a small thread pool, dnspython) and cached with a day's lifetime; until
 a domain's MX is known its copies follow the default rule. On only with
-``PALANQUEE_THROTTLE_MX_LOOKUP`` (the demo and the tests have no DNS). Tests replace ``resolve``.
+``PALANQUEE_THROTTLE_MX_LOOKUP`` (the demo and the tests have no DNS). Tests replace ``resolve`` or the
+engine's resolver.
 """
 
 from __future__ import annotations
@@ -11,21 +12,30 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from engine import resolver
+from engine.outbound import idn
+
 log = logging.getLogger("palanquee.delivery")
 LIFETIME = 86_400.0
 FAILED_LIFETIME = 3_600.0
 
 
 def resolve(domain: str) -> str | None:
-    """The MX host of ``domain`` with the best preference (RFC 5321 §5.1), None when it has none."""
-    import dns.resolver
+    """The MX host of ``domain`` with the best preference (RFC 5321 §5.1), None when it has none.
 
+    Asked through the engine's resolver (``engine.resolver``) by the domain's A-label (``idn``, RFC 5891):
+    an internationalised domain is looked up as DNS knows it; one IDNA2008 refuses has no MX."""
     try:
-        answer = dns.resolver.resolve(domain, "MX", lifetime=5.0)
-    except Exception:
+        name = idn.ascii_domain(domain.rstrip("."))
+        records = resolver.current().lookup(name, "MX").records
+    except (idn.InvalidDomain, resolver.TemporaryDnsError):
         return None
-    records = sorted(answer, key=lambda record: record.preference)
-    return str(records[0].exchange).rstrip(".").lower() if records else None
+    best: tuple[int, str] | None = None
+    for record in records:
+        preference, _, host = record.partition(" ")
+        if preference.isdigit() and host and (best is None or int(preference) < best[0]):
+            best = (int(preference), host.rstrip(".").lower())
+    return best[1] if best is not None else None
 
 
 class MxCache:
