@@ -162,12 +162,13 @@ class Connection:
     def _envelope(self, sender: str, recipient: str, data: bytes) -> bytes | Reply:
         """MAIL, RCPT and DATA for one copy with the parameters it needs; a Reply when this server
         cannot carry the copy (the engine's own verdict: ``local``)."""
-        if not (sender.isascii() and recipient.isascii()):
+        utf8_addresses = not (sender.isascii() and recipient.isascii())
+        if utf8_addresses:  # IDN domains as A-labels (RFC 5890): only a UTF-8 local part still needs SMTPUTF8
             addresses = idn.envelope_addresses(sender, recipient)
             if isinstance(addresses, Reply):
                 return addresses
             sender, recipient = addresses
-        utf8_addresses = not (sender.isascii() and recipient.isascii())
+            utf8_addresses = not (sender.isascii() and recipient.isascii())
         if utf8_addresses and not self.smtputf8:
             return Reply(553, "5.6.7 Non-ASCII local part and the relay does not offer SMTPUTF8 (RFC 6531 §3.2)",
                          local=True)
