@@ -84,6 +84,17 @@ def test_an_inherited_dmarc_policy_is_accepted(good_zone: StaticResolver, sendin
     assert finding.ok and "inherited from example.fr" in finding.text
 
 
+def test_signing_left_to_the_smarthost_needs_no_key_of_ours(db, dns: StaticResolver,  # type: ignore[no-untyped-def]
+                                                          sending: Settings) -> None:
+    # No key in the database and none published: with the smarthost signing, that is not a fault of this domain,
+    # and the doctor says where to look instead; the other checks still run.
+    dns.add(DOMAIN, "MX", "10 mx.example.fr")
+    found = by_check(doctor.diagnose(DOMAIN, dataclasses.replace(sending, dkim_signing="smarthost")))
+    assert found["DKIM"].ok and "smarthost" in found["DKIM"].text and "PALANQUEE_DKIM_SIGNING" in found["DKIM"].text
+    assert found["MX"].ok and not found["SPF"].ok
+    assert not by_check(doctor.diagnose(DOMAIN, sending))["DKIM"].ok  # the same zone when the engine signs
+
+
 def test_the_command_prints_one_line_per_check_and_fails_when_something_is_wrong(
         good_zone: StaticResolver, cli_env: dict[str, str]) -> None:
     from engine.commands import ENGINE_COMMANDS
