@@ -4,8 +4,9 @@ failed for good (the outbound worker). Both classify, keep the report, and count
 A message whose token names no delivery of that list is ignored (a forged token is refused earlier, at
 RCPT). An unrecognised message goes to the list's owner (the ``LIST-owner@`` recipients), never to the
 list, at most ``OWNER_FORWARDS_PER_DAY`` a day per list. A complaint report (ARF) is no bounce: ``complaints``
-takes the complainer off the list and scores nothing. Mail the engine writes here goes out with a null
-envelope sender (RFC 5321 §4.5.5): nothing bounces back to it.
+takes the complainer off the list and scores nothing. An address disabled here is told to its members and to
+the owner of the list whose copy bounced. Mail the engine writes here goes out with a null envelope sender
+(RFC 5321 §4.5.5) or the list's ``-bounces`` address: nothing bounces back to a person.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ log = logging.getLogger("palanquee.bounces")
 
 RAW_KEPT = 64 * 1024
 OWNER_FORWARDS_PER_DAY = 20
+OWNER_NOTICES_PER_DAY = 20  # addresses disabled, told to one list's owners
 
 
 def _delivery(delivery_id: int) -> tuple[str, int, int, float | None] | None:
@@ -71,6 +73,7 @@ def receive(settings: Settings, list_id: int, delivery_id: int | None, data: byt
                     "status": found.status, "score": counted.score})
     if counted.disabled_now:
         _tell_members(settings, key, found)
+        _tell_owners(settings, list_id, address, found)
     if found.kind == Kind.UNKNOWN:
         forward_to_owner(settings, list_id, event, data)
 
@@ -90,7 +93,7 @@ def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, s
              .where(Delivery.id.in_([delivery_id for delivery_id, _ in scored])))
     targets = {row[0]: row[1:] for row in tuples(query)}
     now = clock.now()
-    disabled: list[tuple[str, Classification]] = []
+    disabled: list[tuple[int, str, Classification]] = []
     with write_transaction():
         for delivery_id, found in scored:
             if delivery_id not in targets:
@@ -102,9 +105,10 @@ def record_delivery_failures(settings: Settings, failures: Iterable[tuple[int, s
                                delivery_id=delivery_id, source="smtp", kind=found.kind, status=found.status[:16],
                                final=True, weight=counted.weight, diagnostic=found.diagnostic)
             if counted.disabled_now:
-                disabled.append((key, found))
-    for key, found in disabled:
-        _tell_members(settings, key, found)
+                disabled.append((list_id, address, found))
+    for list_id, address, found in disabled:
+        _tell_members(settings, address.lower(), found)
+        _tell_owners(settings, list_id, address, found)
 
 
 def send_notice(settings: Settings, template: str, to: str, language: str | None, **context: object) -> None:
@@ -130,6 +134,39 @@ def _tell_members(settings: Settings, key: str, found: Classification) -> None:
                     reply=found.diagnostic[:500], espace_url=f"{settings.base_url}/espace/")
     except Exception:  # the address bounces, the relay may refuse: the warning in Mon espace remains
         log.exception("could not tell %s that its address is disabled", key)
+
+
+def _tell_owners(settings: Settings, list_id: int, address: str, found: Classification) -> None:
+    """Mail the ``LIST-owner@`` recipients of the list whose copy disabled ``address`` (DELIVERABILITY.md
+    §7.3): who uses it, why, what the member sees. One notice per address and list a day (a disabling
+    happens once, but it may come again after a clearing), at most ``OWNER_NOTICES_PER_DAY`` a day per
+    list (the rest is on the list's statistics page); from the list's ``-bounces`` address (what comes
+    back is only logged), ``Auto-Submitted`` (RFC 3834), never to the list itself. Never raises."""
+    from engine.posting import moderation  # the LIST-owner@ recipients
+
+    key = address.lower()
+    try:
+        mailing_list = MailingList.get_by_id(list_id)
+        recipients = [to for to in moderation.moderator_addresses(settings, mailing_list)
+                      if not _loops(mailing_list, to) and to.lower() != key]
+        if not recipients or not notices.within_daily_limit({f"bounce-owner:{list_id}:{key}": 1,
+                                                             f"bounce-owner-list:{list_id}": OWNER_NOTICES_PER_DAY}):
+            return
+        members = list(Member.select().where(Member.email_key == key).order_by(Member.id))
+        for to in recipients:
+            notices.send_notice(settings, "bounce_disabled_owner", to, sender=notices.list_sender(mailing_list),
+                                mailing_list=mailing_list, address=address, members=members,
+                                status=found.status, reply=found.diagnostic[:500],
+                                stats_url=f"{settings.base_url}/admin/messages/listes/{list_id}")
+    except Exception:  # the disabling is recorded and shown to staff; a lost notice is logged
+        log.exception("could not tell the owners of list %s that %s is disabled", list_id, key)
+
+
+def _loops(mailing_list: MailingList, address: str) -> bool:
+    """Whether ``address`` is the list itself or one of its companions (``-owner``, ``-bounces``…)."""
+    local, _, domain = address.lower().rpartition("@")
+    own = mailing_list.local_part.lower()
+    return domain == mailing_list.domain.name.lower() and (local == own or local.startswith(own + "-"))
 
 
 def forward_to_owner(settings: Settings, list_id: int | None, event: BounceEvent, data: bytes, *,

@@ -11,6 +11,7 @@ import mailbox
 import os
 import smtplib
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formatdate, make_msgid
@@ -18,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.config import Settings
-from engine.outbound import smarthost
+from engine.outbound import idn, smarthost
 
 
 def send(settings: Settings, message: EmailMessage, *, sender: str | None = None) -> None:
@@ -28,10 +29,25 @@ def send(settings: Settings, message: EmailMessage, *, sender: str | None = None
     if "Message-ID" not in message:
         domain = urlsplit(settings.base_url).hostname or "localhost"
         message["Message-ID"] = make_msgid(domain=domain)
+    _a_labels(message)
     if settings.smarthost:
         _send_smtp(settings.smarthost, message, sender)
     else:
         capture(settings.capture_dir, message)
+
+
+def _a_labels(message: EmailMessage) -> None:
+    """To and Cc with their domains' A-labels (``idn``): the email package would write a U-label as an
+    encoded word, which no address may hold (RFC 2047 §5), and smtplib would demand SMTPUTF8 for it.
+    Raises ``idn.InvalidDomain`` for a domain IDNA2008 refuses."""
+    for name in ("To", "Cc"):
+        header = message.get(name)
+        addresses = getattr(header, "addresses", ())
+        if all(address.domain.isascii() for address in addresses):
+            continue
+        del message[name]
+        message[name] = [Address(address.display_name, address.username, idn.ascii_domain(address.domain))
+                         for address in addresses]
 
 
 def capture(folder: Path, message: EmailMessage | bytes) -> str:
@@ -85,7 +101,7 @@ def send_raw(settings: Settings, data: bytes, *, sender: str, recipients: list[s
     """Pass an existing message on unchanged (mail to a list's owner): smarthost or capture."""
     if settings.smarthost:
         with _smtp_client(settings.smarthost) as client:
-            client.sendmail(sender, recipients, data)
+            client.sendmail(sender, [idn.ascii_address(to) for to in recipients], data)
     else:
         envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {', '.join(recipients)}\r\n".encode()
         capture(settings.capture_dir, envelope + data)

@@ -4,6 +4,7 @@ Looked up in the background (a small thread pool) through the engine's one resol
 (``engine.resolver.current()``, which tests replace) and cached for a day (a failed lookup for an
 hour); until a domain's MX is known its copies follow the default rule. On only with
 ``PALANQUEE_THROTTLE_MX_LOOKUP`` (the demo and the tests have no DNS).
+An internationalised domain is looked up by its A-label (``idn``, RFC 5891).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from engine import resolver
+from engine.outbound import idn
 
 log = logging.getLogger("palanquee.delivery")
 LIFETIME = 86_400.0
@@ -21,10 +23,15 @@ FAILED_LIFETIME = 3_600.0
 
 
 def resolve(domain: str) -> str | None:
-    """The MX host of ``domain`` with the best preference (RFC 5321 §5.1), None when it has none or
-    publishes a null MX (RFC 7505: ``0 .``); raises ``resolver.TemporaryDnsError``."""
+    """The MX host of ``domain`` with the best preference (RFC 5321 §5.1), None when it has none, publishes a
+    null MX (RFC 7505: ``0 .``) or is a name IDNA2008 refuses; raises ``resolver.TemporaryDnsError``. Asked by
+    the domain's A-label (``idn``): an internationalised domain is looked up as DNS knows it."""
+    try:
+        name = idn.ascii_domain(domain.rstrip("."))
+    except idn.InvalidDomain:
+        return None
     best: tuple[int, str] | None = None
-    for record in resolver.current().lookup(domain, "MX").records:
+    for record in resolver.current().lookup(name, "MX").records:
         preference, _, host = record.strip().partition(" ")
         host = host.strip().rstrip(".").lower()
         if not preference.isdigit() or not host:

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable
 from functools import partial
 
+from engine.outbound import idn
 from engine.outbound.replies import Item, Reply, ReplyProtocol, SmtpError, dot_stuff
 
 __all__ = ["Connection", "Item", "Reply", "SmtpError", "dot_stuff"]
@@ -162,8 +163,14 @@ class Connection:
         """MAIL, RCPT and DATA for one copy with the parameters it needs; a Reply when this server
         cannot carry the copy (the engine's own verdict: ``local``)."""
         utf8_addresses = not (sender.isascii() and recipient.isascii())
+        if utf8_addresses:  # IDN domains as A-labels (RFC 5890): only a UTF-8 local part still needs SMTPUTF8
+            addresses = idn.envelope_addresses(sender, recipient)
+            if isinstance(addresses, Reply):
+                return addresses
+            sender, recipient = addresses
+            utf8_addresses = not (sender.isascii() and recipient.isascii())
         if utf8_addresses and not self.smtputf8:
-            return Reply(553, "5.6.7 Non-ASCII address and the relay does not offer SMTPUTF8 (RFC 6531 §3.2)",
+            return Reply(553, "5.6.7 Non-ASCII local part and the relay does not offer SMTPUTF8 (RFC 6531 §3.2)",
                          local=True)
         eight_bit = not data.isascii()
         end = data.find(b"\r\n\r\n") if eight_bit else -1
@@ -282,3 +289,4 @@ class Connection:
     def abort(self) -> None:
         """Drop the connection now (with TLS, the socket underneath too)."""
         self.transport.abort()
+

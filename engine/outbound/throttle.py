@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from engine.db import write_transaction
-from engine.outbound import outbox
+from engine.outbound import idn, outbox
 from engine.outbound.models import ThrottleRule, ThrottleState
 
 CREDIT = timedelta(seconds=1)  # unused slots kept for copies that come due late (and a burst after a pause)
@@ -64,6 +64,15 @@ class Group:
 UNLIMITED = Group("", "default")
 
 
+def _domain_key(domain: str) -> str:
+    """Lowercase, A-labels: plongée-13.fr and xn--plonge-13-f4a.fr are one domain (RFC 5891)."""
+    domain = domain.lower().rstrip(".")
+    try:
+        return idn.ascii_domain(domain)
+    except idn.InvalidDomain:  # its copies fail at the client (5.1.3): any rule will do
+        return domain
+
+
 class Rules:
     """The rules as plain values (loaded in the database thread, used on the loop)."""
 
@@ -78,12 +87,12 @@ class Rules:
             if rule.name == "default":
                 self.default = group if group.paced or group.dedicated else UNLIMITED
                 continue
-            self.by_domain.update((domain, group) for domain in rule.domain_list)
+            self.by_domain.update((_domain_key(domain), group) for domain in rule.domain_list)
             self.by_mx += [(pattern, group) for pattern in rule.mx_list]
         self._cache: dict[str, Group] = {}
 
     def group(self, address: str) -> Group:
-        domain = address.rpartition("@")[2].lower().rstrip(".")
+        domain = _domain_key(address.rpartition("@")[2])
         found = self._cache.get(domain)
         if found is None:
             found = self.by_domain.get(domain) or self._by_mx(domain) or self._default(domain)

@@ -18,15 +18,16 @@ import pytest
 from engine import resolver
 from engine.bounces import verp
 from engine.config import Settings
-from engine.lists.models import OptOut
+from engine.lists.models import OptOut, PostPolicy
 from engine.outbound.models import Delivery
 from engine.posting import keys
 from engine.posting.models import Message, MessageState
 from portal import create_app
+from tests import factories
 from tests.deliverability.conftest import verifies
 from tests.deliverability.helpers import LIST, as_bytes, make_post, send_raw
 from tests.engine.conftest import Federation, wait_until
-from tests.support.sink import Received, Sink
+from tests.support.sink import Received, Sink, SinkHandler
 
 AUTHOR = "Élodie Dupré <elodie.dupre@example.fr>"
 HOSTILE = {"List_Unsubscribe": "<https://evil.example/u/x>", "List_Id": "<other.example.org>",
@@ -86,6 +87,21 @@ def test_3_4_one_click_post_unsubscribes_at_once_and_the_next_post_skips_the_mem
     assert OptOut.select().count() == 1
     later = fan_out(start_engine, sink, engine_settings, expected=1)
     assert [c.rcpt_tos for c in later] == [["Famille.Martin@example.fr"]]
+
+
+def test_1_1_list_post_names_the_list_or_says_no_on_an_announce_only_list(  # RFC 2369 §3.4
+        start_engine, federation: Federation, sink: Sink, engine_settings: Settings,  # type: ignore[no-untyped-def]
+        copies: list[Received]) -> None:
+    for copy in copies:  # a discussion list: posts go to its address
+        assert copy.message.get_all("List-Post") == [f"<mailto:{LIST}>"]
+    federation.board_list.post_policy = PostPolicy.MODERATORS  # announce-only: its owner alone writes
+    federation.board_list.owner = federation.board[0]
+    federation.board_list.save()
+    announced = fan_out(start_engine, sink, engine_settings, List_Post=f"<mailto:{LIST}>")
+    assert len(announced) == 2
+    for copy in announced:  # the post's own List-Post is replaced, not kept beside ours
+        assert copy.message.get_all("List-Post") == ["NO"]
+        assert b"\r\nList-Post: NO\r\n" in copy.data
 
 
 def test_5_list_id_is_the_address_based_label(start_engine, federation: Federation, sink: Sink,  # type: ignore[no-untyped-def]
@@ -197,6 +213,36 @@ def test_3_2_non_ascii_names_and_subjects_are_encoded_words(copies: list[Receive
         head = copy.data.split(b"\r\n\r\n", 1)[0]
         assert head.isascii()
         assert copy.message["Subject"] == "Sortie à Cassis"
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+def test_3_2_d_an_idn_domain_member_is_sent_to_its_a_label(start_engine, federation: Federation,  # type: ignore[no-untyped-def]
+                                                          engine_settings: Settings, smtputf8: bool) -> None:
+    """RCPT uses the xn-- form (IDNA2008), whether the relay offers SMTPUTF8 or not (docs/deliverability.md);
+    a UTF-8 local part still needs SMTPUTF8 (553 5.6.7 without); a domain IDNA2008 refuses fails that copy
+    alone (553 5.1.3); everyone else is served."""
+    board = factories.role("membre_cd")
+    for address in ("jerome@plongée-13.fr", "jérôme@plongée-13.fr", "x@exa\u2603mple.fr"):
+        factories.mandate(factories.member("Jérôme", "Idn", email=address, club=federation.club), board,
+                          federation.region)
+    relay = Sink(SinkHandler(), smtputf8=smtputf8)
+    relay.start()
+    try:
+        copies = fan_out(start_engine, relay, dataclasses.replace(engine_settings, smarthost=relay.url),
+                         expected=4 if smtputf8 else 3)
+        wait_until(lambda: Message.select().where(Message.state == MessageState.DONE).exists(), what="post done")
+    finally:
+        relay.stop()
+    by_rcpt = {copy.rcpt_tos[0]: copy for copy in copies}
+    assert by_rcpt["jerome@xn--plonge-13-f4a.fr"].mail_options == []  # an ASCII envelope: no SMTPUTF8 needed
+    assert "elodie.dupre@example.fr" in by_rcpt and not any("plongée" in rcpt for rcpt in by_rcpt)
+    replies = {d.address: d.last_reply for d in Delivery.select()}
+    assert replies["jerome@plongée-13.fr"].startswith("250")  # kept as the member typed it
+    assert replies["x@exa\u2603mple.fr"].startswith("553 5.1.3 ") and "IDNA2008" in replies["x@exa\u2603mple.fr"]
+    if smtputf8:
+        assert "SMTPUTF8" in by_rcpt["jérôme@xn--plonge-13-f4a.fr"].mail_options
+    else:
+        assert replies["jérôme@plongée-13.fr"].startswith("553 5.6.7 Non-ASCII local part")
 
 
 def test_9_3_a_list_name_with_a_line_break_sends_nothing(start_engine, federation: Federation, sink: Sink,  # type: ignore[no-untyped-def]

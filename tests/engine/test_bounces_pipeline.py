@@ -19,7 +19,7 @@ from engine.outbound.models import Delivery
 from engine.posting.models import Message, MessageState
 from tests.engine.conftest import Federation, wait_until
 from tests.engine.test_engine_e2e import post, send
-from tests.support.sink import Sink
+from tests.support.sink import Received, Sink
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "dsn"
 PLACEHOLDER = b"comite_directeur.comite-bounces+TOKEN@listes.example.fr"
@@ -272,3 +272,79 @@ def test_a_temporary_failure_until_the_retry_lifetime_counts_half(start_engine, 
     assert (event.source, event.kind, event.status, event.weight, event.final) == ("smtp", "soft", "4.2.2", 0.5, True)
     assert score() == (0.5, False)
     assert Delivery.get(Delivery.address == ELODIE).state == "failed"
+
+
+def owner_notices(sink: Sink, owner: str) -> list[Received]:
+    return [r for r in sink.handler.received if r.rcpt_tos == [owner]]
+
+
+def test_the_owner_is_told_once_when_bounces_disable_an_address(start_engine, federation: Federation, sink: Sink,
+                                                                advance) -> None:
+    """DELIVERABILITY.md §7.3 "owner notification generated on suspension": who, which address, why, what the
+    member sees; from the list's -bounces address, Auto-Submitted; one per address and list."""
+    owner = federation.outsider  # moderator_addresses(): no moderator, so the owner
+    federation.board_list.owner = owner
+    federation.board_list.save()
+    engine = start_engine()
+    verp = distribute(engine, sink)
+    for day in range(1, 8):  # disabled on the fifth day; two more hard bounces change nothing
+        assert bounce(engine, verp, "postfix-5.1.1-orange.eml") == {}
+        assert owner_notices(sink, owner.email) == [] or day >= 5, f"day {day}"
+        advance(timedelta(days=1))
+    [notice] = owner_notices(sink, owner.email)
+    message = notice.message
+    assert notice.mail_from == "comite_directeur.comite-bounces@listes.example.fr"  # a bounce of it is only logged
+    assert message["Auto-Submitted"] == "auto-generated"  # RFC 3834: no auto-reply, no list takes it as a post
+    assert str(message["Subject"]) == ("Liste comite_directeur.comite@listes.example.fr : l’adresse "
+                                       "elodie.dupre@example.fr est suspendue")  # French first
+    body = message.get_content()
+    elodie = federation.board[0]
+    assert f"Élodie Dupré (licence {elodie.licence_number})" in body and "Comité directeur – Provence" in body
+    assert "Adresse d au moins un destinataire invalide" in body and "5.1.1" in body  # why: Orange's words
+    assert "« Vos messages ne sont plus distribués : votre adresse renvoie des erreurs. »" in body
+    assert f"https://listes.example.fr/admin/messages/listes/{federation.board_list.id}" in body
+    assert not [r for r in sink.handler.received if federation.board_list.address in r.rcpt_tos]  # never the list
+
+
+def test_the_owner_hears_of_a_disabling_by_a_synchronous_5xx_and_of_a_subscriber_without_account(
+        start_engine, federation: Federation, sink: Sink, advance) -> None:
+    from engine.lists.models import ListModerator, Subscription
+
+    federation.board_list.bounce_threshold = 1
+    federation.board_list.save()
+    ListModerator.create(mailing_list=federation.board_list, email="moderatrice@example.org")
+    for careless in (federation.board_list.address, "Comite_Directeur.Comite-owner@listes.example.fr"):
+        ListModerator.create(mailing_list=federation.board_list, email=careless)  # a loop: never mailed
+    Subscription.create(mailing_list=federation.board_list, email="ancien.club@example.org",  # no member uses it
+                        email_key="ancien.club@example.org", created_at=clock.now())
+    sink.handler.script = lambda rcpt, attempt: (f"550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+                                                 if rcpt in (ELODIE, "ancien.club@example.org") else "250 OK")
+    engine = start_engine()
+    send(engine, post())
+    wait_until(lambda: len(owner_notices(sink, "moderatrice@example.org")) == 2, what="two owner notices")
+    bodies = {str(r.message["Subject"]).split("l’adresse ")[1]: r.message.get_content()
+              for r in owner_notices(sink, "moderatrice@example.org")}
+    assert set(bodies) == {"elodie.dupre@example.fr est suspendue", "ancien.club@example.org est suspendue"}
+    assert "Élodie Dupré" in bodies["elodie.dupre@example.fr est suspendue"]
+    assert "n’a pas de compte licencié" in bodies["ancien.club@example.org est suspendue"]
+    assert "User unknown" in bodies["ancien.club@example.org est suspendue"]
+    assert not [r for r in sink.handler.received if "listes.example.fr" in " ".join(r.rcpt_tos)]
+
+
+
+def test_owner_notices_are_one_per_address_and_list_a_day(start_engine, federation: Federation, sink: Sink,
+                                                          advance) -> None:
+    """Staff re-enable an address that bounces again at once: disabled again, the owner not told twice that day."""
+    from engine.bounces import scoring
+
+    federation.board_list.bounce_threshold = 1
+    federation.board_list.save()
+    engine = start_engine()
+    verp = distribute(engine, sink)
+    admin = "webmaster@example.fr"  # no moderator, no owner: the administrator (engine_settings.admin_email)
+    for told in (1, 1, 2):
+        assert bounce(engine, verp, "gmail-5.1.1-nosuchuser.eml") == {}
+        assert score()[1] and len(owner_notices(sink, admin)) == told
+        assert scoring.clear(ELODIE, how="staff")
+        advance(timedelta(hours=13))  # the second bounce the same day (23 h in Paris), the third the next
+    assert len(notices_to(sink, ELODIE)) == 3  # the member is told at every disabling

@@ -132,3 +132,49 @@ def test_pipelined_stream_keeps_going_after_a_refused_recipient(smtputf8: bool) 
     [utf8] = [r for r in handler.received if r.rcpt_tos == ["jérôme@exemple.fr"]]
     assert "SMTPUTF8" in utf8.mail_options
     assert len(handler.received) == 7
+
+
+IDN = "xn--plonge-13-f4a.fr"  # the A-label of plongée-13.fr (IDNA2008)
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+def test_an_internationalised_domain_goes_out_as_its_a_label_with_or_without_smtputf8(smtputf8: bool) -> None:
+    """DELIVERABILITY.md §3.2 (d), RFC 5890/5891: the A-label in MAIL and RCPT, SMTPUTF8 offered or not, so an
+    ASCII local part needs SMTPUTF8 at no hop; a UTF-8 local part still needs it (553 5.6.7 without); a domain
+    IDNA2008 refuses fails that copy alone, for good (5.1.3 / 5.1.7); the stream goes on."""
+    handler = SinkHandler()
+    server = _Server(handler, enable_SMTPUTF8=smtputf8)
+    server.start()
+    items = [(1, "l-bounces+1.aa@listes.example.fr", "jerome@plongée-13.fr", COPY),
+             (2, "l-bounces+2.bb@listes.example.fr", "Jérôme.Bis@Plongée-13.FR", COPY),
+             (3, "l-bounces+3.cc@listes.example.fr", "x@exa☃mple.fr", COPY),  # U+2603: not in IDNA2008
+             (4, "l-bounces+4.dd@listes.plongée.fr", "ok@example.org", COPY),
+             (5, "l-bounces+5.ee@listes.exa☃mple.fr", "ok5@example.org", COPY),
+             (6, "l-bounces+6.ff@listes.example.fr", "Famille.Martin@plongée-13.fr", COPY)]
+
+    async def run() -> list[tuple[int, Reply]]:
+        connection = await Connection.open("127.0.0.1", server.port)
+        got: list[tuple[int, Reply]] = []
+        await connection.send_stream(lambda: items.pop(0) if items else None,
+                                     lambda item, reply: got.append((item[0], reply)))
+        await connection.quit()
+        return got
+
+    try:
+        got = dict(aio.run(run()))
+    finally:
+        server.stop()
+    assert {key: reply.code for key, reply in got.items()} == {1: 250, 2: 250 if smtputf8 else 553, 3: 553, 4: 250,
+                                                               5: 553, 6: 250}
+    assert got[3].text.startswith("5.1.3 ") and "exa☃mple.fr" in got[3].text and "IDNA2008" in got[3].text
+    assert got[5].text.startswith("5.1.7 ") and got[3].local and got[5].local
+    envelopes = {r.rcpt_tos[0]: r for r in handler.received}
+    assert envelopes[f"jerome@{IDN}"].mail_options == []  # no SMTPUTF8 needed: the envelope is ASCII
+    assert envelopes[f"Famille.Martin@{IDN}"].mail_options == []  # the local part as stored, the domain's A-label
+    assert envelopes["ok@example.org"].mail_from == "l-bounces+4.dd@listes.xn--plonge-fva.fr"
+    if smtputf8:
+        assert "SMTPUTF8" in envelopes[f"Jérôme.Bis@{IDN}"].mail_options
+    else:
+        assert got[2].text.startswith("5.6.7 Non-ASCII local part") and got[2].local
+    assert len(handler.received) == (4 if smtputf8 else 3)
+    assert not any("plongée" in r for r in envelopes)  # no U-label ever reaches the wire

@@ -10,7 +10,7 @@ import pytest
 
 from engine import clock
 from engine.config import Settings
-from engine.outbound import presets, throttle
+from engine.outbound import mx, presets, throttle
 from engine.outbound.models import Delivery, DeliveryState, ThrottleRule, ThrottleState
 from engine.posting.models import Message, MessageState
 from tests import factories
@@ -203,6 +203,26 @@ def test_issue_15_aimd_arithmetic(db) -> None:  # type: ignore[no-untyped-def]
     assert state.factor == pytest.approx((0.5 + 0.05 * 40 / 60) / 2 + 0.25)  # +5 % of the rate a minute
     throttle.admit_one(state, group, 1, START + timedelta(minutes=30))
     assert state.factor == 1.0
+
+
+def test_issue_15_an_internationalised_domain_is_looked_up_and_grouped_by_its_a_label(db, dns) -> None:  # type: ignore[no-untyped-def]
+    """DELIVERABILITY.md §3.2: MX lookups ask for the A-label (RFC 5891); a rule naming either form holds."""
+    dns.add("xn--plonge-13-f4a.fr", "MX", ["20 mx2.example.net", "10 ASPMX.L.GOOGLE.COM."])
+    cache = mx.MxCache(workers=1)
+    try:
+        assert cache.host("Plongée-13.fr") is None  # asked in the background
+        wait_until(lambda: cache.host("Plongée-13.fr") is not None, what="the MX answer")
+        assert cache.host("Plongée-13.fr") == "aspmx.l.google.com"
+    finally:
+        cache.pool.shutdown(wait=True)
+    assert ("xn--plonge-13-f4a.fr", "MX") in dns.queries and not any("é" in name for name, _ in dns.queries)
+    assert mx.resolve("exa\u2603mple.fr") is None  # no A-label exists: no lookup, no MX
+    hosts = {"xn--plonge-13-f4a.fr": "aspmx.l.google.com"}
+    rules = throttle.load_rules(hosts.get)
+    assert rules.group("jerome@Plongée-13.FR").key == "gmail"
+    assert rules.group("jerome@plongée-13.fr") is rules.group("bob@xn--plonge-13-f4a.fr")
+    ThrottleRule.update(domains="orange.fr\nclubs-plongée.fr").where(ThrottleRule.name == "orange").execute()
+    assert throttle.load_rules().group("x@xn--clubs-plonge-leb.fr").key == "orange"  # a rule in U-labels holds
 
 
 def test_issue_15_a_domain_follows_its_rule_by_name_then_by_mx_host_else_the_default(db) -> None:  # type: ignore[no-untyped-def]
