@@ -55,10 +55,14 @@ class Post:
     authentication: Outcome | None = None  # None: not checked (PALANQUEE_INBOUND_AUTHENTICATION=off)
 
     @functools.cached_property
+    def from_addresses(self) -> list[str]:
+        """The usable From addresses, lower-cased, in order (parsed once per post)."""
+        return [address.lower() for address in inbound.addresses(self.headers, "From")]
+
+    @functools.cached_property
     def author(self) -> str:
-        """The first usable From address, lower-cased; empty when there is none (parsed once per post)."""
-        found = inbound.addresses(self.headers, "From")
-        return found[0].lower() if found else ""
+        """The first usable From address; empty when there is none."""
+        return self.from_addresses[0] if self.from_addresses else ""
 
     @functools.cached_property
     def may_post(self) -> bool:
@@ -122,7 +126,11 @@ def _bulk(post: Post) -> bool:
 
 
 def _malformed(post: Post) -> bool:
-    return len(inbound.raw_values(post.headers, "From")) != 1 or not post.author
+    """Not exactly one From field (RFC 5322 §3.6) holding exactly one mailbox. Several authors are legal
+    with a Sender (§3.6.2), but copies would go out so on a list that never rewrites From, the posting
+    rules would judge the first address only, and providers want one ("From: headers should include only
+    one email address", Gmail): refused at DATA, so the author's own server tells them why."""
+    return len(inbound.raw_values(post.headers, "From")) != 1 or len(post.from_addresses) != 1
 
 
 def _from_not_backed_by_envelope(post: Post) -> bool:
@@ -190,7 +198,7 @@ HELD_REASON = "sender not allowed to post: held for moderation"
 # (name, matches, action, reply or reason). Order matters: the first match decides.
 RULES: tuple[Rule, ...] = (
     ("loop", _loop, Action.REFUSE, "550 5.4.6 Mail loop detected: this message already went through the list"),
-    ("malformed", _malformed, Action.REFUSE, "550 5.6.0 The message needs exactly one From address"),
+    ("malformed", _malformed, Action.REFUSE, "550 5.6.0 The message needs exactly one From header with one address"),
     # Dropped (kept for staff, never distributed) only when provably automatic: our own loop headers
     # are refused above, a null return path and Auto-Submitted here. What merely looks automatic waits.
     ("bounce", _bounce, Action.DISCARD, "bounce (null return path, RFC 5321 §4.5.5) sent to the list address"),

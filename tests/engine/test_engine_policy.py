@@ -65,6 +65,29 @@ def test_a_loop_is_refused(start_engine, federation: Federation, sink: Sink) -> 
     assert Message.select().count() == 0
 
 
+@pytest.mark.parametrize("author", [
+    "Élodie Dupré <elodie.dupre@example.fr>, Paul Durand <paul.durand@example.fr>",
+    "elodie.dupre@example.fr, escroc@evil.example",
+    "Élodie Dupré <elodie.dupre@example.fr>, <elodie.dupre@example.fr>",  # the same mailbox twice is two
+])
+def test_a_from_with_two_mailboxes_is_refused_even_on_a_list_that_never_rewrites(
+        start_engine, federation: Federation, sink: Sink, author: str) -> None:
+    # RFC 5322 §3.6.2: several authors need a Sender, and the posting rules would judge the first only.
+    federation.board_list.dmarc_mode = "never"
+    federation.board_list.save()
+    engine = start_engine()
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(engine, post(author=author))
+    assert refused.value.smtp_code == 550 and b"5.6.0" in refused.value.smtp_error
+    assert b"one From header with one address" in refused.value.smtp_error
+    assert Message.select().count() == 0
+    # A comma in an unquoted display name is careless, not a second author: that post goes out.
+    assert send(engine, post(author="Dupré, Élodie <elodie.dupre@example.fr>")) == {}
+    wait_until(lambda: len(without_marker(sink.handler.received)) == 2, what="two copies")
+    assert all("Dupré, Élodie <elodie.dupre@example.fr>" in str(r.message["From"])
+               for r in without_marker(sink.handler.received))
+
+
 @pytest.mark.parametrize("sender, headers", [
     ("", {}),  # a bounce: null reverse-path
     ("elodie.dupre@example.fr", {"Auto-Submitted": "auto-replied"}),
