@@ -38,6 +38,9 @@ from engine.lists.models import (
 LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 RESERVED_SUFFIXES = ("-request", "-owner", "-bounces", "-unsubscribe", "-confirm", "-join", "-leave", "-admin")
 RESERVED_NAMES = ("fbl",)  # the domain's feedback-loop address (engine/bounces/complaints.py FEEDBACK_LOCAL_PART)
+# RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets, so an address 254. The List-Id
+# (RFC 2919) is the same ``local_part.domain``, which must stay within 255: one limit keeps both.
+ADDRESS_MAX = 254
 REPLY_TO = ("author", "list")
 SORTS = {
     "address": (MailingList.local_part, Domain.name),
@@ -69,6 +72,12 @@ def check_local_part(local_part: str) -> str:
     if not LOCAL_PART.match(value) or ".." in value or value.endswith(RESERVED_SUFFIXES) or value in RESERVED_NAMES:
         raise AdminError("bad_local_part", value=local_part[:80])
     return value
+
+
+def check_address_length(local_part: str, domain: str) -> None:
+    """Refuse a list address longer than ``ADDRESS_MAX`` (a 64-octet local part on a long domain would be)."""
+    if len(local_part) + 1 + len(domain) > ADDRESS_MAX:
+        raise AdminError("address_too_long", address=f"{local_part}@{domain}", limit=ADDRESS_MAX)
 
 
 # --- scoping ---
@@ -170,6 +179,7 @@ def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: s
     if actor is not None and not staff.can_use(actor, domain.structure):
         raise staff.NotAllowed(f"domain {domain.name} is outside the staff member's scopes")
     local_part = check_local_part(new.local_part)
+    check_address_length(local_part, domain.name)
     name = check_header_text(new.name, "name") or local_part
     if new.kind not in ListKind.ALL:
         raise AdminError("bad_kind", value=new.kind)

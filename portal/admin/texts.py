@@ -22,6 +22,9 @@ _ADMIN: dict[str, Callable[[dict[str, Any]], str]] = {
     "address_taken": lambda p: _("L’adresse %(address)s est déjà celle d’une liste.", address=p.get("address", "")),
     "address_deleted": lambda p: _("L’adresse %(address)s appartient à une liste supprimée dont l’historique est "
                                    "conservé ; choisissez une autre adresse.", address=p.get("address", "")),
+    "address_too_long": lambda p: _("L’adresse %(address)s est trop longue : %(limit)s caractères au plus, domaine "
+                                    "compris (RFC 5321, et l’en-tête List-Id qui en est tiré) ; choisissez un nom "
+                                    "plus court.", address=p.get("address", ""), limit=p.get("limit", "")),
     "bad_kind": lambda p: _("Type de liste inconnu."),
     "bad_reply_to": lambda p: _("Choix de réponse inconnu."),
     "bad_option": lambda p: _("Réglage de distribution inconnu."),

@@ -136,7 +136,7 @@ def _create(form: CreateListForm) -> admin.Created | None:
     try:
         created = admin.create_list(g_settings(), current_user, new, ip=client_ip())
     except AdminError as error:
-        if error.code in ("bad_local_part", "address_taken", "address_deleted"):
+        if error.code in ("bad_local_part", "address_taken", "address_deleted", "address_too_long"):
             form.local_part.errors.append(texts.admin_error(error))
         else:
             flash(texts.admin_error(error), "error")

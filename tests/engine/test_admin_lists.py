@@ -96,6 +96,27 @@ def test_bad_local_parts_are_refused(settings, fed, local_part):
     assert caught.value.code == "bad_local_part"
 
 
+def domain_name(length: int) -> str:
+    """A valid domain name of ``length`` octets: labels of at most 63 octets, then ``.fr``."""
+    body = length - len(".fr")
+    labels = [("x" * 63) for _ in range(body // 64)]
+    rest = body - 64 * len(labels)
+    return ".".join([*labels, "y" * rest] if rest else labels) + ".fr"
+
+
+def test_an_address_longer_than_254_octets_is_refused_at_254_it_is_created(settings, fed):
+    # RFC 5321 §4.5.3.1.3 (254 in a path) and RFC 2919 (List-Id ``local.domain`` within 255).
+    local = "b" * 64
+    fed["long"] = f.domain(domain_name(254 - 1 - 64), fed["cd13"])
+    ml = admin.create_list(settings, None, new(fed, local_part=local, domain="long")).mailing_list
+    assert len(ml.address) == 254 and len(f"{ml.local_part}.{ml.domain.name}") == 254
+    fed["longer"] = f.domain(domain_name(254 - 64), fed["cd13"])  # one octet more
+    with pytest.raises(AdminError) as caught:
+        admin.create_list(settings, None, new(fed, local_part=local, domain="longer"))
+    assert caught.value.code == "address_too_long" and caught.value.params["limit"] == 254
+    assert not MailingList.select().where(MailingList.domain == fed["longer"]).exists()
+
+
 def test_address_taken_by_live_or_deleted_list(settings, fed):
     ml = admin.create_list(settings, None, new(fed)).mailing_list
     with pytest.raises(AdminError, match="address_taken"):

@@ -102,3 +102,27 @@ def test_a_role_based_list_lands_on_its_criteria_with_grouped_role_checkboxes(re
     # told: the administrators above Provence (the federation's), never the creator
     [mail] = read_captured(settings.capture_dir)
     assert mail["To"] == "sophie.lemoine@ffessm-demo.fr"
+
+
+def test_an_address_too_long_for_its_list_id_is_refused_in_the_field(federal):
+    # A 64-octet local part is valid, but on a long domain the address (and the List-Id ``local.domain``,
+    # RFC 2919: at most 255 octets) would pass RFC 5321's 254.
+    national = Domain.get(Domain.name == demo.LIST_DOMAIN)
+    label = "c" * 63
+    long_domain = Domain.create(name=f"{label}.{label}.{label}.{'d' * 40}.fr", structure=national.structure,
+                                created_at=national.created_at)
+    local = "comite.directeur.regional.provence.alpes.cote.azur.corse.bureau"
+    assert len(local) == 63 and len(f"{local}@{long_domain.name}") == 63 + 1 + len(long_domain.name) > 254
+    form = {"csrf_token": token_of(federal, "/admin/lists/new"), "local_part": local, "structure": "FFESSM",
+            "kind": "static", "name": "Bureau", "subscribers": "un@example.org"}
+    response = federal.post("/admin/lists/new", data={**form, "domain": long_domain.id})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "est trop longue : 254 caractères au plus, domaine compris" in page
+    assert re.search(r'id="local_part"[^>]*aria-invalid="true"|aria-invalid="true"[^>]*id="local_part"', page)
+    assert f'value="{local}"' in page and "un@example.org</textarea>" in page  # nothing typed is lost
+    assert not MailingList.select().where(MailingList.local_part == local).exists()
+    # The same name fits on the federation's domain: its List-Id is the address's length, within 255.
+    response = federal.post("/admin/lists/new", data={**form, "csrf_token": token_of(federal, "/admin/lists/new"),
+                                                      "domain": national.id})
+    assert response.status_code in (200, 302) and the_list(local).domain_id == national.id
