@@ -124,6 +124,8 @@ def lookup(author_domain: str, *, fresh: bool = False) -> Policy:
             found_at = organizational
             if tags is not None and "sp" in tags:
                 tags = {**tags, "p": tags["sp"]}
+        # ``pct`` (RFC 7489 §6.3) is ignored on purpose: a receiver samples, so any copy may meet the full
+        # policy; p=reject with pct=0 is treated as reject (docs/deliverability.md).
         policy = (Policy("", "none") if tags is None else
                   Policy(found_at, tags.get("p", "none").lower(), tags.get("adkim", "r").lower(),
                          tags.get("aspf", "r").lower(), published=True))

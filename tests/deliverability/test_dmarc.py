@@ -84,6 +84,20 @@ def test_subdomain_policy_and_unknown_policy_rewrite(start_engine, sink: Sink, e
     assert message["Reply-To"].addresses[0].addr_spec == getaddresses([author])[0][1]
 
 
+@pytest.mark.parametrize("record", ["v=DMARC1; p=reject; pct=0", "v=DMARC1; p=quarantine; pct=10",
+                                    "v=DMARC1; pct=0; p=reject; sp=none"])
+def test_a_sampling_pct_is_ignored_and_the_policy_applies_to_every_copy(  # type: ignore[no-untyped-def]
+        start_engine, sink: Sink, engine_settings: Settings, zone, federation: Federation, record: str) -> None:
+    # RFC 7489 §6.3 pct: receivers apply the policy to that share of failing mail, chosen at random; any copy
+    # may be in it, so the cautious reading is the policy itself (docs/deliverability.md).
+    zone.add("_dmarc.echantillon.example", "TXT", record)
+    assert dmarc.lookup("echantillon.example").p in ("reject", "quarantine")
+    message = one_copy(start_engine, sink, engine_settings, federation, "Ève Échantillon <eve@echantillon.example>"
+                       ).message
+    assert message["From"].addresses[0].addr_spec == LIST
+    assert message["Reply-To"].addresses[0].addr_spec == "eve@echantillon.example"
+
+
 def test_always_mode_rewrites_a_p_none_author(start_engine, sink: Sink, engine_settings: Settings, zone,  # type: ignore[no-untyped-def]
                                               federation: Federation) -> None:
     message = one_copy(start_engine, sink, engine_settings, federation, "Paul Libre <paul@relaxed.example>",
