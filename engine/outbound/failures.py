@@ -18,7 +18,7 @@ from engine.db import database, sql_datetime
 from engine.outbound import outbox
 from engine.outbound.models import DeliveryState
 from engine.posting.models import Message, MessageState
-from engine.posting.policy import is_auto_submitted
+from engine.posting.policy import looks_automated
 
 log = logging.getLogger("palanquee.delivery")
 
@@ -58,28 +58,34 @@ def fail_message(settings: Settings, message_id: int, reason: str, keep: list[in
 
 
 def _tell(settings: Settings, message_id: int, reason: str) -> None:
-    """Mail the author (unless an automaton or no return path) and the owner; never raise."""
+    """Mail the author (unless an automaton, no return path, or over the author limits) and the owner; never
+    raise. Both come from the list's -bounces address, which the intake takes back without answering, and
+    carry ``Auto-Submitted: auto-generated`` (RFC 3834 §5): a bounce or an auto-reply to them loops nowhere."""
     message = Message.get_by_id(message_id)
     mailing_list = message.mailing_list
     owner = mailing_list.owner
-    recipients = [("message_failed_owner", (owner.email if owner is not None else None) or settings.admin_email)]
-    if _may_tell_author(message):
-        recipients.append(("message_failed", message.author))
+    recipients = [("message_failed", message.author)] if _may_tell_author(message) else []
+    # The owner last: once the owner's notice is out, the author's has gone or never will (the tests wait on it).
+    recipients.append(("message_failed_owner", (owner.email if owner is not None else None) or settings.admin_email))
     for template, address in recipients:
         if not address:
             continue
         try:
             notices.send_notice(settings, template, address, mailing_list=mailing_list, message=message,
-                                reason=reason)
+                                reason=reason, sender=notices.list_sender(mailing_list))
         except Exception:  # the failure is recorded on the message, which staff see; a lost notice is logged
             log.exception("could not tell %s that message %s failed", address, message_id)
 
 
 def _may_tell_author(message: Message) -> bool:
+    """RFC 3834 §2: no notice to a null return path, Auto-Submitted or list mail, or an automaton's address;
+    then at most the author limits (``notices.within_author_limits``), which counts this one."""
     if not message.envelope_sender or not message.author:
         return False
     try:
         headers = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(message.content))
-        return not is_auto_submitted(headers) and notices.within_author_limits(message.author, message.mailing_list_id)
+        if looks_automated(message.envelope_sender, headers):
+            return False
+        return notices.within_author_limits(message.author, message.mailing_list_id)
     except Exception:
         return False
