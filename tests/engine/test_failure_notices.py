@@ -5,13 +5,15 @@ never loops), Auto-Submitted, within the author limits, never to an automaton. R
 from __future__ import annotations
 
 import re
+import smtplib
+from email.message import EmailMessage
 
 import pytest
 
 from engine import notices
 from engine.config import Settings
 from engine.posting.models import Message, MessageState
-from tests.engine.conftest import Federation, wait_until
+from tests.engine.conftest import Federation, settle, wait_until, without_marker
 from tests.engine.test_delivery_isolation import _notices, _poison_on, _store
 from tests.support.sink import Sink
 
@@ -20,25 +22,25 @@ ADMIN = "webmaster@example.fr"  # the list has no owner: the administrator is to
 
 
 def _fail(start_engine, sink: Sink, settings: Settings, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-          change: dict[str, object] | None = None, headers: bytes = b"") -> dict[str, object]:
+          change: dict[str, object] | None = None, headers: bytes = b""):
     """Store a post rendering cannot handle (changed as ``change`` and ``headers`` say), start the engine,
-    wait for the message to fail and the owner's notice; return the notices by recipient."""
+    wait for the message to fail and the owner's notice; return the engine and the notices by recipient."""
     _poison_on(monkeypatch, b"X-Poison: yes")
     poison = _store(settings, X_Poison="yes")
     content = bytes(Message.get_by_id(poison).content).replace(b"X-Poison", headers + b"X-Poison")
     if "author" in (change or {}):  # the From the post carries, not only the stored column
         content = re.sub(rb"(?m)^From: [^\r\n]*", b"From: " + str(change["author"]).encode(), content, count=1)  # type: ignore[index]
     Message.update(content=content, **(change or {})).where(Message.id == poison).execute()
-    start_engine()
+    engine = start_engine()
     wait_until(lambda: Message.get_by_id(poison).state == MessageState.FAILED, what="failed")
     wait_until(lambda: ADMIN in _notices(sink), what="the owner's notice")
-    return _notices(sink)
+    return engine, _notices(sink)
 
 
 def test_the_author_is_told_from_the_lists_bounces_address_marked_auto_submitted(
         start_engine, federation: Federation, sink: Sink, engine_settings: Settings,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    _fail(start_engine, sink, engine_settings, monkeypatch)
+    engine, _ = _fail(start_engine, sink, engine_settings, monkeypatch)
     wait_until(lambda: len(_notices(sink)) == 2, what="two notices")
     for received in sink.handler.received:
         # RFC 5321 §4.5.5 / RFC 3834 §5: a bounce of the notice goes to the list's -bounces address, which the
@@ -48,6 +50,16 @@ def test_the_author_is_told_from_the_lists_bounces_address_marked_auto_submitted
     author = {r.rcpt_tos[0]: r for r in sink.handler.received}["elodie.dupre@example.fr"].message
     assert "n’a pas pu être diffusé" in author["Subject"] and author["To"] == "elodie.dupre@example.fr"
     assert "List-Unsubscribe" not in author  # the engine's own mail, not a list copy
+    # The author's server bounces it: the engine takes the bounce at -bounces and answers nobody.
+    dsn = EmailMessage()
+    dsn["From"], dsn["To"], dsn["Subject"] = "MAILER-DAEMON@mx.example.fr", BOUNCES, "Undelivered Mail"
+    dsn.set_content("Final-Recipient: rfc822;elodie.dupre@example.fr\nStatus: 5.2.2\n")
+    host, port = engine.bound["smtp"]
+    with smtplib.SMTP(host, port) as client:
+        assert client.send_message(dsn, from_addr="", to_addrs=[BOUNCES]) == {}
+    before = len(sink.handler.received)
+    settle(engine, federation, sink)
+    assert len(without_marker(sink.handler.received)) == before
 
 
 @pytest.mark.parametrize("change, headers", [
@@ -61,7 +73,7 @@ def test_the_author_is_told_from_the_lists_bounces_address_marked_auto_submitted
 def test_an_automaton_author_is_never_told(start_engine, federation: Federation, sink: Sink,  # type: ignore[no-untyped-def]
                                            engine_settings: Settings, monkeypatch: pytest.MonkeyPatch,
                                            change: dict[str, object], headers: bytes) -> None:
-    told = _fail(start_engine, sink, engine_settings, monkeypatch, change, headers)
+    _, told = _fail(start_engine, sink, engine_settings, monkeypatch, change, headers)
     assert list(told) == [ADMIN]
 
 
@@ -69,5 +81,5 @@ def test_an_author_over_the_daily_limit_is_not_told(start_engine, federation: Fe
                                                     engine_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(notices.AUTHOR_NOTICES_PER_DAY):  # ten notices already went to this author today
         assert notices.within_author_limits("Elodie.Dupre@example.fr", federation.board_list.id)
-    told = _fail(start_engine, sink, engine_settings, monkeypatch)
+    _, told = _fail(start_engine, sink, engine_settings, monkeypatch)
     assert list(told) == [ADMIN]
