@@ -51,8 +51,14 @@ ADDRESS_CHANGE_MEMBER = Limit("email-change-member", 5, DAY, "address change req
 ADDRESS_CHANGE_TARGET = Limit("email-change-target", 3, DAY, "confirmation mails to one address")
 ADDRESS_CHANGE_ADDRESS = Limit("email-change-ip", 20, DAY, "address change requests from one client address")
 
+# The public unsubscribe link (DELIVERABILITY.md §9.5): only *failures* count (a forged or damaged token, a POST
+# without the one-click body or the button's form token). Providers POST one-click for many members from few
+# servers: a limit on every attempt would refuse the legitimate unsubscribes they check we honour.
+UNSUBSCRIBE_FAILURES = Limit("unsubscribe-fail-ip", 30, timedelta(minutes=10),
+                             "failed unsubscribe attempts (bad link, wrong one-click body) from one client address")
+
 LIMITS = (LOGIN_ADDRESS, LOGIN_PAIR, LOGIN_ACCOUNT, RESET_MAIL, RESET_ADDRESS, ADDRESS_CHANGE_MEMBER,
-          ADDRESS_CHANGE_TARGET, ADDRESS_CHANGE_ADDRESS)
+          ADDRESS_CHANGE_TARGET, ADDRESS_CHANGE_ADDRESS, UNSUBSCRIBE_FAILURES)
 KEEP = max(limit.window for limit in LIMITS)  # older events are deleted as new ones are written
 
 Check = tuple[Limit, str]  # a limit and the key it is counted under
@@ -115,6 +121,16 @@ def forget(result: Attempt) -> None:
 def clear(key: str) -> None:
     """Forget every event of ``key`` (the owner proved who they are)."""
     RateEvent.delete().where(RateEvent.key == key).execute()
+
+
+def refused(limit: Limit, ip: str | None) -> bool:
+    """Whether the client ``ip`` has used up ``limit`` (read only: nothing is counted)."""
+    return _over([(limit, limit.key(source(ip)))], clock.now(), allowance=0)
+
+
+def failed(limit: Limit, ip: str | None) -> None:
+    """Count one failure of the client ``ip`` under ``limit`` (nothing is written once it is used up)."""
+    attempt([(limit, limit.key(source(ip)))])
 
 
 def count(key: str, limit: Limit) -> int:

@@ -20,7 +20,7 @@ from engine import audit, clock
 from engine.config import Settings
 from engine.directory import staff
 from engine.directory.models import Member, Role, Structure
-from engine.lists import administrators, counts, listing, subscribers
+from engine.lists import administrators, counts, listing, subscribers, welcome
 from engine.lists.models import (
     DMARC_AUTHOR_IN,
     DMARC_MODES,
@@ -194,6 +194,7 @@ def create_list(settings: Settings, actor: Member | None, new: NewList, *, ip: s
         audit.record("list.created", ml, actor=actor, structure_id=structure.id, ip=ip, address=ml.address,
                      kind=ml.kind, name=ml.name)
         change = subscribers.replace_subscribers(actor, ml, new.subscribers, ip=ip, audit_empty=False)
+    welcome.welcome_new(settings, actor, ml, change.new, change.opted_out, ip=ip)  # after the commit
     told = administrators.notify_created(settings, ml, actor, subscribers.subscriber_count(ml)) if new.notify else []
     if told:
         audit.record("list.creation_notified", ml, actor=actor, structure_id=structure.id, ip=ip,

@@ -71,7 +71,7 @@ def _addresses(headers: Message, envelope_sender: str) -> list[str]:
     return list(dict.fromkeys(valid))
 
 
-def _token_for(settings: Settings, mailing_list: MailingList, address: str) -> str | None:
+def token_for(settings: Settings, mailing_list: MailingList, address: str) -> str | None:
     """The address's personal unsubscribe token on this list (as its copies carry), None when not on it."""
     members = [member.id for member in Member.using_address(address) if reasons_for_member(mailing_list, member)]
     if members:
@@ -84,7 +84,7 @@ def _token_for(settings: Settings, mailing_list: MailingList, address: str) -> s
 def _confirm(settings: Settings, mailing_list: MailingList, address: str) -> bool:
     """Mail ``address`` its personal link, when it is on the list, still receives it, and has not had
     too many confirmations today; whether a mail went out."""
-    token = _token_for(settings, mailing_list, address)
+    token = token_for(settings, mailing_list, address)
     if token is None or optouts.describe_unsubscribe(settings, token).already_out:
         return False
     if not notices.within_daily_limit({f"mailto-unsubscribe:{address}": CONFIRMATIONS_PER_ADDRESS_PER_DAY}):

@@ -40,6 +40,7 @@ class SubscriberChange:
     duplicates: int = 0
     bad: list[BadLine] = field(default_factory=list)
     opted_out: list[str] = field(default_factory=list)  # valid lines whose address left the list
+    new: dict[str, str] = field(default_factory=dict)  # addresses this change subscribed, by key (to welcome)
 
 
 def parse_lines(text: str) -> tuple[dict[str, str], list[BadLine]]:
@@ -135,6 +136,7 @@ def replace_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip:
                               duplicates=_line_count(text) - len(bad) - len(wanted), bad=bad)
     with MailingList._meta.database.atomic():
         _insert(ml, to_add)
+        change.new = to_add
         _delete(ml, to_remove)
         change = _finish(actor, ml, "list.subscribers_replaced", change, ip, wanted, audit_empty)
     counts.recount(ml)  # after the commit: the count does not hold the write lock
@@ -150,7 +152,9 @@ def add_subscribers(actor: Member | None, ml: MailingList, text: str, *, ip: str
         for keys in batched(list(wanted), BATCH):
             present = {k for (k,) in Subscription.select(Subscription.email_key).where(
                 (Subscription.mailing_list == ml) & Subscription.email_key.in_(keys)).tuples().iterator()}
-            _insert(ml, {k: wanted[k] for k in keys if k not in present})
+            added = {k: wanted[k] for k in keys if k not in present}
+            _insert(ml, added)
+            change.new.update(added)
             change.added += len(keys) - len(present)
             change.kept += len(present)
         change = _finish(actor, ml, "list.subscribers_added", change, ip, wanted)

@@ -49,6 +49,7 @@ ACTIONS: dict[str, Any] = {
     "list.subscribers_added": _l("Abonnés ajoutés"),
     "list.subscribers_removed": _l("Abonnés retirés"),
     "list.subscribers_replaced": _l("Abonnés modifiés"),
+    "list.subscribers_welcomed": _l("Message de bienvenue aux nouveaux abonnés"),
     "login.failed": _l("Connexion refusée"),
     "login.succeeded": _l("Connexion"),
     "login.throttled": _l("Connexion bloquée (trop de tentatives)"),
@@ -101,7 +102,7 @@ KEYS: dict[str, Any] = {  # detail keys
     "moderator": _l("modérateur"), "moderators": _l("modérateurs"), "name": _l("nom"), "new": _l("nouvelle"),
     "old": _l("ancienne"), "owner": _l("propriétaire n°"), "policy": _l("qui peut écrire"),
     "reason": _l("raison"), "removed": _l("retirés"), "restored": _l("rétablie"), "reply_to": _l("réponses"), "roles": _l("rôles"),
-    "rows": _l("lignes"), "source": _l("source"), "subject_prefix": _l("préfixe du sujet"),
+    "rows": _l("lignes"), "sent": _l("envoyés"), "skipped": _l("non envoyés"), "source": _l("source"), "subject_prefix": _l("préfixe du sujet"),
     "subscriptions_moved": _l("abonnements déplacés"), "template": _l("message envoyé"), "to": _l("à"),
     "unchanged": _l("inchangés"), "updated": _l("mis à jour"),
 }

@@ -12,14 +12,14 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from engine.directory.models import Role, Structure
-from engine.lists import admin, compiled, preview, recipients, subscribers
+from engine.lists import admin, compiled, preview, recipients, subscribers, welcome
 from engine.lists.admin import AdminError
 from engine.lists.models import MailingList
 from engine.prepared import Prepared
 from portal.access import client_ip, current_list, staff_required
 from portal.admin import journal, picker, texts
 from portal.admin.forms import BulkSubscribersForm, CriteriaForm, PostingForm, SettingsForm, SubscribersForm
-from portal.admin.views import bp, flash_subscriber_change, member_by_licence, page_number
+from portal.admin.views import bp, flash_subscriber_change, g_settings, member_by_licence, page_number
 
 PAGE = 100
 
@@ -63,6 +63,7 @@ def list_subscribers(list_id: int):  # type: ignore[no-untyped-def]
             change = act(current_user, ml, form.lines.data, ip=client_ip())
         else:
             change = subscribers.replace_subscribers(current_user, ml, form.subscribers.data or "", ip=client_ip())
+        welcome.welcome_new(g_settings(), current_user, ml, change.new, change.opted_out, ip=client_ip())
         flash_subscriber_change(change)
         if not change.bad:
             return redirect(url_for("admin.list_subscribers", list_id=ml.id))

@@ -48,12 +48,16 @@ def test_create_list_under_second_domain_with_subscribers_and_notice(settings, f
     # the owner is the creator: he is not the one told, the administrators above are (Provence's staff is the
     # creator himself, so the federation's)
     assert [(a.address, a.name) for a in created.notified] == [("sophie@example.org", "Sophie " + fed["admin"].last_name)]
-    [mail] = read_captured(settings.capture_dir)
+    captured = read_captured(settings.capture_dir)
+    welcomed = [m for m in captured if m["Subject"].startswith("Vous êtes inscrit(e)")]  # DELIVERABILITY.md §9.4
+    assert sorted(str(m["To"]) for m in welcomed) == ["Anne@Example.org", "bob@example.org", "carl@example.org"]
+    [mail] = [m for m in captured if m not in welcomed]
     assert mail["To"] == "sophie@example.org" and "bureau@listes.cd13.example.fr" in mail["Subject"]
     assert "Abonnés saisis : 3" in mail.get_content()
     assert f"créée par Karim {fed['regional'].last_name}" in " ".join(mail.get_content().split())
     actions = [e.action for e in AuditEvent.select().order_by(AuditEvent.id)]
-    assert actions == ["list.created", "list.subscribers_replaced", "list.creation_notified"]
+    assert actions == ["list.created", "list.subscribers_replaced", "list.subscribers_welcomed",
+                       "list.creation_notified"]
 
 
 def test_notice_goes_to_the_configured_address_without_owner(settings, fed):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from engine import clock
+from engine import db as engine_db
 from engine.config import Settings
 from engine.outbound import mx, pacer, throttle
 from engine.outbound.models import ThrottleRule
@@ -48,12 +50,25 @@ async def _in_db(function: Any, *args: Any) -> Any:
     return function(*args)
 
 
+def _run(coroutine: Any) -> Any:
+    """Run ``coroutine`` on a loop of its own in another thread: after the browser tests, Playwright's loop is
+    still running in the main thread, where ``asyncio.run`` refuses to start (the whole suite in one process)."""
+    def call() -> Any:
+        try:
+            return asyncio.run(coroutine)
+        finally:
+            engine_db.database.close()  # the thread's pooled connection goes back before the thread ends
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
+
+
 def _admit(pace: pacer.Pacer, *addresses: str) -> dict[str, tuple[str, bool]]:
     """Each address's group key and whether it may go now (the delivery worker's call)."""
     items = [Claimed(n, 1, address, "", "", 1) for n, address in enumerate(addresses)]
-    groups, later = asyncio.run(pace.admit(items))
+    groups, later = _run(pace.admit(items))
     put_off = {id_ for id_, _ in later}
-    rules = asyncio.run(pace.rules())
+    rules = _run(pace.rules())
     return {item.address: (rules.group(item.address).key, item.id not in put_off) for item in items}
 
 

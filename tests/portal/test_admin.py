@@ -143,8 +143,12 @@ def test_create_list_under_second_domain_with_notice(federal, settings):
     assert "bureau.elargi@listes.codep13-demo.fr est créée" in page
     ml = the_list("bureau.elargi")
     assert ml.domain_id == off.id and subscribers.subscriber_count(ml) == 3
-    # the creator (and owner) is not told: the administrators of the structure above CD-13 are (Provence's staff)
-    [mail] = read_captured(settings.capture_dir)
+    # the creator (and owner) is not told: the administrators of the structure above CD-13 are (Provence's staff);
+    # each of the three addresses typed at creation gets its welcome (DELIVERABILITY.md §9.4)
+    captured = read_captured(settings.capture_dir)
+    welcomed = sorted(str(m["To"]) for m in captured if m["Subject"].startswith("Vous êtes inscrit(e)"))
+    assert welcomed == ["a@example.org", "b@example.org", "c@example.org"]
+    [mail] = [m for m in captured if not m["Subject"].startswith("Vous êtes inscrit(e)")]
     assert mail["To"] == "karim.benali@free.fr" and "bureau.elargi@listes.codep13-demo.fr" in mail["Subject"]
     assert "Prévenu(s) de la création : Karim Benali (karim.benali@free.fr, administration de Comité régional" in page
     assert "la liste refuse le courrier tant qu’il n’est pas activé" in page
