@@ -144,9 +144,9 @@ def test_a_stale_score_reads_as_zero_on_the_lists_page_and_stays_stored(bounced,
     last = start + timedelta(days=2)
     with clock.frozen(last + settings.bounce_stale_after - timedelta(minutes=1)):
         page = _client(bounced, bounced["staff"]).get(path).get_data(as_text=True)
-    assert _score_cell(page, "b@example.org") == "3.0"  # not stale yet
+    assert _score_cell(page, "b@example.org") == "3,0"  # not stale yet (French decimals)
     with clock.frozen(last + settings.bounce_stale_after + timedelta(minutes=1)):
         page = _client(bounced, bounced["staff"]).get(path).get_data(as_text=True)
-    assert _score_cell(page, "b@example.org") == "0.0" and "surveillée" in page
-    assert _score_cell(page, "a@example.org") == "5.0"  # a disabled address keeps its score for staff to read
+    assert _score_cell(page, "b@example.org") == "0,0" and "surveillée" in page
+    assert _score_cell(page, "a@example.org") == "5,0"  # a disabled address keeps its score for staff to read
     assert Bounce.get(Bounce.email_key == "b@example.org").score == 3.0  # the raw score is still stored
